@@ -1,0 +1,246 @@
+//! Adapter choice and device creation.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::{BufferPool, PipelineCache};
+use crate::{Error, Result};
+
+/// Optional features we use when the adapter offers them; everything also works without them.
+const WANTED_FEATURES: [wgpu::Features; 3] =
+    [wgpu::Features::SHADER_F16, wgpu::Features::SUBGROUP, wgpu::Features::TIMESTAMP_QUERY];
+
+/// How to pick the adapter. `Default` reads `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Backends to search; `None` means `WGPU_BACKEND` if set, else all of them.
+    pub backends: Option<wgpu::Backends>,
+    /// Case-insensitive substring of the adapter name; `None` means `WGPU_ADAPTER_NAME` if set.
+    pub adapter_name: Option<String>,
+    /// Lower the largest storage binding we use (bytes), to exercise the split-tensor paths
+    /// on adapters whose real limit is large. `None` keeps the adapter's limit.
+    pub max_binding_bytes: Option<u64>,
+    /// Ask for none of the optional features (f16, subgroups, timestamps), to test the fallbacks.
+    pub no_optional_features: bool,
+}
+
+/// What `bark-wgpu devices` prints for one adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub shader_f16: bool,
+    pub subgroup: bool,
+    pub timestamp_query: bool,
+}
+
+impl AdapterSummary {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let f = adapter.features();
+        let driver = format!("{} {}", info.driver, info.driver_info).trim().to_string();
+        AdapterSummary {
+            name: info.name,
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver,
+            shader_f16: f.contains(wgpu::Features::SHADER_F16),
+            subgroup: f.contains(wgpu::Features::SUBGROUP),
+            timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+        }
+    }
+}
+
+/// Counters a test reads to prove a warm step allocates nothing.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub buffers_created: AtomicU64,
+    pub pipelines_created: AtomicU64,
+    pub bind_groups_created: AtomicU64,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    pub buffers_created: u64,
+    pub pipelines_created: u64,
+    pub bind_groups_created: u64,
+}
+
+pub(crate) struct Inner {
+    pub adapter: wgpu::Adapter,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub summary: AdapterSummary,
+    pub max_binding_bytes: u64,
+    pub max_buffer_bytes: u64,
+    pub counters: Counters,
+    pub pool: BufferPool,
+    pub pipelines: PipelineCache,
+}
+
+/// One adapter, its device and queue, the buffer pool and the pipeline cache. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) inner: Arc<Inner>,
+}
+
+fn backends_from(opts: &ContextOptions) -> wgpu::Backends {
+    opts.backends.unwrap_or_else(|| wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()))
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Lower is better: real GPUs first, a CPU driver next, GL only as a last resort.
+fn preference(a: &wgpu::Adapter) -> (u8, u8) {
+    let info = a.get_info();
+    let ty = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let gl_last = u8::from(info.backend == wgpu::Backend::Gl);
+    (gl_last, ty)
+}
+
+impl Context {
+    /// Every adapter wgpu can see on the chosen backends.
+    pub fn list_adapters(opts: &ContextOptions) -> Vec<AdapterSummary> {
+        let inst = instance(backends_from(opts));
+        let adapters = pollster::block_on(inst.enumerate_adapters(backends_from(opts)));
+        adapters.iter().map(AdapterSummary::of).collect()
+    }
+
+    /// Picks an adapter (honouring `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`) and opens its device.
+    pub fn new(opts: &ContextOptions) -> Result<Context> {
+        let backends = backends_from(opts);
+        let inst = instance(backends);
+        let mut adapters = pollster::block_on(inst.enumerate_adapters(backends));
+        let name = opts.adapter_name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
+        if let Some(name) = &name {
+            let want = name.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&want));
+        }
+        adapters.sort_by_key(preference);
+        let adapter = adapters.into_iter().next().ok_or_else(|| {
+            let which = name.map(|n| format!(" whose name contains {n:?}")).unwrap_or_default();
+            Error::NoAdapter(format!(
+                "{which} (backends {backends:?}); install a Vulkan driver, e.g. mesa-vulkan-drivers"
+            ))
+        })?;
+        Self::from_adapter(adapter, opts)
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter, opts: &ContextOptions) -> Result<Context> {
+        let offered = adapter.features();
+        let mut features = wgpu::Features::empty();
+        if !opts.no_optional_features {
+            for f in WANTED_FEATURES {
+                if offered.contains(f) {
+                    features |= f;
+                }
+            }
+        }
+        // Ask for everything the adapter can do: the defaults (128 MiB bindings, 256 MiB
+        // buffers) are far below what Bark's weights want on most real GPUs.
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("bark-wgpu"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&desc)).map_err(|e| Error::Device(e.to_string()))?;
+        let mut summary = AdapterSummary::of(&adapter);
+        summary.shader_f16 = features.contains(wgpu::Features::SHADER_F16);
+        summary.subgroup = features.contains(wgpu::Features::SUBGROUP);
+        summary.timestamp_query = features.contains(wgpu::Features::TIMESTAMP_QUERY);
+        let adapter_binding = limits.max_storage_buffer_binding_size;
+        let max_binding_bytes = opts.max_binding_bytes.map_or(adapter_binding, |m| m.min(adapter_binding));
+        Ok(Context {
+            inner: Arc::new(Inner {
+                adapter,
+                device,
+                queue,
+                summary,
+                max_binding_bytes,
+                max_buffer_bytes: limits.max_buffer_size,
+                counters: Counters::default(),
+                pool: BufferPool::default(),
+                pipelines: PipelineCache::default(),
+            }),
+        })
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.inner.adapter
+    }
+    /// Name, backend, type, driver and the optional features in use.
+    pub fn summary(&self) -> &AdapterSummary {
+        &self.inner.summary
+    }
+    /// The largest storage-buffer binding the kernels may use, in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.inner.max_binding_bytes
+    }
+    pub fn has_f16(&self) -> bool {
+        self.inner.summary.shader_f16
+    }
+    pub fn has_subgroups(&self) -> bool {
+        self.inner.summary.subgroup
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            buffers_created: c.buffers_created.load(Ordering::Relaxed),
+            pipelines_created: c.pipelines_created.load(Ordering::Relaxed),
+            bind_groups_created: c.bind_groups_created.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Blocks until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.inner.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| Error::Gpu(e.to_string()))
+    }
+
+    /// A raw buffer; every buffer the crate makes goes through here so it is counted.
+    pub(crate) fn create_buffer(&self, size: u64, usage: wgpu::BufferUsages, label: &str) -> Result<wgpu::Buffer> {
+        if size > self.inner.max_buffer_bytes {
+            return Err(Error::Invalid(format!(
+                "{label}: a buffer of {size} bytes is larger than this adapter's limit of {} bytes",
+                self.inner.max_buffer_bytes
+            )));
+        }
+        self.inner.counters.buffers_created.fetch_add(1, Ordering::Relaxed);
+        // Round to 4 bytes: copies and mappings need it; storage bindings see the logical size.
+        let size = size.max(4).div_ceil(4) * 4;
+        Ok(self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        }))
+    }
+
+    pub(crate) fn count_bind_group(&self) {
+        self.inner.counters.bind_groups_created.fetch_add(1, Ordering::Relaxed);
+    }
+}

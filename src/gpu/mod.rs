@@ -1,0 +1,15 @@
+//! The GPU runtime: adapter and device ([`Context`]), typed buffers ([`Tensor`]), the buffer pool,
+//! and the pipeline cache that turns `shaders/*.wgsl` into compute pipelines.
+
+mod context;
+mod pipeline;
+mod pool;
+pub mod shaders;
+mod tensor;
+
+pub use context::{AdapterSummary, Context, ContextOptions, Stats};
+pub use pipeline::Kernel;
+pub(crate) use pipeline::PipelineCache;
+pub(crate) use pool::BufferPool;
+pub(crate) use tensor::{map_read, Storage};
+pub use tensor::{DType, RowSplit, Tensor};

@@ -1,0 +1,252 @@
+//! Buffer planning and execution of a compiled [`Graph`].
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use super::{Graph, Val};
+use crate::gpu::{DType, Storage, Tensor};
+use crate::{Context, Error, Result};
+
+/// Index of a dispatch in its graph, for [`Plan::set_params`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeId(pub usize);
+
+struct Step {
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+    /// Where this node's parameters live in the shared uniform buffer.
+    params_at: Option<(u64, usize)>,
+}
+
+/// A compiled step: every buffer and bind group exists; `run` only encodes and submits.
+pub struct Plan {
+    ctx: Context,
+    steps: Vec<Step>,
+    tensors: Vec<Tensor>,
+    params: Option<Storage>,
+    readbacks: Vec<(Val, Storage)>,
+    /// Bytes of intermediate buffers the plan holds (after reuse by lifetime).
+    pub transient_bytes: u64,
+}
+
+fn rounded(dtype: DType, shape: &[usize]) -> u64 {
+    dtype.bytes(shape).max(4).div_ceil(4) * 4
+}
+
+impl Plan {
+    pub(super) fn new(g: Graph) -> Result<Plan> {
+        let ctx = g.ctx.clone();
+        let n_slots = g.slots.len();
+        // Lifetime of every root intermediate: first and last node that touches it.
+        let mut first = vec![usize::MAX; n_slots];
+        let mut last = vec![0usize; n_slots];
+        for (i, node) in g.nodes.iter().enumerate() {
+            for v in &node.binds {
+                let r = g.slots[v.0].root;
+                first[r] = first[r].min(i);
+                last[r] = last[r].max(i);
+            }
+        }
+        // Bytes each root needs: the largest of its views.
+        let mut need = vec![0u64; n_slots];
+        for s in &g.slots {
+            need[s.root] = need[s.root].max(rounded(s.dtype, &s.shape));
+        }
+        // Greedy by order of first use: take the smallest free buffer that fits, else a new
+        // pooled one; a buffer is free again after the last node that uses its value.
+        let mut root_tensor: Vec<Option<Tensor>> = vec![None; n_slots];
+        let mut free: Vec<Tensor> = Vec::new();
+        let mut transient_bytes = 0;
+        let mut by_first: Vec<usize> =
+            (0..n_slots).filter(|&r| g.slots[r].root == r && g.slots[r].external.is_none()).collect();
+        by_first.sort_by_key(|&r| first[r]);
+        let mut next = 0;
+        for i in 0..g.nodes.len().max(1) {
+            while next < by_first.len() && first[by_first[next]] <= i {
+                let r = by_first[next];
+                next += 1;
+                let s = &g.slots[r];
+                let t = if s.keep {
+                    Tensor::pooled(&ctx, &[need[r] as usize / 4], DType::U32)?
+                } else if let Some(k) = best_fit(&free, need[r]) {
+                    free.swap_remove(k)
+                } else {
+                    let t = Tensor::pooled(&ctx, &[need[r] as usize / 4], DType::U32)?;
+                    transient_bytes += t.buffer().size();
+                    t
+                };
+                root_tensor[r] = Some(t);
+            }
+            for &r in &by_first[..next] {
+                if last[r] == i && !g.slots[r].keep && first[r] != usize::MAX {
+                    if let Some(t) = &root_tensor[r] {
+                        free.push(t.clone());
+                    }
+                }
+            }
+        }
+        // A typed tensor for every value (views share their root's buffer).
+        let mut tensors = Vec::with_capacity(n_slots);
+        for s in &g.slots {
+            let t = match &s.external {
+                Some(t) => t.clone(),
+                None => match &root_tensor[s.root] {
+                    Some(t) => t.retyped(&s.shape, s.dtype),
+                    // Never touched by a dispatch: still give it a buffer so reads work.
+                    None => Tensor::pooled(&ctx, &s.shape, s.dtype)?,
+                },
+            };
+            tensors.push(t);
+        }
+
+        // One uniform buffer for all parameters, each at an aligned offset.
+        let align = ctx.device().limits().min_uniform_buffer_offset_alignment as u64;
+        let mut offsets = Vec::with_capacity(g.nodes.len());
+        let mut total = 0u64;
+        for node in &g.nodes {
+            if node.params.is_empty() {
+                offsets.push(None);
+            } else {
+                let len = node.params.len().div_ceil(16) * 16;
+                offsets.push(Some((total, len)));
+                total = (total + len as u64).div_ceil(align) * align;
+            }
+        }
+        let params = if total > 0 {
+            let storage =
+                Storage::pooled(&ctx, total, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, "params")?;
+            let buf = storage.buffer();
+            let mut bytes = vec![0u8; buf.size() as usize];
+            for (node, at) in g.nodes.iter().zip(&offsets) {
+                if let Some((off, _)) = at {
+                    bytes[*off as usize..*off as usize + node.params.len()].copy_from_slice(&node.params);
+                }
+            }
+            ctx.queue().write_buffer(buf, 0, &bytes);
+            Some(storage)
+        } else {
+            None
+        };
+
+        let max_groups = ctx.device().limits().max_compute_workgroups_per_dimension;
+        let mut steps = Vec::with_capacity(g.nodes.len());
+        for (node, at) in g.nodes.iter().zip(&offsets) {
+            if node.groups.iter().any(|&n| n > max_groups) {
+                return Err(Error::Invalid(format!(
+                    "{}::{} dispatches {:?} workgroups, over the adapter's {max_groups} per dimension",
+                    node.kernel.shader, node.kernel.entry, node.groups
+                )));
+            }
+            let pipeline = ctx.pipeline(&node.kernel)?;
+            let mut entries = Vec::new();
+            if let (Some((off, len)), Some(buf)) = (at, &params) {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: buf.buffer(),
+                        offset: *off,
+                        size: NonZeroU64::new(*len as u64),
+                    }),
+                });
+            }
+            let base = entries.len() as u32;
+            for (k, v) in node.binds.iter().enumerate() {
+                let t = &tensors[v.0];
+                let size = rounded(t.dtype(), t.shape()).min(t.buffer().size());
+                entries.push(wgpu::BindGroupEntry {
+                    binding: base + k as u32,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: t.buffer(),
+                        offset: 0,
+                        size: NonZeroU64::new(size),
+                    }),
+                });
+            }
+            let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
+            let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(node.kernel.entry),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                return Err(Error::Gpu(format!("binding {}::{}: {e}", node.kernel.shader, node.kernel.entry)));
+            }
+            ctx.count_bind_group();
+            steps.push(Step { pipeline, bind_group, groups: node.groups, params_at: *at });
+        }
+
+        let mut readbacks = Vec::new();
+        for &v in &g.readbacks {
+            let size = tensors[v.0].buffer().size();
+            let buf =
+                Storage::pooled(&ctx, size, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, "staging")?;
+            readbacks.push((v, buf));
+        }
+        Ok(Plan { ctx, steps, tensors, params, readbacks, transient_bytes })
+    }
+
+    /// Encodes every dispatch into one compute pass (and the readback copies after it) and
+    /// submits once. Does not wait.
+    pub fn run(&self) -> Result<()> {
+        let device = self.ctx.device();
+        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        {
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            for s in &self.steps {
+                pass.set_pipeline(&s.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+            }
+        }
+        for (v, staging) in &self.readbacks {
+            let staging = staging.buffer();
+            enc.copy_buffer_to_buffer(self.tensors[v.0].buffer(), 0, staging, 0, staging.size());
+        }
+        self.ctx.queue().submit([enc.finish()]);
+        Ok(())
+    }
+
+    /// Words of a value registered with [`Graph::readback`], after the last `run` (waits).
+    pub fn read_words(&self, v: Val) -> Result<Vec<u32>> {
+        let (_, staging) = self
+            .readbacks
+            .iter()
+            .find(|(r, _)| *r == v)
+            .ok_or_else(|| Error::Invalid("value was not registered with Graph::readback".into()))?;
+        let t = &self.tensors[v.0];
+        let staging = staging.buffer();
+        let bytes = rounded(t.dtype(), t.shape()).min(staging.size());
+        crate::gpu::map_read(&self.ctx, staging, bytes)
+    }
+
+    /// The tensor holding value `v` (external, kept, or a view of one).
+    pub fn tensor(&self, v: Val) -> Tensor {
+        self.tensors[v.0].clone()
+    }
+
+    /// Replaces a node's parameters for the next `run` (same length as recorded).
+    pub fn set_params(&self, node: super::NodeId, bytes: &[u8]) -> Result<()> {
+        let step = self.steps.get(node.0).ok_or_else(|| Error::Invalid(format!("no node {}", node.0)))?;
+        match (step.params_at, &self.params) {
+            (Some((off, len)), Some(buf)) if bytes.len() <= len => {
+                self.ctx.queue().write_buffer(buf.buffer(), off, bytes);
+                Ok(())
+            }
+            _ => Err(Error::Invalid(format!("node {} takes no parameters of {} bytes", node.0, bytes.len()))),
+        }
+    }
+
+    pub fn dispatch_count(&self) -> usize {
+        self.steps.len()
+    }
+}
+
+fn best_fit(free: &[Tensor], need: u64) -> Option<usize> {
+    free.iter()
+        .enumerate()
+        .filter(|(_, t)| t.buffer().size() >= need)
+        .min_by_key(|(_, t)| t.buffer().size())
+        .map(|(k, _)| k)
+}

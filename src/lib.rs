@@ -1,0 +1,14 @@
+//! bark-wgpu: Suno's Bark text-to-speech on hand-written WGSL compute shaders through wgpu.
+//!
+//! The crate is layered in one direction: [`gpu`] (adapter, device, tensors, pipelines) under
+//! [`graph`] (a step's ops recorded and run as one compute pass) under [`ops`] (one module per
+//! kernel family, the Rust half of each shader in `shaders/`).
+
+pub mod error;
+pub mod gpu;
+pub mod graph;
+pub mod ops;
+
+pub use error::{Error, Result};
+pub use gpu::{Context, ContextOptions, DType, Tensor};
+pub use graph::{Graph, Plan, Val};

@@ -1,0 +1,80 @@
+//! Shared by the kernel tests: one device per test binary, seeded random data, comparisons.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use bark_wgpu::{Context, ContextOptions};
+
+/// The test device. There is no skip: without an adapter every GPU test fails loudly, in CI and
+/// locally alike (install mesa-vulkan-drivers for the software one).
+pub fn ctx() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| match Context::new(&ContextOptions::default()) {
+        Ok(c) => c,
+        Err(e) => panic!("GPU tests need a wgpu adapter: {e}"),
+    })
+}
+
+/// xorshift64*: small, seeded, reproducible.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [0, 1).
+    pub fn f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    pub fn uniform(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| lo + (hi - lo) * self.f32()).collect()
+    }
+    /// Standard normal (Box-Muller), scaled.
+    pub fn normal(&mut self, n: usize, std: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                let u1 = self.f32().max(1e-7);
+                let u2 = self.f32();
+                std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
+            })
+            .collect()
+    }
+    pub fn below(&mut self, n: u32) -> u32 {
+        (self.next_u64() % n as u64) as u32
+    }
+}
+
+/// Fails with the worst element if any `|got - want| > atol + rtol * |want|`.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = (0usize, f32::NEG_INFINITY);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let mut excess = (g - w).abs() - (atol + rtol * w.abs());
+        if excess.is_nan() {
+            // NaN where a number was expected (or the reverse) is the worst possible miss.
+            excess = if g.is_nan() && w.is_nan() { f32::NEG_INFINITY } else { f32::INFINITY };
+        }
+        if excess > worst.1 {
+            worst = (i, excess);
+        }
+    }
+    let (i, e) = worst;
+    assert!(
+        e <= 0.0,
+        "{what}: element {i} got {} want {} (|diff| {} > atol {atol} + rtol {rtol} * |want|)",
+        got[i],
+        want[i],
+        (got[i] - want[i]).abs()
+    );
+}
+
+/// The largest absolute difference.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}

@@ -1,0 +1,126 @@
+//! The graph executor: a multi-op step runs as one pass, intermediates share buffers by
+//! lifetime, and running a compiled step again creates no buffer, pipeline or bind group.
+
+mod common;
+
+use bark_wgpu::ops::elementwise;
+use bark_wgpu::{DType, Graph, Tensor};
+use common::{assert_close, ctx, Rng};
+
+fn gelu(v: f32) -> f32 {
+    (0.5 * v as f64 * (1.0 + libm::erf(v as f64 / std::f64::consts::SQRT_2))) as f32
+}
+
+#[test]
+fn chain_of_ops_reuses_buffers_and_matches_cpu() {
+    let ctx = ctx();
+    let n = 4099;
+    let mut rng = Rng::new(7);
+    let x = rng.normal(n, 1.0);
+    let tx = Tensor::from_f32(ctx, &x, &[n], DType::F32).unwrap();
+
+    // y = gelu(elu(x) + x) + gelu(x): five dispatches, four intermediates of n floats.
+    let mut g = Graph::new(ctx);
+    let vx = g.input(&tx);
+    let a = elementwise::elu(&mut g, vx, 1.0).unwrap();
+    let b = elementwise::add(&mut g, a, vx).unwrap();
+    let c = elementwise::gelu(&mut g, b).unwrap();
+    let d = elementwise::gelu(&mut g, vx).unwrap();
+    let y = elementwise::add(&mut g, c, d).unwrap();
+    g.readback(y);
+    let plan = g.compile().unwrap();
+    assert_eq!(plan.dispatch_count(), 5);
+    // a dies at the add that makes b, b at the gelu making c: at most 3 live at once, so
+    // lifetime planning needs at most 3 buffers for the 4 non-kept intermediates.
+    let one = (n * 4) as u64;
+    assert!(plan.transient_bytes <= 3 * one, "transient bytes {} > {}", plan.transient_bytes, 3 * one);
+
+    plan.run().unwrap();
+    let got: Vec<f32> = plan.read_words(y).unwrap().into_iter().map(f32::from_bits).collect();
+    let want: Vec<f32> = x
+        .iter()
+        .map(|&v| {
+            let a = if v > 0.0 { v } else { v.exp_m1() };
+            gelu(a + v) + gelu(v)
+        })
+        .collect();
+    assert_close("graph", &got[..n], &want, 2e-6, 2e-6);
+}
+
+/// A context of its own, so no concurrent test's allocations show in its counters.
+fn private_ctx() -> bark_wgpu::Context {
+    bark_wgpu::Context::new(&Default::default()).expect("GPU tests need a wgpu adapter")
+}
+
+#[test]
+fn warm_step_creates_nothing() {
+    let ctx = &private_ctx();
+    let t = Tensor::from_f32(ctx, &[1.0, -2.0, 3.0], &[3], DType::F32).unwrap();
+    let mut g = Graph::new(ctx);
+    let v = g.input(&t);
+    let h = elementwise::gelu(&mut g, v).unwrap();
+    let y = elementwise::add(&mut g, h, v).unwrap();
+    g.readback(y);
+    let plan = g.compile().unwrap();
+    plan.run().unwrap();
+    let first = plan.read_words(y).unwrap();
+    let before = ctx.stats();
+    assert!(before.pipelines_created == 2 && before.bind_groups_created == 2, "{before:?}");
+    for _ in 0..20 {
+        t.write_f32(ctx, &[1.0, -2.0, 3.0]).unwrap();
+        plan.run().unwrap();
+        assert_eq!(plan.read_words(y).unwrap(), first);
+    }
+    assert_eq!(ctx.stats(), before, "a warm run created GPU objects");
+}
+
+#[test]
+fn recompiling_the_same_step_draws_buffers_from_the_pool() {
+    let ctx = &private_ctx();
+    let t = Tensor::from_f32(ctx, &vec![0.5; 777], &[777], DType::F32).unwrap();
+    let build = || {
+        let mut g = Graph::new(ctx);
+        let v = g.input(&t);
+        let a = elementwise::gelu(&mut g, v).unwrap();
+        let b = elementwise::gelu(&mut g, a).unwrap();
+        let _ = elementwise::gelu(&mut g, b).unwrap();
+        g.compile().unwrap()
+    };
+    drop(build()); // returns its intermediates to the pool
+    let before = ctx.stats();
+    let plan = build();
+    plan.run().unwrap();
+    let after = ctx.stats();
+    assert!(plan.transient_bytes > 0);
+    assert_eq!(after.buffers_created, before.buffers_created, "buffers were not reused from the pool");
+    assert_eq!(after.pipelines_created, before.pipelines_created, "pipelines were not cached");
+}
+
+#[test]
+fn views_share_their_root_buffer() {
+    let ctx = ctx();
+    let x: Vec<f32> = (0..12).map(|i| i as f32 - 6.0).collect();
+    let t = Tensor::from_f32(ctx, &x, &[3, 4], DType::F32).unwrap();
+    let mut g = Graph::new(ctx);
+    let v = g.input(&t);
+    let flat = g.view(v, &[12]).unwrap();
+    let y = elementwise::elu(&mut g, flat, 1.0).unwrap();
+    let y2 = g.view(y, &[4, 3]).unwrap();
+    assert!(g.view(y, &[5]).is_err());
+    g.keep(y2);
+    let plan = g.compile().unwrap();
+    plan.run().unwrap();
+    let got = plan.tensor(y2);
+    assert_eq!(got.shape(), &[4, 3]);
+    let want: Vec<f32> = x.iter().map(|&v| if v > 0.0 { v } else { v.exp_m1() }).collect();
+    assert_close("view", &got.to_f32(ctx).unwrap(), &want, 1e-6, 1e-6);
+}
+
+#[test]
+fn too_many_workgroups_is_an_error_not_a_crash() {
+    let ctx = ctx();
+    let mut g = Graph::new(ctx);
+    let v = g.tensor(&[4], DType::F32);
+    g.dispatch(bark_wgpu::gpu::Kernel::new("elementwise", "fill"), &[0u8; 8], &[v], [1 << 20, 1, 1]);
+    assert!(g.compile().is_err());
+}
