@@ -124,3 +124,14 @@ fn too_many_workgroups_is_an_error_not_a_crash() {
     g.dispatch(bark_wgpu::gpu::Kernel::new("elementwise", "fill"), &[0u8; 8], &[v], [1 << 20, 1, 1]);
     assert!(g.compile().is_err());
 }
+
+#[test]
+fn a_bad_kernel_is_an_error_not_a_crash() {
+    let ctx = ctx();
+    let unknown_file = bark_wgpu::gpu::Kernel::new("no_such_shader", "main");
+    assert!(matches!(ctx.pipeline(&unknown_file), Err(bark_wgpu::Error::Shader { .. })));
+    let unknown_entry = bark_wgpu::gpu::Kernel::new("elementwise", "no_such_entry");
+    assert!(matches!(ctx.pipeline(&unknown_entry), Err(bark_wgpu::Error::Shader { .. })));
+    let bad_value = bark_wgpu::gpu::Kernel::new("elementwise", "gelu").with("WG", "not_a_number");
+    assert!(matches!(ctx.pipeline(&bad_value), Err(bark_wgpu::Error::Shader { .. })));
+}
