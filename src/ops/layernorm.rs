@@ -1,8 +1,109 @@
-//! (not written yet)
+//! LayerNorm over the last dimension (`shaders/layernorm.wgsl`), with an optional fused
+//! residual add: Bark's blocks compute `h = x + attn(...)` and then `LN2(h)`, so one pass can
+//! write `h` and `LN2(h)` together instead of an add followed by a norm.
 
-use crate::gpu::Kernel;
+use bytemuck::{Pod, Zeroable};
+
+use super::params;
+use crate::error::{shape_err, Error};
+use crate::gpu::{DType, Kernel};
+use crate::graph::{groups_1d, Graph, Val};
+use crate::Result;
+
+/// Invocations per workgroup (one workgroup per row); must match `WG` in the shader.
+const WG: usize = 256;
+
+/// Row elements per invocation the kernel is built for: every count up to 8 exactly (Bark's
+/// 768 and 1024 need 3 and 4), then coarser steps so few variants cover rows up to 8192.
+const PER_CHOICES: [usize; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32];
+
+/// The longest row the kernel normalises (each invocation keeps its share in registers).
+pub const MAX_COLS: usize = WG * 32;
+
+/// PyTorch's default epsilon, the one Bark uses.
+pub const EPS: f32 = 1e-5;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    h: u32,
+    eps: f32,
+}
+
+fn kernel(entry: &'static str, per: usize) -> Kernel {
+    Kernel::new("layernorm", entry).with("PER", format!("{per}u"))
+}
+
+/// Checks `x` (f32, last dimension H), `weight` and `bias` (f32 [H]); returns (rows, H, PER).
+fn check(g: &Graph, op: &'static str, x: Val, weight: Val, bias: Option<Val>) -> Result<(u32, u32, usize)> {
+    for v in [Some(x), Some(weight), bias].into_iter().flatten() {
+        if g.dtype(v) != DType::F32 {
+            return Err(Error::Dtype { op, message: format!("expected f32, got {:?}", g.dtype(v)) });
+        }
+    }
+    let shape = g.shape(x);
+    let h = match shape.last() {
+        Some(&h) if h > 0 => h,
+        _ => return Err(shape_err(op, format!("input {shape:?} has no last dimension to normalise"))),
+    };
+    if h > MAX_COLS {
+        return Err(shape_err(op, format!("rows of {h} elements; at most {MAX_COLS} are supported")));
+    }
+    for (what, v) in [("weight", Some(weight)), ("bias", bias)] {
+        if let Some(v) = v {
+            if g.shape(v) != [h] {
+                return Err(shape_err(op, format!("{what} {:?} for rows of {h}", g.shape(v))));
+            }
+        }
+    }
+    let n: usize = shape.iter().product();
+    let rows = n / h;
+    if u32::try_from(n).is_err() {
+        return Err(shape_err(op, format!("{n} elements is more than a dispatch can index")));
+    }
+    let per = PER_CHOICES.iter().copied().find(|&p| p * WG >= h).expect("h <= MAX_COLS");
+    Ok((rows as u32, h as u32, per))
+}
+
+/// `LayerNorm(x)` over the last dimension: `(x - mean) / sqrt(var + eps) * weight (+ bias)`,
+/// with the biased variance, as `torch.nn.LayerNorm`. `x` is f32 `[..., H]`, H <= [`MAX_COLS`];
+/// `weight` and `bias` are f32 `[H]` (Bark's causal models have no bias, the fine model does).
+pub fn layer_norm(g: &mut Graph, x: Val, weight: Val, bias: Option<Val>, eps: f32) -> Result<Val> {
+    let (rows, h, per) = check(g, "layer_norm", x, weight, bias)?;
+    let shape = g.shape(x).to_vec();
+    let y = g.tensor(&shape, DType::F32);
+    let p = params(&Params { rows, h, eps });
+    match bias {
+        None => g.dispatch(kernel("layernorm", per), &p, &[x, weight, y], groups_1d(rows)),
+        Some(b) => g.dispatch(kernel("layernorm_bias", per), &p, &[x, weight, b, y], groups_1d(rows)),
+    };
+    Ok(y)
+}
+
+/// The residual add and the norm after it in one pass: returns `(s, y)` with `s = x + r` and
+/// `y = LayerNorm(s)`. `r` has the shape of `x`; the rest is as [`layer_norm`].
+pub fn add_layer_norm(g: &mut Graph, x: Val, r: Val, weight: Val, bias: Option<Val>, eps: f32) -> Result<(Val, Val)> {
+    let (rows, h, per) = check(g, "add_layer_norm", x, weight, bias)?;
+    if g.dtype(r) != DType::F32 {
+        return Err(Error::Dtype { op: "add_layer_norm", message: format!("residual is {:?}", g.dtype(r)) });
+    }
+    if g.shape(r) != g.shape(x) {
+        return Err(shape_err("add_layer_norm", format!("{:?} + {:?}", g.shape(x), g.shape(r))));
+    }
+    let shape = g.shape(x).to_vec();
+    let s = g.tensor(&shape, DType::F32);
+    let y = g.tensor(&shape, DType::F32);
+    let p = params(&Params { rows, h, eps });
+    match bias {
+        None => g.dispatch(kernel("add_layernorm", per), &p, &[x, r, weight, s, y], groups_1d(rows)),
+        Some(b) => g.dispatch(kernel("add_layernorm_bias", per), &p, &[x, r, weight, b, s, y], groups_1d(rows)),
+    };
+    Ok((s, y))
+}
 
 /// Every specialisation this module dispatches.
 pub fn kernels() -> Vec<Kernel> {
-    Vec::new()
+    let entries = ["layernorm", "layernorm_bias", "add_layernorm", "add_layernorm_bias"];
+    entries.iter().flat_map(|&e| PER_CHOICES.iter().map(move |&per| kernel(e, per))).collect()
 }
