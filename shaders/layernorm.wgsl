@@ -5,7 +5,7 @@
 // (element lid + k * WG), so the row is read from memory once: the mean is one reduction, the
 // variance a second one over the centred values (two passes, robust to rows with a large mean;
 // see row_stats), and the output is written from the registers. The host picks
-// PER >= ceil(h / WG).
+// WG and PER with WG * PER >= h.
 //
 // Four entry points, because the pipeline layout comes from what an entry point uses:
 //   layernorm           x, w, y
@@ -38,8 +38,9 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> s_5: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y_6: array<f32>;
 
+// Invocations per workgroup, a power of two (the tree reduction halves it), and row elements
+// per invocation: the host specialises both so that WG * PER >= h.
 const WG: u32 = 256u;
-// Row elements per invocation; the host specialises it to cover h.
 const PER: u32 = 4u;
 
 var<workgroup> partial: array<vec2f, WG>;

@@ -81,7 +81,21 @@ fn run_add_ln(c: &Case, rows: usize, h: usize, bias: bool) -> (Vec<f32>, Vec<f32
 #[test]
 fn layer_norm_matches_torch_on_awkward_widths() {
     let mut rng = Rng::new(11);
-    for (rows, h) in [(3, 1), (5, 7), (4, 255), (2, 256), (3, 257), (257, 768), (6, 1024), (3, 1031)] {
+    // Widths at the edges of each (workgroup size, share) variant, and Bark's 768 and 1024.
+    for (rows, h) in [
+        (3, 1),
+        (5, 7),
+        (3, 100),
+        (2, 129),
+        (4, 255),
+        (2, 256),
+        (3, 257),
+        (2, 513),
+        (257, 768),
+        (6, 1024),
+        (3, 1031),
+        (2, 3000),
+    ] {
         let c = case(&mut rng, rows, h, 0.3);
         for bias in [false, true] {
             let got = run_ln(&c, rows, h, bias, EPS);

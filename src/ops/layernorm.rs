@@ -10,15 +10,24 @@ use crate::gpu::{DType, Kernel};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
-/// Invocations per workgroup (one workgroup per row); must match `WG` in the shader.
-const WG: usize = 256;
+/// The largest workgroup (one workgroup per row), used for rows longer than 512.
+const MAX_WG: usize = 256;
 
 /// Row elements per invocation the kernel is built for: every count up to 8 exactly (Bark's
 /// 768 and 1024 need 3 and 4), then coarser steps so few variants cover rows up to 8192.
 const PER_CHOICES: [usize; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32];
 
 /// The longest row the kernel normalises (each invocation keeps its share in registers).
-pub const MAX_COLS: usize = WG * 32;
+pub const MAX_COLS: usize = MAX_WG * 32;
+
+/// (workgroup size, elements per invocation) for rows of `h`: about four elements per
+/// invocation, so short rows do not keep 256 invocations waiting at every barrier. Below 256
+/// the size is a power of two from 32 and the share at most 4.
+fn variant_for(h: usize) -> (usize, usize) {
+    let wg = h.div_ceil(4).next_power_of_two().clamp(32, MAX_WG);
+    let per = PER_CHOICES.iter().copied().find(|&p| p * wg >= h).expect("h <= MAX_COLS");
+    (wg, per)
+}
 
 /// PyTorch's default epsilon, the one Bark uses.
 pub const EPS: f32 = 1e-5;
@@ -31,12 +40,13 @@ struct Params {
     eps: f32,
 }
 
-fn kernel(entry: &'static str, per: usize) -> Kernel {
-    Kernel::new("layernorm", entry).with("PER", format!("{per}u"))
+fn kernel(entry: &'static str, (wg, per): (usize, usize)) -> Kernel {
+    Kernel::new("layernorm", entry).with("WG", format!("{wg}u")).with("PER", format!("{per}u"))
 }
 
-/// Checks `x` (f32, last dimension H), `weight` and `bias` (f32 [H]); returns (rows, H, PER).
-fn check(g: &Graph, op: &'static str, x: Val, weight: Val, bias: Option<Val>) -> Result<(u32, u32, usize)> {
+/// Checks `x` (f32, last dimension H), `weight` and `bias` (f32 [H]); returns
+/// (rows, H, (workgroup size, elements per invocation)).
+fn check(g: &Graph, op: &'static str, x: Val, weight: Val, bias: Option<Val>) -> Result<(u32, u32, (usize, usize))> {
     for v in [Some(x), Some(weight), bias].into_iter().flatten() {
         if g.dtype(v) != DType::F32 {
             return Err(Error::Dtype { op, message: format!("expected f32, got {:?}", g.dtype(v)) });
@@ -62,21 +72,20 @@ fn check(g: &Graph, op: &'static str, x: Val, weight: Val, bias: Option<Val>) ->
     if u32::try_from(n).is_err() {
         return Err(shape_err(op, format!("{n} elements is more than a dispatch can index")));
     }
-    let per = PER_CHOICES.iter().copied().find(|&p| p * WG >= h).expect("h <= MAX_COLS");
-    Ok((rows as u32, h as u32, per))
+    Ok((rows as u32, h as u32, variant_for(h)))
 }
 
 /// `LayerNorm(x)` over the last dimension: `(x - mean) / sqrt(var + eps) * weight (+ bias)`,
 /// with the biased variance, as `torch.nn.LayerNorm`. `x` is f32 `[..., H]`, H <= [`MAX_COLS`];
 /// `weight` and `bias` are f32 `[H]` (Bark's causal models have no bias, the fine model does).
 pub fn layer_norm(g: &mut Graph, x: Val, weight: Val, bias: Option<Val>, eps: f32) -> Result<Val> {
-    let (rows, h, per) = check(g, "layer_norm", x, weight, bias)?;
+    let (rows, h, variant) = check(g, "layer_norm", x, weight, bias)?;
     let shape = g.shape(x).to_vec();
     let y = g.tensor(&shape, DType::F32);
     let p = params(&Params { rows, h, eps });
     match bias {
-        None => g.dispatch(kernel("layernorm", per), &p, &[x, weight, y], groups_1d(rows)),
-        Some(b) => g.dispatch(kernel("layernorm_bias", per), &p, &[x, weight, b, y], groups_1d(rows)),
+        None => g.dispatch(kernel("layernorm", variant), &p, &[x, weight, y], groups_1d(rows)),
+        Some(b) => g.dispatch(kernel("layernorm_bias", variant), &p, &[x, weight, b, y], groups_1d(rows)),
     };
     Ok(y)
 }
@@ -84,7 +93,7 @@ pub fn layer_norm(g: &mut Graph, x: Val, weight: Val, bias: Option<Val>, eps: f3
 /// The residual add and the norm after it in one pass: returns `(s, y)` with `s = x + r` and
 /// `y = LayerNorm(s)`. `r` has the shape of `x`; the rest is as [`layer_norm`].
 pub fn add_layer_norm(g: &mut Graph, x: Val, r: Val, weight: Val, bias: Option<Val>, eps: f32) -> Result<(Val, Val)> {
-    let (rows, h, per) = check(g, "add_layer_norm", x, weight, bias)?;
+    let (rows, h, variant) = check(g, "add_layer_norm", x, weight, bias)?;
     if g.dtype(r) != DType::F32 {
         return Err(Error::Dtype { op: "add_layer_norm", message: format!("residual is {:?}", g.dtype(r)) });
     }
@@ -96,14 +105,17 @@ pub fn add_layer_norm(g: &mut Graph, x: Val, r: Val, weight: Val, bias: Option<V
     let y = g.tensor(&shape, DType::F32);
     let p = params(&Params { rows, h, eps });
     match bias {
-        None => g.dispatch(kernel("add_layernorm", per), &p, &[x, r, weight, s, y], groups_1d(rows)),
-        Some(b) => g.dispatch(kernel("add_layernorm_bias", per), &p, &[x, r, weight, b, s, y], groups_1d(rows)),
+        None => g.dispatch(kernel("add_layernorm", variant), &p, &[x, r, weight, s, y], groups_1d(rows)),
+        Some(b) => g.dispatch(kernel("add_layernorm_bias", variant), &p, &[x, r, weight, b, s, y], groups_1d(rows)),
     };
     Ok((s, y))
 }
 
 /// Every specialisation this module dispatches.
 pub fn kernels() -> Vec<Kernel> {
+    // Every (workgroup size, share) that variant_for can return, found by asking it.
+    let mut shapes: Vec<(usize, usize)> = (1..=MAX_COLS).map(variant_for).collect();
+    shapes.dedup();
     let entries = ["layernorm", "layernorm_bias", "add_layernorm", "add_layernorm_bias"];
-    entries.iter().flat_map(|&e| PER_CHOICES.iter().map(move |&per| kernel(e, per))).collect()
+    entries.iter().flat_map(|&e| shapes.iter().map(move |&s| kernel(e, s))).collect()
 }
