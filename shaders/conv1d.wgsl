@@ -6,9 +6,9 @@
 //   A  [C_out, C_in*K]  = the weight seen as a matrix (row-major, contiguous),
 //   X' [C_in*K, T_out]  = the im2col of the padded input, gathered on the fly:
 //        X'[ci*K + k, t] = xpad[ci, t*stride + k*dilation].
-// Each workgroup computes a BM x BN tile of Y (BM output channels by BN time steps); each
-// invocation a TM x TN block of it, rows strided by WG_M and columns by WG_N so that neighbouring
-// invocations store neighbouring time steps.
+// Each workgroup computes a BM x BN tile of Y (BM output channels by BN time steps) for one batch
+// item, staging BK-deep slices of A and X' in workgroup memory; each invocation accumulates a
+// TM x TN block in registers, reading the slices as vec4s (4 rows or 4 columns per load).
 //
 // Padding (when p.reflect == 1): xpad[j] = xext[reflect(j - pad_left)] where xext is x
 // zero-extended on the right to ext_len samples and reflect(i) mirrors i < 0 to -i and
@@ -40,8 +40,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-// Invocations along output channels and along time; TM x TN outputs each; BK reduction depth
-// per shared-memory stage. Specialised per C_out (see src/ops/conv1d.rs).
+// Invocations along output channels and along time; TM x TN outputs each (multiples of 4);
+// BK reduction depth per stage. Specialised per C_out (see src/ops/conv1d.rs).
 const WG_M: u32 = 16u;
 const WG_N: u32 = 16u;
 const TM: u32 = 4u;
@@ -51,11 +51,38 @@ const BK: u32 = 16u;
 const WG: u32 = WG_M * WG_N;
 const BM: u32 = WG_M * TM;
 const BN: u32 = WG_N * TN;
+const TM4: u32 = TM / 4u;
+const TN4: u32 = TN / 4u;
+const BM4: u32 = BM / 4u;
+const BN4: u32 = BN / 4u;
+const NONE: u32 = 0xffffffffu;
 
-var<workgroup> a_tile: array<f32, BK * BM>;
-var<workgroup> b_tile: array<f32, BK * BN>;
+// a_tile[kk * BM4 + i] = rows 4i..4i+3 of A at depth kk; b_tile[kk * BN4 + j] = columns
+// 4j..4j+3 of X' at depth kk.
+var<workgroup> a_tile: array<vec4f, BK * BM4>;
+var<workgroup> b_tile: array<vec4f, BK * BN4>;
+// For each reduction row kk of the current and the next stage (two slots): where its input row
+// starts, (b * C_in + ci) * T_in, or NONE past the end; and its tap offset k * dilation.
+// Splitting kk into (ci, k) once per row rather than once per element keeps integer division
+// out of the tile loads.
+var<workgroup> row_base: array<u32, 2u * BK>;
+var<workgroup> row_off: array<u32, 2u * BK>;
 
-// The padded input at (batch row base `xrow` = (b*C_in + ci) * t_in, padded position j).
+fn fill_rows(slot: u32, k0: u32, b: u32, lid: u32) {
+    if lid < BK {
+        let kk = k0 + lid;
+        var base = NONE;
+        var off = 0u;
+        if kk < p.c_in * p.kernel {
+            base = (b * p.c_in + kk / p.kernel) * p.t_in;
+            off = (kk % p.kernel) * p.dilation;
+        }
+        row_base[slot * BK + lid] = base;
+        row_off[slot * BK + lid] = off;
+    }
+}
+
+// The padded input at padded position j of the input row starting at `xrow`.
 fn x_padded(xrow: u32, j: u32) -> f32 {
     var i = i32(j) - i32(p.pad_left);
     if p.reflect == 1u {
@@ -83,56 +110,69 @@ fn conv1d(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     let tn = lid % WG_N;
     let kdim = p.c_in * p.kernel;
 
-    var acc: array<f32, TM * TN>;
+    // acc[r * TN4 + j] holds row tm*TM + r, columns tn*TN + 4j .. 4j+3 of the tile.
+    var acc: array<vec4f, TM * TN4>;
+    fill_rows(0u, 0u, b, lid);
+    workgroupBarrier();
     for (var k0 = 0u; k0 < kdim; k0 += BK) {
+        let slot = (k0 / BK) % 2u;
         // A tile: weight rows m0.., columns k0.. (contiguous along k).
         for (var e = lid; e < BM * BK; e += WG) {
-            let m = m0 + e / BK;
+            let mm = e / BK;
+            let m = m0 + mm;
             let kk = k0 + e % BK;
             var v = 0.0;
             if m < p.c_out && kk < kdim {
                 v = w[m * kdim + kk];
             }
-            a_tile[(e % BK) * BM + e / BK] = v;
+            a_tile[(e % BK) * BM4 + mm / 4u][mm % 4u] = v;
         }
         // B tile: im2col of the padded input (contiguous along t when stride is 1).
         for (var e = lid; e < BK * BN; e += WG) {
-            let kk = k0 + e / BN;
-            let t = n0 + e % BN;
+            let r = e / BN;
+            let nn = e % BN;
+            let t = n0 + nn;
+            let base = row_base[slot * BK + r];
             var v = 0.0;
-            if kk < kdim && t < p.t_out {
-                let ci = kk / p.kernel;
-                let k = kk % p.kernel;
-                v = x_padded((b * p.c_in + ci) * p.t_in, t * p.stride + k * p.dilation);
+            if base != NONE && t < p.t_out {
+                v = x_padded(base, t * p.stride + row_off[slot * BK + r]);
             }
-            b_tile[e] = v;
+            b_tile[r * BN4 + nn / 4u][nn % 4u] = v;
         }
         workgroupBarrier();
+        // The next stage's rows go to the other slot; they are read only after the barrier below.
+        fill_rows(1u - slot, k0 + BK, b, lid);
         for (var kk = 0u; kk < BK; kk++) {
-            var a: array<f32, TM>;
-            for (var i = 0u; i < TM; i++) {
-                a[i] = a_tile[kk * BM + tm + i * WG_M];
+            var bv: array<vec4f, TN4>;
+            for (var j = 0u; j < TN4; j++) {
+                bv[j] = b_tile[kk * BN4 + tn * TN4 + j];
             }
-            for (var j = 0u; j < TN; j++) {
-                let bv = b_tile[kk * BN + tn + j * WG_N];
-                for (var i = 0u; i < TM; i++) {
-                    acc[i * TN + j] += a[i] * bv;
+            for (var i = 0u; i < TM4; i++) {
+                let av = a_tile[kk * BM4 + tm * TM4 + i];
+                for (var j = 0u; j < TN4; j++) {
+                    acc[(4u * i) * TN4 + j] += av.x * bv[j];
+                    acc[(4u * i + 1u) * TN4 + j] += av.y * bv[j];
+                    acc[(4u * i + 2u) * TN4 + j] += av.z * bv[j];
+                    acc[(4u * i + 3u) * TN4 + j] += av.w * bv[j];
                 }
             }
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < TM; i++) {
-        let m = m0 + tm + i * WG_M;
+    for (var r = 0u; r < TM; r++) {
+        let m = m0 + tm * TM + r;
         if m >= p.c_out {
             continue;
         }
         let row = (b * p.c_out + m) * p.t_out;
-        for (var j = 0u; j < TN; j++) {
-            let t = n0 + tn + j * WG_N;
-            if t < p.t_out {
-                y[row + t] = acc[i * TN + j] + bias[m];
+        for (var j = 0u; j < TN4; j++) {
+            let v = acc[r * TN4 + j] + bias[m];
+            for (var c = 0u; c < 4u; c++) {
+                let t = n0 + tn * TN + 4u * j + c;
+                if t < p.t_out {
+                    y[row + t] = v[c];
+                }
             }
         }
     }

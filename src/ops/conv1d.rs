@@ -78,11 +78,12 @@ impl Tile {
 
 // Three tiles so that few output channels (EnCodec's last conv has one) do not waste most of a
 // 64-row tile. Each stays within 256 invocations and 16 KiB of workgroup memory (the portable
-// WebGPU limits): (BM + BN) * BK * 4 bytes.
+// WebGPU limits): (BM + BN) * BK * 4 bytes plus a few row tables. TM and TN are multiples of 4
+// (the shaders load vec4s).
 pub(crate) const TILES: [(usize, Tile); 3] = [
-    (64, Tile { wg_m: 16, wg_n: 16, tm: 4, tn: 4, bk: 16 }), // 64 x 64
-    (16, Tile { wg_m: 4, wg_n: 64, tm: 4, tn: 2, bk: 16 }),  // 16 x 128
-    (0, Tile { wg_m: 1, wg_n: 256, tm: 4, tn: 1, bk: 8 }),   // 4 x 256
+    (64, Tile { wg_m: 16, wg_n: 16, tm: 4, tn: 4, bk: 16 }), // 64 x 64, 256 invocations
+    (16, Tile { wg_m: 4, wg_n: 64, tm: 4, tn: 4, bk: 8 }),   // 16 x 256, 256 invocations
+    (0, Tile { wg_m: 1, wg_n: 128, tm: 4, tn: 4, bk: 4 }),   // 4 x 512, 128 invocations
 ];
 
 /// The tile for `c_out` output channels.
