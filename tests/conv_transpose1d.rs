@@ -70,7 +70,7 @@ fn run_gpu(
 /// Tolerance: each output sums n <= C_in * ceil(K/s) + 1 terms in f32 on the GPU; as for
 /// conv1d we allow 4 * sqrt(n) * eps * sum|terms| (the probabilistic rounding bound with
 /// margin). A tap landing on the wrong output moves it by about sum|terms| / n, far more.
-fn check(seed: u64, b: usize, c_in: usize, c_out: usize, t: usize, k: usize, s: usize, trim: bool) {
+fn check(seed: u64, (b, c_in, t): (usize, usize, usize), (c_out, k, s): (usize, usize, usize), trim: bool) {
     let mut rng = Rng::new(seed);
     let x = rng.normal(b * c_in * t, 1.0);
     let w = rng.normal(c_in * c_out * k, 1.0 / (c_in as f32).sqrt());
@@ -115,7 +115,7 @@ fn awkward_sizes() {
         for &(k, s) in &[(1, 1), (3, 1), (3, 2), (5, 5), (7, 3), (4, 2), (16, 8)] {
             for &t in &[1, 2, 7, 31] {
                 seed += 1;
-                check(seed, 2, c_in, c_out, t, k, s, true);
+                check(seed, (2, c_in, t), (c_out, k, s), true);
             }
         }
     }
@@ -125,7 +125,7 @@ fn awkward_sizes() {
 fn untrimmed_and_kernel_shorter_than_stride() {
     // Without the trim, PyTorch's full length; K < s leaves gaps that hold only the bias.
     for (i, &(k, s, t)) in [(3, 2, 5), (16, 8, 3), (2, 3, 4), (1, 4, 3), (5, 1, 1)].iter().enumerate() {
-        check(100 + i as u64, 2, 3, 4, t, k, s, false);
+        check(100 + i as u64, (2, 3, t), (4, k, s), false);
     }
 }
 
@@ -133,10 +133,10 @@ fn untrimmed_and_kernel_shorter_than_stride() {
 fn bark_decoder_sizes() {
     let start = std::time::Instant::now();
     // Bark's four upsampling layers (channels, kernel, stride) at short lengths.
-    check(200, 1, 512, 256, 75, 16, 8, true);
-    check(201, 1, 256, 128, 150, 10, 5, true);
-    check(202, 1, 128, 64, 751, 8, 4, true);
-    check(203, 1, 64, 32, 3001, 4, 2, true);
+    check(200, (1, 512, 75), (256, 16, 8), true);
+    check(201, (1, 256, 150), (128, 10, 5), true);
+    check(202, (1, 128, 751), (64, 8, 4), true);
+    check(203, (1, 64, 3001), (32, 4, 2), true);
     eprintln!("bark_decoder_sizes: {:?}", start.elapsed());
 }
 

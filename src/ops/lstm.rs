@@ -69,7 +69,7 @@ fn lstm_layer(g: &mut Graph, x: Val, layer: &LstmLayer, hidden: usize) -> Result
     let w_ih = g.view(layer.w_ih, &[4 * hidden, input, 1])?;
     let gx = conv1d(g, x, w_ih, layer.b_ih, Conv1dOpts { stride: 1, dilation: 1, causal_reflect: false })?;
     // vec4 loads of W_hh rows and h need H to be a multiple of 4.
-    let kernel = Kernel::new("lstm", if hidden % 4 == 0 { "lstm_step4" } else { "lstm_step" });
+    let kernel = Kernel::new("lstm", if hidden.is_multiple_of(4) { "lstm_step4" } else { "lstm_step" });
     let h = [g.tensor(&[b, hidden], DType::F32), g.tensor(&[b, hidden], DType::F32)];
     let c = g.tensor(&[b, hidden], DType::F32);
     let y = g.tensor(&[b, hidden, t_len], DType::F32);
