@@ -7,8 +7,8 @@ Regenerate (from the repository root; the virtualenv lives OUTSIDE the repositor
     /tmp/venv/bin/pip install torch transformers safetensors numpy tokenizers
     /tmp/venv/bin/python scripts/make_fixtures.py
 
-Made with torch 2.15 and transformers 5.23 (CPU, float32). Every random draw comes from a seeded
-torch.Generator, so a rerun with the same versions rewrites the same bytes (apart from zip timestamps).
+Made with torch 2.15, transformers 5.23 and tokenizers 0.23 (CPU, float32). Every random draw comes
+from a seeded torch.Generator, so a rerun with the same versions rewrites the same bytes.
 
 What it writes
 --------------
@@ -36,7 +36,9 @@ Files per variant:
   pytorch_model.bin   torch.save of the state dict as 2023 files have it: legacy weight-norm names
       `*.weight_g` / `*.weight_v`, the tied fine heads `lm_heads.{j}` written too (sharing storage
       with `input_embeds_layers.{j+1}`). tiny omits the `*.attn.bias` masks (4 MiB of bools, to keep
-      the fixtures small); tiny-bias keeps them (BoolStorage).
+      the fixtures small); tiny-bias keeps them (BoolStorage). tiny's is an OrderedDict carrying
+      `_metadata` (as module.state_dict() returns it), tiny-bias's a plain dict. The script checks
+      that transformers loads this .bin back to bit-identical outputs.
   reference.safetensors   float32 outputs of transformers (ids as int64):
       semantic.input_ids (1,8)            semantic.logits (1,8,10048)      causal forward, no cache
       semantic.cached.prefill_logits (1,5,10048)   use_cache=True on ids[:, :5]
@@ -54,7 +56,7 @@ Files per variant:
           `.parametrizations.weight.original*`, e.g. weight_norm.codec_model.decoder.layers.0.conv.weight
 
 tests/fixtures/tokenizer/ (shared by both variants):
-  tokenizer.json, vocab.txt, tokenizer_config.json  a small cased BERT WordPiece tokenizer trained here
+  tokenizer.json, vocab.txt, tokenizer_config.json  a small cased BERT WordPiece tokenizer built here
       ([PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4; no lower-casing, no accent stripping, CJK split).
   tokenizer_reference.json  [{"text", "ids", "ids_with_special"}] from transformers' BertTokenizerFast
       (ids: add_special_tokens=False as Bark's processor uses it; ids_with_special: True).
@@ -69,7 +71,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import BarkConfig, BarkModel, BertTokenizerFast
 
 ROOT = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
@@ -260,13 +262,22 @@ def make_tokenizer():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
-                                                strip_accents=False, lowercase=False)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=600, min_frequency=1, special_tokens=specials,
-                                        continuing_subword_prefix="##")
-    tok.train_from_iterator(TOKENIZER_CORPUS * 3, trainer)
+    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
+                                            lowercase=False)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # The vocabulary is built, not trained (the WordPiece trainer breaks ties in hash order, so
+    # it is not reproducible): every character of the corpus alone and as a "##" continuation,
+    # the corpus's words, and a few pieces that make unseen words split into several tokens.
+    words = [w for text in TOKENIZER_CORPUS
+             for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))]
+    chars = [c for w in words for c in w]
+    pieces = ["Str", "Wol", "gro", "##ken", "##ing", "##s", "##en", "##e", "##ße", "##ions", "##ra", "##ar"]
+    vocab = {}
+    for t in specials + chars + ["##" + c for c in chars] + words + pieces:
+        vocab.setdefault(t, len(vocab))
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])

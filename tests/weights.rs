@@ -482,6 +482,17 @@ fn torch_zip_bad_tensors_name_the_tensor() {
             "rank",
         ),
         (
+            "a name given twice",
+            dict(Pickle::new().op(b"}(").tensor("t", ("FloatStorage", "0", 4), 0, &[4], &[1]).tensor(
+                "t",
+                ("FloatStorage", "0", 4),
+                0,
+                &[2],
+                &[1],
+            )),
+            "appears twice",
+        ),
+        (
             "unknown storage type",
             dict(Pickle::new().op(b"}(").tensor("t", ("ComplexFloatStorage", "0", 4), 0, &[4], &[1])),
             "ComplexFloatStorage",
@@ -506,6 +517,7 @@ fn pickles_that_are_not_state_dicts_are_errors() {
         ("no STOP", Pickle::new().op(b"}"), "without STOP"),
         ("empty stack", Pickle::new().op(b"."), "underflow"),
         ("bad memo", Pickle::new().op(b"h\x05."), "memo"),
+        ("memo jump", Pickle::new().op(b"}r\xff\xff\xff\x00."), "skips past"),
         ("BUILD on a tuple", Pickle::new().op(b")}b."), "BUILD"),
         ("protocol 9", Pickle(vec![0x80, 9, b'}', b'.']), "protocol"),
         ("dict in itself", Pickle::new().op(b"}q\x00h\x00h\x00s."), "placed in another value"),

@@ -170,8 +170,10 @@ impl<'a> Machine<'a> {
     }
     fn memo_put(&mut self, idx: usize) -> Result<(), String> {
         let v = self.stack.last().cloned().ok_or("stack underflow")?;
-        if idx > self.memo.len() + (1 << 20) {
-            return Err(format!("memo index {idx} is far past the memo's end"));
+        // The pickler numbers memo entries 0, 1, 2, ...; a jump ahead could only serve to make
+        // us allocate.
+        if idx > self.memo.len() {
+            return Err(format!("memo index {idx} skips past the memo's end {}", self.memo.len()));
         }
         if idx >= self.memo.len() {
             self.memo.resize(idx + 1, None);
@@ -198,12 +200,11 @@ impl<'a> Machine<'a> {
             return Err("a dict is changed after being placed in another value".into());
         }
         d.depth = d.depth.max(depth);
+        // Duplicate keys are kept (the caller rejects a name given twice) rather than searched
+        // for, which would be quadratic in a hostile file.
         let mut it = pairs.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            match d.items.iter_mut().find(|(old, _)| matches!((old, &k), (Value::Str(a), Value::Str(b)) if a == b)) {
-                Some(slot) => slot.1 = v,
-                None => d.items.push((k, v)),
-            }
+            d.items.push((k, v));
         }
         Ok(())
     }
