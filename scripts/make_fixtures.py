@@ -30,7 +30,7 @@ All weights are redrawn here (transformers initialises layer norms to 1/0, biase
 to 0, which would hide mistakes that swap or drop them).
 
 Files per variant:
-  config.json, generation_config.json, model.safetensors   save_pretrained (parametrized weight-norm
+  config.json, model.safetensors   save_pretrained (parametrized weight-norm
       names `*.parametrizations.weight.original0/1`, fine `lm_heads.*` dropped as tied, the causal
       `*.attn.bias` mask buffers included).
   pytorch_model.bin   torch.save of the state dict as 2023 files have it: legacy weight-norm names
@@ -55,6 +55,17 @@ Files per variant:
           transformers uses (parametrization removed), <name> being the checkpoint name without
           `.parametrizations.weight.original*`, e.g. weight_norm.codec_model.decoder.layers.0.conv.weight
 
+  generation_config.json   BarkGenerationConfig() (Bark's constants), written by hand.
+  tiny only: generation.safetensors + generation.json   greedy end-to-end generation by the model
+      as from_pretrained loads it, checked equal to BarkModel.generate(do_sample=False,
+      semantic_max_new_tokens=24) on GENERATION_TEXT through BarkProcessor and the tokenizer below:
+      input_ids (1,256) attention_mask (1,256)   the processor's output
+      prompt.semantic_prompt (40)  prompt.coarse_prompt (2,60)  prompt.fine_prompt (8,60)  a random voice
+      {greedy,prompted}.semantic (1,24)  .coarse (1,72)  .fine (1,8,36)  .audio (1,11520)
+          greedy: no history prompt; prompted: history_prompt = the prompt.* tensors.
+      NB transformers' coarse step for the 2nd codebook masks only ids below 11024, so it can pick
+      12048..12095 (pad/infer ids; greedy.coarse has one); the original Bark allows only 11024..12047.
+
 tests/fixtures/tokenizer/ (shared by both variants):
   tokenizer.json, vocab.txt, tokenizer_config.json  a small cased BERT WordPiece tokenizer built here
       ([PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4; no lower-casing, no accent stripping, CJK split).
@@ -72,7 +83,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-from transformers import BarkConfig, BarkModel, BertTokenizerFast
+from transformers import BarkConfig, BarkModel, BarkProcessor, BertTokenizerFast
+from transformers.models.bark.generation_configuration_bark import (
+    BarkCoarseGenerationConfig,
+    BarkFineGenerationConfig,
+    BarkGenerationConfig,
+    BarkSemanticGenerationConfig,
+)
 
 ROOT = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 
@@ -85,9 +102,9 @@ CODEC = dict(
 
 VARIANTS = {
     "tiny": dict(hidden_size=16, num_layers=2, num_heads=2, block_size=1024, bias=False, seed=1,
-                 dtype=torch.float32, bin_masks=False, bin_ordered=True),
+                 dtype=torch.float32, bin_masks=False, bin_ordered=True, generation=True),
     "tiny-bias": dict(hidden_size=8, num_layers=3, num_heads=2, block_size=256, bias=True, seed=2,
-                      dtype=torch.float16, bin_masks=True, bin_ordered=False),
+                      dtype=torch.float16, bin_masks=True, bin_ordered=False, generation=False),
 }
 
 
@@ -212,6 +229,13 @@ def make_variant(name, v):
 
     model = model.to(v["dtype"])
     model.save_pretrained(out_dir)
+    # Bark's generation constants, as the published generation_config.json holds them (written by
+    # hand: transformers 5.23 cannot save a BarkGenerationConfig).
+    with open(out_dir / "generation_config.json", "w", encoding="utf-8") as f:
+        json.dump(BarkGenerationConfig().to_dict(), f, indent=2, sort_keys=True)
+        f.write("\n")
+    if v["generation"]:
+        make_generation(out_dir)
     torch.save(legacy_state_dict(model, v["bin_masks"], v["bin_ordered"]), out_dir / "pytorch_model.bin")
     check_bin_loads(out_dir, refs)
 
@@ -227,6 +251,56 @@ def check_bin_loads(out_dir, refs):
         assert torch.equal(got, refs["semantic.logits"]), "semantic logits from the .bin differ"
         got = model.codec_model.decoder(model.codec_model.quantizer.decode(refs["codec.decode.codes"].transpose(0, 1)))
         assert torch.equal(got, refs["codec.decode.audio"]), "codec audio from the .bin differs"
+
+
+GENERATION_TEXT = "Hello, my name is Suno. [laughs] Bonjour Élodie!"
+SEMANTIC_MAX_NEW_TOKENS = 24
+
+
+def run_stages(model, inputs, history):
+    """BarkModel.generate's stages one by one (greedy), keeping each stage's output."""
+    gc = model.generation_config
+    sem_cfg = BarkSemanticGenerationConfig(**gc.semantic_config)
+    coarse_cfg = BarkCoarseGenerationConfig(**gc.coarse_acoustics_config)
+    fine_cfg = BarkFineGenerationConfig(**gc.fine_acoustics_config)
+    semantic = model.semantic.generate(inputs["input_ids"], history_prompt=history, semantic_generation_config=sem_cfg,
+                                       attention_mask=inputs["attention_mask"], max_new_tokens=SEMANTIC_MAX_NEW_TOKENS,
+                                       do_sample=False)
+    coarse = model.coarse_acoustics.generate(semantic, history_prompt=history, semantic_generation_config=sem_cfg,
+                                             coarse_generation_config=coarse_cfg, codebook_size=gc.codebook_size,
+                                             do_sample=False)
+    fine = model.fine_acoustics.generate(coarse, history_prompt=history, semantic_generation_config=sem_cfg,
+                                         coarse_generation_config=coarse_cfg, fine_generation_config=fine_cfg,
+                                         codebook_size=gc.codebook_size, do_sample=False)
+    audio = model.codec_decode(fine)
+    whole = model.generate(**inputs, history_prompt=history, do_sample=False,
+                           semantic_max_new_tokens=SEMANTIC_MAX_NEW_TOKENS)
+    assert torch.equal(whole, audio), "the stages differ from BarkModel.generate"
+    return dict(semantic=semantic, coarse=coarse, fine=fine, audio=audio)
+
+
+def make_generation(out_dir):
+    """Greedy end-to-end generation, without and with a (random) voice prompt, by the model as
+    from_pretrained loads it from out_dir (which is how BarkModel.generate expects its config)."""
+    model = BarkModel.from_pretrained(out_dir, dtype=torch.float32).eval()
+    tok = BertTokenizerFast(tokenizer_file=str(ROOT / "tokenizer" / "tokenizer.json"), do_lower_case=False)
+    inputs = BarkProcessor(tokenizer=tok)(GENERATION_TEXT)
+    gen = torch.Generator().manual_seed(3)
+    prompt = dict(semantic_prompt=torch.randint(0, 10000, (40,), generator=gen),
+                  coarse_prompt=torch.randint(0, 1024, (2, 60), generator=gen),
+                  fine_prompt=torch.randint(0, 1024, (8, 60), generator=gen))
+    out = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+    out.update({f"prompt.{k}": t for k, t in prompt.items()})
+    with torch.no_grad():
+        for case, history in [("greedy", None), ("prompted", prompt)]:
+            for stage, t in run_stages(model, inputs, history).items():
+                out[f"{case}.{stage}"] = t
+    out = {k: (t.to(torch.int64) if not t.dtype.is_floating_point else t.float()).contiguous() for k, t in out.items()}
+    save_file(out, str(out_dir / "generation.safetensors"))
+    with open(out_dir / "generation.json", "w", encoding="utf-8") as f:
+        json.dump(dict(text=GENERATION_TEXT, semantic_max_new_tokens=SEMANTIC_MAX_NEW_TOKENS, do_sample=False,
+                       shapes={k: list(t.shape) for k, t in out.items()}), f, ensure_ascii=False, indent=1)
+        f.write("\n")
 
 
 TOKENIZER_CORPUS = [
@@ -305,9 +379,9 @@ def make_tokenizer():
 def main():
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
+    make_tokenizer()
     for name, v in VARIANTS.items():
         make_variant(name, v)
-    make_tokenizer()
     total = 0
     for dirpath, _, files in os.walk(ROOT):
         for f in files:
