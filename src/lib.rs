@@ -9,6 +9,7 @@ pub mod gpu;
 pub mod graph;
 pub mod model;
 pub mod ops;
+pub mod weights;
 
 pub use error::{Error, Result};
 pub use gpu::{Context, ContextOptions, DType, Tensor};

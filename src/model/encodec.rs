@@ -3,6 +3,7 @@
 //! Layer order and tensor names follow transformers' `EncodecModel`; weight norm must already
 //! be folded into each `*.conv.weight` by the loader.
 
+use super::CodecConfig;
 use crate::gpu::{Context, DType, Tensor};
 use crate::graph::{Graph, Val};
 use crate::ops::conv1d::{conv1d, Conv1dOpts};
@@ -11,32 +12,6 @@ use crate::ops::elementwise::{add, elu};
 use crate::ops::lstm::{encodec_lstm, LstmLayer};
 use crate::ops::rvq::{rvq_decode, rvq_encode, upload_codes};
 use crate::{Error, Result};
-
-/// The sizes of an EnCodec model (transformers' `EncodecConfig` fields of the same names).
-#[derive(Clone, Debug, PartialEq)]
-pub struct CodecDims {
-    pub audio_channels: usize,
-    pub hidden_size: usize,
-    pub num_filters: usize,
-    pub num_residual_layers: usize,
-    pub upsampling_ratios: Vec<usize>,
-    pub kernel_size: usize,
-    pub last_kernel_size: usize,
-    pub residual_kernel_size: usize,
-    pub dilation_growth_rate: usize,
-    pub compress: usize,
-    pub num_lstm_layers: usize,
-    pub codebook_size: usize,
-    pub codebook_dim: usize,
-    pub use_conv_shortcut: bool,
-}
-
-impl CodecDims {
-    /// Audio samples per code frame: the product of the upsampling ratios (320 at 24 kHz).
-    pub fn hop_length(&self) -> usize {
-        self.upsampling_ratios.iter().product()
-    }
-}
 
 /// A source of named, already-folded weights (the loader, or a test's map).
 pub type Fetch<'a> = dyn FnMut(&str) -> Result<Tensor> + 'a;
@@ -130,13 +105,13 @@ struct Stage {
     blocks: Vec<ResBlock>,
 }
 
-fn dilations(dims: &CodecDims) -> impl Iterator<Item = usize> + '_ {
+fn dilations(dims: &CodecConfig) -> impl Iterator<Item = usize> + '_ {
     (0..dims.num_residual_layers).map(|j| dims.dilation_growth_rate.pow(j as u32))
 }
 
 /// The decoder half: codes `[n_q, B, T]` -> audio `[B, channels, T * hop]`.
 pub struct EncodecDecoder {
-    dims: CodecDims,
+    dims: CodecConfig,
     codebooks: Tensor,
     first: Conv,
     lstm: Lstm,
@@ -145,28 +120,28 @@ pub struct EncodecDecoder {
 }
 
 /// Stacks `quantizer.layers.{q}.codebook.embed` for q in 0..n into one `[n, N, D]` tensor.
-fn load_codebooks(ctx: &Context, fetch: &mut Fetch, dims: &CodecDims, n: usize) -> Result<Tensor> {
-    let mut all = Vec::with_capacity(n * dims.codebook_size * dims.codebook_dim);
+fn load_codebooks(ctx: &Context, fetch: &mut Fetch, dims: &CodecConfig, n: usize) -> Result<Tensor> {
+    let mut all = Vec::with_capacity(n * dims.codebook_size * dims.codebook_dim());
     for q in 0..n {
         let name = format!("quantizer.layers.{q}.codebook.embed");
         let t = fetch(&name)?;
-        if t.shape() != [dims.codebook_size, dims.codebook_dim] {
+        if t.shape() != [dims.codebook_size, dims.codebook_dim()] {
             return Err(Error::Invalid(format!(
                 "{name} has shape {:?}, expected [{}, {}]",
                 t.shape(),
                 dims.codebook_size,
-                dims.codebook_dim
+                dims.codebook_dim()
             )));
         }
         all.extend(t.to_f32(ctx)?);
     }
-    Tensor::from_f32(ctx, &all, &[n, dims.codebook_size, dims.codebook_dim], DType::F32)
+    Tensor::from_f32(ctx, &all, &[n, dims.codebook_size, dims.codebook_dim()], DType::F32)
 }
 
 impl EncodecDecoder {
     /// Loads the decoder and the first `n_q` codebooks. `fetch` gets names relative to the
     /// codec (`decoder.layers.0.conv.weight`, `quantizer.layers.0.codebook.embed`, ...).
-    pub fn load(ctx: &Context, dims: &CodecDims, n_q: usize, fetch: &mut Fetch) -> Result<EncodecDecoder> {
+    pub fn load(ctx: &Context, dims: &CodecConfig, n_q: usize, fetch: &mut Fetch) -> Result<EncodecDecoder> {
         let codebooks = load_codebooks(ctx, fetch, dims, n_q)?;
         let mut idx = 0;
         let mut next = |step: usize| {
@@ -189,7 +164,7 @@ impl EncodecDecoder {
         Ok(EncodecDecoder { dims: dims.clone(), codebooks, first, lstm, stages, last })
     }
 
-    pub fn dims(&self) -> &CodecDims {
+    pub fn dims(&self) -> &CodecConfig {
         &self.dims
     }
 
@@ -229,7 +204,7 @@ impl EncodecDecoder {
 
 /// The encoder half: audio `[B, channels, samples]` -> codes `[n_q, B, frames]`.
 pub struct EncodecEncoder {
-    dims: CodecDims,
+    dims: CodecConfig,
     codebooks: Tensor,
     first: Conv,
     stages: Vec<Stage>,
@@ -239,7 +214,7 @@ pub struct EncodecEncoder {
 
 impl EncodecEncoder {
     /// Loads the encoder and the first `n_q` codebooks (names relative to the codec).
-    pub fn load(ctx: &Context, dims: &CodecDims, n_q: usize, fetch: &mut Fetch) -> Result<EncodecEncoder> {
+    pub fn load(ctx: &Context, dims: &CodecConfig, n_q: usize, fetch: &mut Fetch) -> Result<EncodecEncoder> {
         let codebooks = load_codebooks(ctx, fetch, dims, n_q)?;
         let mut idx = 0;
         let mut next = |step: usize| {

@@ -1,4 +1,9 @@
-//! Bark's networks built from the ops: the causal GPTs (semantic, coarse), the fine GPT and
-//! the EnCodec codec.
+//! Bark's networks: the checkpoint's configuration and the tensors it implies, and the models
+//! built from the ops (the causal GPTs, the fine GPT, the EnCodec codec).
 
+pub mod config;
 pub mod encodec;
+mod tensors;
+
+pub use config::{BarkConfig, CodecConfig, FineConfig, SubModelConfig};
+pub use tensors::inference_tensors;

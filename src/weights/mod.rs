@@ -1,0 +1,279 @@
+//! Loading checkpoint weights: [`WeightSource`] reads one file (safetensors or a torch.save zip)
+//! as named tensors; [`Weights`] is the Bark view of it, with every naming convention of the
+//! published files resolved (weight norm folded, tied fine heads, mask buffers dropped) and
+//! uploads straight from the memory map to the GPU.
+
+mod convert;
+mod pickle;
+mod source;
+mod upload;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use source::WeightSource;
+
+use source::file_err;
+
+use crate::Result;
+
+/// Element types a checkpoint may store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StoredDType {
+    F32,
+    F16,
+    BF16,
+    F64,
+    I64,
+    I32,
+    I16,
+    I8,
+    U8,
+    Bool,
+}
+
+impl StoredDType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            StoredDType::F64 | StoredDType::I64 => 8,
+            StoredDType::F32 | StoredDType::I32 => 4,
+            StoredDType::F16 | StoredDType::BF16 | StoredDType::I16 => 2,
+            StoredDType::I8 | StoredDType::U8 | StoredDType::Bool => 1,
+        }
+    }
+    pub fn is_float(self) -> bool {
+        matches!(self, StoredDType::F32 | StoredDType::F16 | StoredDType::BF16 | StoredDType::F64)
+    }
+    fn from_safetensors(d: safetensors::Dtype) -> Option<StoredDType> {
+        use safetensors::Dtype as D;
+        Some(match d {
+            D::F32 => StoredDType::F32,
+            D::F16 => StoredDType::F16,
+            D::BF16 => StoredDType::BF16,
+            D::F64 => StoredDType::F64,
+            D::I64 => StoredDType::I64,
+            D::I32 => StoredDType::I32,
+            D::I16 => StoredDType::I16,
+            D::I8 => StoredDType::I8,
+            D::U8 => StoredDType::U8,
+            D::BOOL => StoredDType::Bool,
+            _ => return None,
+        })
+    }
+}
+
+/// A tensor's element type and shape as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub dtype: StoredDType,
+    pub shape: Vec<usize>,
+}
+
+impl TensorInfo {
+    /// Elements (saturating: the loaders reject shapes whose product overflows anyway).
+    pub fn numel(&self) -> usize {
+        self.shape.iter().fold(1usize, |a, &d| a.saturating_mul(d))
+    }
+}
+
+/// How a Bark tensor name maps onto the file's tensors.
+#[derive(Clone, Debug)]
+enum Entry {
+    /// Stored as is under this file name (tied fine heads point at the embedding).
+    Stored(String),
+    /// `weight = g * v / ||v||`, the norm over every dimension but the first, for each index of
+    /// the first dimension (torch's weight_norm with dim=0, for Conv1d and ConvTranspose1d alike).
+    WeightNorm { g: String, v: String },
+}
+
+/// A Bark checkpoint's tensors under the names transformers' BarkModel uses after loading:
+/// `*.conv.weight` for weight-normed convolutions (from `weight_g`/`weight_v` or
+/// `parametrizations.weight.original0/1`), `fine_acoustics.lm_heads.{j}.weight` always present
+/// (the file's own, or `input_embeds_layers.{j+1}` it is tied to), and no `*.attn.bias` masks.
+#[derive(Debug)]
+pub struct Weights {
+    source: WeightSource,
+    entries: BTreeMap<String, Entry>,
+}
+
+const WEIGHT_NORM_SUFFIXES: [(&str, &str); 2] =
+    [(".weight_g", ".weight_v"), (".parametrizations.weight.original0", ".parametrizations.weight.original1")];
+
+/// Buffers of the causal attention (its tril mask) that hold no weights.
+fn is_mask_buffer(name: &str) -> bool {
+    name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias")
+}
+
+impl Weights {
+    /// Opens a checkpoint file (safetensors or torch zip, told apart by content).
+    pub fn open(path: impl AsRef<Path>) -> Result<Weights> {
+        Weights::from_source(WeightSource::open(path)?)
+    }
+
+    /// Opens `model.safetensors` in `dir`, else `pytorch_model.bin`.
+    pub fn open_dir(dir: impl AsRef<Path>) -> Result<Weights> {
+        let dir = dir.as_ref();
+        for name in ["model.safetensors", "pytorch_model.bin"] {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Weights::open(p);
+            }
+        }
+        Err(file_err(dir, "holds neither model.safetensors nor pytorch_model.bin"))
+    }
+
+    pub fn from_source(source: WeightSource) -> Result<Weights> {
+        let mut entries = BTreeMap::new();
+        let mut insert = |name: String, e: Entry, from: &str| {
+            if entries.insert(name.clone(), e).is_some() {
+                return Err(file_err(source.path(), format!("`{name}` is given twice (again by `{from}`)")));
+            }
+            Ok(())
+        };
+        'names: for name in source.names() {
+            if is_mask_buffer(name) {
+                continue;
+            }
+            for (g_suffix, v_suffix) in WEIGHT_NORM_SUFFIXES {
+                if let Some(base) = name.strip_suffix(v_suffix) {
+                    if !source.contains(&format!("{base}{g_suffix}")) {
+                        return Err(file_err(source.path(), format!("`{name}` has no `{base}{g_suffix}`")));
+                    }
+                    continue 'names;
+                }
+                if let Some(base) = name.strip_suffix(g_suffix) {
+                    let v = format!("{base}{v_suffix}");
+                    check_weight_norm(&source, name, &v)?;
+                    insert(format!("{base}.weight"), Entry::WeightNorm { g: name.to_string(), v }, name)?;
+                    continue 'names;
+                }
+            }
+            insert(name.to_string(), Entry::Stored(name.to_string()), name)?;
+        }
+        // Tied fine heads: lm_heads.{j} is input_embeds_layers.{j+1} where the file omits it.
+        let mut tied = Vec::new();
+        for (name, e) in &entries {
+            let Some((prefix, rest)) = name.split_once("input_embeds_layers.") else { continue };
+            let Some(k) = rest.strip_suffix(".weight").and_then(|k| k.parse::<usize>().ok()) else { continue };
+            if k >= 1 {
+                let head = format!("{prefix}lm_heads.{}.weight", k - 1);
+                if !entries.contains_key(&head) {
+                    tied.push((head, e.clone()));
+                }
+            }
+        }
+        entries.extend(tied);
+        Ok(Weights { source, entries })
+    }
+
+    pub fn source(&self) -> &WeightSource {
+        &self.source
+    }
+    pub fn path(&self) -> &Path {
+        self.source.path()
+    }
+    /// Bark tensor names in sorted order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    fn entry(&self, name: &str) -> Result<&Entry> {
+        self.entries.get(name).ok_or_else(|| file_err(self.path(), format!("missing tensor `{name}`")))
+    }
+
+    /// Dtype and shape (a folded weight has v's shape and dtype).
+    pub fn info(&self, name: &str) -> Result<TensorInfo> {
+        let file_name = match self.entry(name)? {
+            Entry::Stored(n) => n,
+            Entry::WeightNorm { v, .. } => v,
+        };
+        Ok(self.source.raw(file_name)?.info.clone())
+    }
+
+    /// The tensor's info if it exists as a floating-point tensor of exactly `shape`, else an error
+    /// naming the file, the tensor and both shapes.
+    pub fn expect(&self, name: &str, shape: &[usize]) -> Result<TensorInfo> {
+        let info = self.info(name)?;
+        if info.shape != shape {
+            return Err(file_err(
+                self.path(),
+                format!("tensor `{name}` has shape {:?}, expected {shape:?}", info.shape),
+            ));
+        }
+        if !info.dtype.is_float() {
+            return Err(file_err(self.path(), format!("tensor `{name}` is {:?}, not floating point", info.dtype)));
+        }
+        Ok(info)
+    }
+
+    /// The values as f32, folding weight norm.
+    pub fn to_f32(&self, name: &str) -> Result<Vec<f32>> {
+        match self.entry(name)? {
+            Entry::Stored(n) => self.source.to_f32(n),
+            Entry::WeightNorm { g, v } => {
+                let (gs, mut vs) = (self.source.to_f32(g)?, self.source.to_f32(v)?);
+                fold_weight_norm(&gs, &mut vs);
+                Ok(vs)
+            }
+        }
+    }
+
+    /// Checks that every `(name, shape)` is present as a float tensor of that shape; the error
+    /// lists every missing or mis-shaped tensor (e.g. `model::inference_tensors(&config)`).
+    pub fn check(&self, expected: &[(String, Vec<usize>)]) -> Result<()> {
+        let problems: Vec<String> = expected
+            .iter()
+            .filter_map(|(name, shape)| self.expect(name, shape).err())
+            .map(|e| match e {
+                crate::Error::File { message, .. } => message,
+                other => other.to_string(),
+            })
+            .collect();
+        match problems.as_slice() {
+            [] => Ok(()),
+            [one] => Err(file_err(self.path(), one.clone())),
+            many => Err(file_err(
+                self.path(),
+                format!("{} tensors are wrong: {}", many.len(), many[..many.len().min(8)].join("; ")),
+            )),
+        }
+    }
+}
+
+/// Checks g's shape is (v.shape[0], 1, 1, ...) when building the table, so folding cannot fail.
+fn check_weight_norm(source: &WeightSource, g: &str, v: &str) -> Result<()> {
+    let gi = source.info(g).ok_or_else(|| file_err(source.path(), format!("missing tensor `{g}`")))?;
+    let vi = source.info(v).ok_or_else(|| file_err(source.path(), format!("`{g}` has no `{v}`")))?;
+    let ok = gi.dtype.is_float()
+        && vi.dtype.is_float()
+        && !vi.shape.is_empty()
+        && vi.shape[0] > 0
+        && gi.shape.len() == vi.shape.len()
+        && gi.shape[0] == vi.shape[0]
+        && gi.shape[1..].iter().all(|&d| d == 1);
+    if !ok {
+        return Err(file_err(
+            source.path(),
+            format!(
+                "weight norm `{g}` {:?} {:?} does not fit `{v}` {:?} {:?} (want g of shape (v.shape[0], 1, ...))",
+                gi.dtype, gi.shape, vi.dtype, vi.shape
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `v[i, ...] *= g[i] / ||v[i, ...]||` as torch's `_weight_norm(v, g, dim=0)` computes it
+/// (`v * (g / norm)`); the norm is accumulated in f64 and rounded once.
+fn fold_weight_norm(g: &[f32], v: &mut [f32]) {
+    let per = v.len() / g.len().max(1);
+    for (row, &gi) in v.chunks_mut(per.max(1)).zip(g) {
+        let norm = row.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt() as f32;
+        let scale = gi / norm;
+        row.iter_mut().for_each(|x| *x *= scale);
+    }
+}
