@@ -159,6 +159,14 @@ fn capacity_and_bad_handles_are_errors() {
     let mut zero = config(1, 1, 16, 4, 2);
     zero.page_size = 0;
     assert!(PagedKvCache::new(ctx, &zero).is_err());
+    // One layer's pool must fit one storage binding: 64 pages x 16 x 64 floats = 256 KiB.
+    let small = bark_wgpu::Context::new(&bark_wgpu::ContextOptions {
+        max_binding_bytes: Some(200 << 10),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(PagedKvCache::new(&small, &config(1, 1, 16, 64, 2)).is_err());
+    assert!(PagedKvCache::new(&small, &config(1, 1, 16, 48, 2)).is_ok());
     let mut huge = config(1, 16, 16, 1 << 20, 2);
     huge.n_pages = usize::MAX / 2;
     assert!(PagedKvCache::new(ctx, &huge).is_err(), "too large to index");
