@@ -1,8 +1,220 @@
-//! (not written yet)
+//! Fused attention with an online softmax (`shaders/attention.wgsl`): over the paged KV cache
+//! for the causal GPTs, and over a dense `[batch * T, 3H]` QKV matrix for the fine model.
+//!
+//! Both take the fused projection output `qkv` (`[rows, 3H]`, `[Q | K | V]`, heads contiguous
+//! in each) and return `[rows, H]` (heads concatenated, ready for the output projection).
+//! Scores are `q.k / sqrt(head_dim)`, softmax and sums in f32.
 
-use crate::gpu::Kernel;
+use bytemuck::{Pod, Zeroable};
+
+use super::kv_cache::check_qkv;
+use super::params;
+use crate::error::{shape_err, Error};
+use crate::gpu::{DType, Kernel};
+use crate::graph::{Graph, Val};
+use crate::kv::KvVals;
+use crate::Result;
+
+/// The head dimension the kernels are built for (both Bark sizes use 64). It is also the
+/// workgroup size and the keys per chunk.
+pub const HEAD_DIM: u32 = 64;
+/// Query rows per workgroup the kernels are built for.
+pub const BLOCK_ROWS: [u32; 2] = [1, 16];
+/// The most workgroups that may share one (block, head) along the keys.
+pub const MAX_SPLIT: u32 = 16;
+/// Workgroups the automatic split aims for: enough to keep a large GPU busy when a decode
+/// step has only `n_heads` (block, head) pairs.
+const TARGET_WORKGROUPS: u32 = 256;
+
+/// Which keys a query row sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mask {
+    /// Key positions up to and including the row's own (semantic and coarse models).
+    Causal,
+    /// Every key of the row's sequence (or batch item): the fine model.
+    Full,
+}
+
+/// Kernel choices; `None` lets the op pick. Results do not depend on them beyond f32 rounding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttnOptions {
+    /// Query rows per workgroup, one of [`BLOCK_ROWS`]. 16 shares each key load among 16 rows
+    /// (prefill); 1 suits steps whose rows are all in different sequences (decode).
+    pub block_rows: Option<u32>,
+    /// Workgroups sharing the keys of one (block, head), 1..=[`MAX_SPLIT`]; above 1 a second
+    /// dispatch merges their partial results.
+    pub split: Option<u32>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n_rows: u32,
+    n_heads: u32,
+    hidden: u32,
+    causal: u32,
+    n_split: u32,
+    page_size: u32,
+    n_pages: u32,
+    max_seqs: u32,
+    max_pages_per_seq: u32,
+    seq_len: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+/// The attention kernel for `block_rows` rows per workgroup. Each thread owns
+/// `ceil(block_rows / 4)` output columns, so the type holding them goes with it.
+fn kernel(entry: &'static str, block_rows: u32) -> Kernel {
+    let col_vec = if block_rows > 4 { "vec4<f32>" } else { "f32" };
+    Kernel::new("attention", entry).with("BQ", format!("{block_rows}u")).with("ColVec", col_vec)
+}
+
+/// Checks the options and fills in the defaults: `block_rows` from `default_rows`, the split
+/// from how many (block, head) workgroups there are and how many key chunks a row may have.
+fn resolve(
+    op: &'static str,
+    opts: AttnOptions,
+    n_rows: u32,
+    n_heads: u32,
+    default_rows: u32,
+    max_keys: u32,
+) -> Result<(u32, u32, u32)> {
+    let block_rows = opts.block_rows.unwrap_or(default_rows);
+    if !BLOCK_ROWS.contains(&block_rows) {
+        return Err(Error::Invalid(format!("{op}: block_rows {block_rows} is not one of {BLOCK_ROWS:?}")));
+    }
+    let blocks = n_rows.div_ceil(block_rows);
+    if blocks > 65_535 || n_heads > 65_535 {
+        return Err(shape_err(
+            op,
+            format!("{n_rows} rows x {n_heads} heads is more workgroups than a dispatch allows"),
+        ));
+    }
+    let max_chunks = max_keys.div_ceil(HEAD_DIM).max(1);
+    let auto = TARGET_WORKGROUPS.div_ceil(blocks * n_heads).clamp(1, MAX_SPLIT.min(max_chunks));
+    let split = opts.split.unwrap_or(auto);
+    if !(1..=MAX_SPLIT).contains(&split) {
+        return Err(Error::Invalid(format!("{op}: split {split} is not in 1..={MAX_SPLIT}")));
+    }
+    Ok((block_rows, blocks, split))
+}
+
+/// Records the attention dispatch (and the merge when split), returning the `[n_rows, H]`
+/// output. The kernel binds `before`, then the output (or the partials), then `after`.
+fn record(
+    g: &mut Graph,
+    entry: &'static str,
+    p: Params,
+    (block_rows, blocks): (u32, u32),
+    before: &[Val],
+    after: &[Val],
+) -> Val {
+    let (n_rows, n_heads, split) = (p.n_rows as usize, p.n_heads as usize, p.n_split);
+    let out = g.tensor(&[n_rows, p.hidden as usize], DType::F32);
+    let target =
+        if split == 1 { out } else { g.tensor(&[n_rows, n_heads, split as usize, HEAD_DIM as usize + 2], DType::F32) };
+    let mut all = before.to_vec();
+    all.push(target);
+    all.extend_from_slice(after);
+    g.dispatch(kernel(entry, block_rows), &params(&p), &all, [blocks, p.n_heads, split]);
+    if split > 1 {
+        g.dispatch(Kernel::new("attention", "combine"), &params(&p), &[target, out], [p.n_rows, p.n_heads, 1]);
+    }
+    out
+}
+
+fn check_head_dim(op: &'static str, head_dim: u32) -> Result<()> {
+    if head_dim != HEAD_DIM {
+        return Err(shape_err(op, format!("head_dim {head_dim}: the kernels are built for {HEAD_DIM} (Bark)")));
+    }
+    Ok(())
+}
+
+/// Attention of a step's query rows over the paged cache, layer `layer`. `qkv` is
+/// `[kv.n_rows, 3H]`; row `i`'s sequence and position come from the step's rows, and its keys
+/// must already be in the cache (run [`super::kv_cache::append`] for this layer first).
+pub fn paged(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, mask: Mask) -> Result<Val> {
+    paged_with(g, kv, layer, qkv, mask, AttnOptions::default())
+}
+
+/// [`paged`] with explicit kernel choices. By default rows go 16 to a workgroup when the step
+/// has more rows than the cache has sequences (so some sequence has several: prefill), else 1.
+pub fn paged_with(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, mask: Mask, opts: AttnOptions) -> Result<Val> {
+    const OP: &str = "attention::paged";
+    let geo = kv.geometry;
+    check_head_dim(OP, geo.head_dim)?;
+    let (k, v) = kv.layer(layer)?;
+    let n_rows = check_qkv(g, OP, qkv, geo.hidden(), kv.n_rows)?;
+    let default_rows = if n_rows > geo.max_seqs { 16 } else { 1 };
+    let max_keys = geo.max_pages_per_seq * geo.page_size;
+    let (block_rows, blocks, split) = resolve(OP, opts, n_rows, geo.n_heads, default_rows, max_keys)?;
+    let p = Params {
+        n_rows,
+        n_heads: geo.n_heads,
+        hidden: geo.hidden(),
+        causal: u32::from(mask == Mask::Causal),
+        n_split: split,
+        page_size: geo.page_size,
+        n_pages: geo.n_pages,
+        max_seqs: geo.max_seqs,
+        max_pages_per_seq: geo.max_pages_per_seq,
+        seq_len: 0,
+        scale: 1.0 / (geo.head_dim as f32).sqrt(),
+        _pad: 0,
+    };
+    Ok(record(g, "paged", p, (block_rows, blocks), &[qkv, k, v], &[kv.rows, kv.page_table, kv.seq_lens]))
+}
+
+/// Attention within each of `batch` items of `seq_len` rows, no cache: `qkv` is
+/// `[batch * seq_len, 3H]` with `H = n_heads * 64`, the output `[batch * seq_len, H]`. The fine
+/// model uses [`Mask::Full`].
+pub fn dense(g: &mut Graph, qkv: Val, n_heads: usize, batch: usize, seq_len: usize, mask: Mask) -> Result<Val> {
+    dense_with(g, qkv, n_heads, batch, seq_len, mask, AttnOptions::default())
+}
+
+/// [`dense`] with explicit kernel choices (16 rows per workgroup by default).
+pub fn dense_with(
+    g: &mut Graph,
+    qkv: Val,
+    n_heads: usize,
+    batch: usize,
+    seq_len: usize,
+    mask: Mask,
+    opts: AttnOptions,
+) -> Result<Val> {
+    const OP: &str = "attention::dense";
+    if n_heads == 0 || batch == 0 || seq_len == 0 {
+        return Err(shape_err(OP, format!("n_heads {n_heads}, batch {batch} and seq_len {seq_len} must be positive")));
+    }
+    let too_big = || shape_err(OP, format!("{batch} x {seq_len} rows x {n_heads} heads is too large"));
+    let n_heads32 = u32::try_from(n_heads).map_err(|_| too_big())?;
+    let hidden = n_heads32.checked_mul(HEAD_DIM).ok_or_else(too_big)?;
+    let n_rows = batch.checked_mul(seq_len).ok_or_else(too_big)?;
+    let n_rows = check_qkv(g, OP, qkv, hidden, n_rows)?;
+    let seq_len = seq_len as u32;
+    let (block_rows, blocks, split) = resolve(OP, opts, n_rows, n_heads32, 16, seq_len)?;
+    let p = Params {
+        n_rows,
+        n_heads: n_heads32,
+        hidden,
+        causal: u32::from(mask == Mask::Causal),
+        n_split: split,
+        page_size: 0,
+        n_pages: 0,
+        max_seqs: 0,
+        max_pages_per_seq: 0,
+        seq_len,
+        scale: 1.0 / (HEAD_DIM as f32).sqrt(),
+        _pad: 0,
+    };
+    // qkv is bound as the queries, the keys and the values.
+    Ok(record(g, "dense", p, (block_rows, blocks), &[qkv, qkv, qkv], &[]))
+}
 
 /// Every specialisation this module dispatches.
 pub fn kernels() -> Vec<Kernel> {
-    Vec::new()
+    let mut all: Vec<Kernel> = BLOCK_ROWS.iter().flat_map(|&bq| [kernel("paged", bq), kernel("dense", bq)]).collect();
+    all.push(Kernel::new("attention", "combine"));
+    all
 }

@@ -1,8 +1,69 @@
-//! (not written yet)
+//! Appends a step's K and V to the paged KV cache (`shaders/kv_cache.wgsl`).
 
-use crate::gpu::Kernel;
+use bytemuck::{Pod, Zeroable};
+
+use super::params;
+use crate::error::{shape_err, Error};
+use crate::gpu::{DType, Kernel};
+use crate::graph::{groups_1d, Graph, Val};
+use crate::kv::KvVals;
+use crate::Result;
+
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n_rows: u32,
+    hidden: u32,
+    page_size: u32,
+    n_pages: u32,
+    max_seqs: u32,
+    max_pages_per_seq: u32,
+}
+
+/// Checks that `qkv` is an f32 `[n_rows, 3H]` matrix matching the step's rows; returns n_rows.
+pub(crate) fn check_qkv(g: &Graph, op: &'static str, qkv: Val, hidden: u32, n_rows: usize) -> Result<u32> {
+    if g.dtype(qkv) != DType::F32 {
+        return Err(Error::Dtype { op, message: format!("qkv must be f32, got {:?}", g.dtype(qkv)) });
+    }
+    let shape = g.shape(qkv);
+    let want = [n_rows, 3 * hidden as usize];
+    if shape != want {
+        return Err(shape_err(op, format!("qkv is {shape:?}, expected {want:?} ([rows, 3 * n_heads * head_dim])")));
+    }
+    let words = n_rows as u64 * 3 * hidden as u64;
+    if words > u32::MAX as u64 {
+        return Err(shape_err(op, format!("qkv of {words} values is more than the kernels can index")));
+    }
+    Ok(n_rows as u32)
+}
+
+/// Writes the K and V parts of `qkv` (`[n_rows, 3H]`, rows as described by the step's
+/// [`crate::kv::StepRows`]) into layer `layer` of the cache. Inactive rows are skipped.
+pub fn append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Result<()> {
+    let geo = kv.geometry;
+    let (k, v) = kv.layer(layer)?;
+    let n_rows = check_qkv(g, "kv_cache::append", qkv, geo.hidden(), kv.n_rows)?;
+    let p = Params {
+        n_rows,
+        hidden: geo.hidden(),
+        page_size: geo.page_size,
+        n_pages: geo.n_pages,
+        max_seqs: geo.max_seqs,
+        max_pages_per_seq: geo.max_pages_per_seq,
+    };
+    let groups = groups_1d((n_rows * geo.hidden()).div_ceil(WG));
+    g.dispatch(
+        Kernel::new("kv_cache", "append"),
+        &params(&p),
+        &[qkv, k, v, kv.rows, kv.page_table, kv.seq_lens],
+        groups,
+    );
+    Ok(())
+}
 
 /// Every specialisation this module dispatches.
 pub fn kernels() -> Vec<Kernel> {
-    Vec::new()
+    vec![Kernel::new("kv_cache", "append")]
 }
