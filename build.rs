@@ -3,8 +3,14 @@
 use std::{env, fs, path::Path};
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    // Read at run time, not with env!(): several checkouts may share one target directory and
+    // so one compiled build script, which must embed the shaders of the checkout being built.
+    let root = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&root).join("shaders");
     println!("cargo:rerun-if-changed={}", dir.display());
+    // The paths above are the last checkout's; a build from another checkout (another PWD)
+    // must run the script again rather than reuse that checkout's shaders.
+    println!("cargo:rerun-if-env-changed=PWD");
     let mut names: Vec<String> = fs::read_dir(&dir)
         .expect("shaders/ directory")
         .filter_map(|e| e.ok())

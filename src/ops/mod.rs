@@ -7,6 +7,7 @@ pub mod conv1d;
 pub mod conv_transpose1d;
 pub mod elementwise;
 pub mod embedding;
+pub mod gemv;
 pub mod kv_cache;
 pub mod layernorm;
 pub mod lstm;
@@ -24,6 +25,7 @@ pub fn all_kernels() -> Vec<Kernel> {
         conv_transpose1d::kernels(),
         elementwise::kernels(),
         embedding::kernels(),
+        gemv::kernels(),
         kv_cache::kernels(),
         layernorm::kernels(),
         lstm::kernels(),

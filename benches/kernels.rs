@@ -1,0 +1,185 @@
+//! Kernel benches: the matmul family at Bark's sizes, as compiled plans.
+//!
+//! `cargo bench --bench kernels` (or `--profile dev` to reuse the test build's dependencies).
+//! Prints the adapter, then per kernel the median wall time of `plan.run(); ctx.wait()` after
+//! one warm-up run, the weight bytes streamed per second and the arithmetic rate, and writes the
+//! same as JSON to `$CARGO_TARGET_DIR/bench-kernels.json` (default `target/`). Runs per kernel:
+//! `BENCH_ITERS` if set, else up to 5 and no more once 1.5 s are spent (a lavapipe GEMM takes
+//! seconds). On a CPU adapter (lavapipe) the numbers only rank the variants.
+
+use std::time::Instant;
+
+use bark_wgpu::ops::matmul::{self, Epilogue, Variant};
+use bark_wgpu::{Context, ContextOptions, DType, Graph, Tensor};
+
+struct Row {
+    kernel: &'static str,
+    variant: Variant,
+    m: usize,
+    k: usize,
+    n: usize,
+    dtype: DType,
+    median_s: f64,
+    runs: usize,
+}
+
+impl Row {
+    fn weight_bytes(&self) -> f64 {
+        (self.n * self.dtype.row_words(self.k) * 4) as f64
+    }
+    fn gb_s(&self) -> f64 {
+        self.weight_bytes() / self.median_s / 1e9
+    }
+    fn gflop_s(&self) -> f64 {
+        2.0 * (self.m * self.k * self.n) as f64 / self.median_s / 1e9
+    }
+}
+
+/// Deterministic values of order 1 (the data do not change the timing).
+fn pattern(len: usize, scale: f32) -> Vec<f32> {
+    (0..len).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * scale).collect()
+}
+
+/// How many timed runs: exactly `BENCH_ITERS`, or up to 5 within a time budget.
+#[derive(Clone, Copy)]
+struct Runs {
+    max: usize,
+    budget_s: Option<f64>,
+}
+
+/// Median seconds and the number of timed runs.
+fn time_linear(
+    ctx: &Context,
+    variant: Variant,
+    shape: (usize, usize, usize),
+    dtype: DType,
+    runs: Runs,
+) -> (f64, usize) {
+    let (m, k, n) = shape;
+    let x = Tensor::from_f32(ctx, &pattern(m * k, 1.0), &[m, k], DType::F32).expect("upload x");
+    let w = Tensor::from_f32(ctx, &pattern(n * k, 0.03), &[n, k], dtype).expect("upload weight");
+    let mut g = Graph::new(ctx);
+    let (xv, wv) = (g.input(&x), g.input(&w));
+    let y = matmul::linear_with(&mut g, xv, wv, None, Epilogue::None, None, variant).expect("record linear");
+    g.keep(y);
+    let plan = g.compile().expect("compile plan");
+    plan.run().expect("warm-up run");
+    ctx.wait().expect("wait");
+    let mut times = Vec::new();
+    while times.len() < runs.max && runs.budget_s.is_none_or(|b| times.iter().sum::<f64>() < b) {
+        let t = Instant::now();
+        plan.run().expect("run");
+        ctx.wait().expect("wait");
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], times.len())
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn write_json(ctx: &Context, rows: &[Row]) -> std::io::Result<std::path::PathBuf> {
+    let s = ctx.summary();
+    let mut out = format!(
+        "{{\n  \"adapter\": {{\"name\": {}, \"backend\": {}, \"device_type\": {}, \"driver\": {}, \"shader_f16\": {}, \"subgroup\": {}}},\n  \"results\": [\n",
+        json_str(&s.name),
+        json_str(&s.backend),
+        json_str(&s.device_type),
+        json_str(&s.driver),
+        s.shader_f16,
+        s.subgroup
+    );
+    for (i, r) in rows.iter().enumerate() {
+        out += &format!(
+            "    {{\"kernel\": {}, \"variant\": {}, \"m\": {}, \"k\": {}, \"n\": {}, \"weight_dtype\": {}, \"runs\": {}, \"median_ms\": {:.4}, \"weight_gb_s\": {:.3}, \"gflop_s\": {:.3}}}{}\n",
+            json_str(r.kernel),
+            json_str(&format!("{:?}", r.variant)),
+            r.m,
+            r.k,
+            r.n,
+            json_str(&format!("{:?}", r.dtype).to_lowercase()),
+            r.runs,
+            r.median_s * 1e3,
+            r.gb_s(),
+            r.gflop_s(),
+            if i + 1 < rows.len() { "," } else { "" }
+        );
+    }
+    out += "  ]\n}\n";
+    let dir = std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("bench-kernels.json");
+    std::fs::write(&path, out)?;
+    Ok(path)
+}
+
+fn main() {
+    let ctx = Context::new(&ContextOptions::default()).expect("a wgpu adapter");
+    let s = ctx.summary();
+    println!("adapter: {} ({}, {}), driver: {}", s.name, s.backend, s.device_type, s.driver);
+    println!("features: shader_f16={} subgroup={}", s.shader_f16, s.subgroup);
+    let runs = match std::env::var("BENCH_ITERS").ok().and_then(|v| v.parse::<usize>().ok()) {
+        Some(n) => Runs { max: n.max(1), budget_s: None },
+        None => Runs { max: 5, budget_s: Some(1.5) },
+    };
+    println!("median over the timed runs of plan.run() + wait (set BENCH_ITERS for more)\n");
+    println!(
+        "{:<6} {:<13} {:>5} {:>5} {:>6} {:>4} {:>4} {:>10} {:>9} {:>9}",
+        "kernel", "variant", "M", "K", "N", "W", "runs", "median ms", "GB/s", "GFLOP/s"
+    );
+
+    let mut gemv_variants = vec![Variant::Gemv];
+    if ctx.has_subgroups() {
+        gemv_variants.push(Variant::GemvSubgroup);
+    }
+    let mut cases = Vec::new();
+    // Decode, batch 1: the small models' MLP-in and the large ones'.
+    for (k, n) in [(768, 3072), (1024, 4096)] {
+        for dtype in [DType::F32, DType::F16] {
+            for &v in &gemv_variants {
+                cases.push(("gemv", v, 1, k, n, dtype));
+            }
+        }
+    }
+    // Prefill of a 257-token prompt: attention in (both dtypes), MLP in and out (f16).
+    cases.push(("gemm", Variant::Gemm, 257, 1024, 3072, DType::F32));
+    for (k, n) in [(1024, 3072), (1024, 4096), (4096, 1024)] {
+        cases.push(("gemm", Variant::Gemm, 257, k, n, DType::F16));
+    }
+
+    let mut rows = Vec::new();
+    for (kernel, variant, m, k, n, dtype) in cases {
+        let (median_s, runs) = time_linear(&ctx, variant, (m, k, n), dtype, runs);
+        let r = Row { kernel, variant, m, k, n, dtype, median_s, runs };
+        println!(
+            "{:<6} {:<13} {:>5} {:>5} {:>6} {:>4} {:>4} {:>10.3} {:>9.2} {:>9.2}",
+            kernel,
+            format!("{variant:?}"),
+            m,
+            k,
+            n,
+            format!("{dtype:?}").to_lowercase(),
+            runs,
+            median_s * 1e3,
+            r.gb_s(),
+            r.gflop_s()
+        );
+        rows.push(r);
+    }
+    match write_json(&ctx, &rows) {
+        Ok(path) => println!("\nwrote {}", path.display()),
+        Err(e) => eprintln!("could not write the JSON results: {e}"),
+    }
+}

@@ -1,0 +1,325 @@
+//! `linear` (GEMM and both GEMV kernels) against a CPU reference with f64 accumulation, on
+//! awkward sizes (1, primes, not multiples of any tile, odd K with f16 rows), every decode M
+//! from 1 to 16, the 16/17 switch to GEMM, Bark's largest layers, and bad input.
+//!
+//! Tolerance (per element, for f32 and f16 weights alike): the kernels accumulate K products in
+//! f32, so each step rounds by at most u = 2^-24 of a partial sum, and a partial sum is at most
+//! S = sum_k |x_k w_k|. Rounding errors of random data add up like a random walk, about
+//! u * sqrt(K) * S; we allow 8x that, plus u per term of the epilogue. GELU multiplies an input
+//! error by at most 1.13 (its largest slope) and adds the erf approximation's 1.5e-7 * |v| / 2,
+//! which we bound by 1e-6 * max(1, |v|). For f16 weights the reference uses the same
+//! f16-rounded weights, so the storage rounding is not part of the error and the bound stays
+//! f32-tight. A wrong index or a lost term is off by about |x_k w_k|, far above the bound.
+
+mod common;
+
+use bark_wgpu::ops::matmul::{self, Epilogue, Linear, Variant};
+use bark_wgpu::{Context, ContextOptions, DType, Graph, Tensor};
+use common::{ctx, Rng};
+use half::f16;
+
+const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    m: usize,
+    k: usize,
+    n: usize,
+    f16: bool,
+    bias: bool,
+    gelu: bool,
+    residual: bool,
+}
+
+impl Case {
+    fn new(m: usize, k: usize, n: usize, f16: bool) -> Case {
+        Case { m, k, n, f16, bias: false, gelu: false, residual: false }
+    }
+    /// All three epilogue stages on.
+    fn full(mut self) -> Case {
+        (self.bias, self.gelu, self.residual) = (true, true, true);
+        self
+    }
+}
+
+fn gelu(v: f64) -> f64 {
+    0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2))
+}
+
+struct Data {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    /// The weights as the kernel sees them: `w`, rounded to f16 for f16 cases.
+    w_ref: Vec<f64>,
+    bias: Vec<f32>,
+    residual: Vec<f32>,
+}
+
+/// x ~ N(0, 1), W ~ N(0, 1/sqrt(K)) like a trained layer (outputs of order 1), bias and
+/// residual ~ N(0, 0.5).
+fn data(c: &Case, seed: u64) -> Data {
+    let mut rng = Rng::new(seed);
+    let x = rng.normal(c.m * c.k, 1.0);
+    let w = rng.normal(c.n * c.k, 1.0 / (c.k as f32).sqrt());
+    let w_ref = w.iter().map(|&v| if c.f16 { f16::from_f32(v).to_f64() } else { v as f64 }).collect();
+    Data { x, w, w_ref, bias: rng.normal(c.n, 0.5), residual: rng.normal(c.m * c.n, 0.5) }
+}
+
+/// Reference value and tolerance for output row `m` (see the module comment).
+fn reference_row(c: &Case, d: &Data, m: usize) -> (Vec<f32>, Vec<f32>) {
+    let (mut want, mut tol) = (Vec::with_capacity(c.n), Vec::with_capacity(c.n));
+    let x = &d.x[m * c.k..(m + 1) * c.k];
+    for n in 0..c.n {
+        let w = &d.w_ref[n * c.k..(n + 1) * c.k];
+        let (mut dot, mut mag) = (0.0f64, 0.0f64);
+        for (&xv, &wv) in x.iter().zip(w) {
+            let p = xv as f64 * wv;
+            dot += p;
+            mag += p.abs();
+        }
+        let mut e = 8.0 * U * ((c.k as f64).sqrt() + 1.0) * mag;
+        let mut v = dot;
+        if c.bias {
+            v += d.bias[n] as f64;
+            e += U * v.abs();
+        }
+        if c.gelu {
+            e = 1.13 * e + 1e-6 * v.abs().max(1.0);
+            v = gelu(v);
+        }
+        if c.residual {
+            v += d.residual[m * c.n + n] as f64;
+            e += U * v.abs();
+        }
+        want.push(v as f32);
+        tol.push((e + U * v.abs()) as f32);
+    }
+    (want, tol)
+}
+
+/// Runs `linear_with` for the case and returns y as f32 `[M, N]`.
+fn run_gpu(ctx: &Context, c: &Case, d: &Data, variant: Variant) -> Vec<f32> {
+    let dtype = if c.f16 { DType::F16 } else { DType::F32 };
+    let xt = Tensor::from_f32(ctx, &d.x, &[c.m, c.k], DType::F32).unwrap();
+    let wt = Tensor::from_f32(ctx, &d.w, &[c.n, c.k], dtype).unwrap();
+    let bt = Tensor::from_f32(ctx, &d.bias, &[c.n], DType::F32).unwrap();
+    let rt = Tensor::from_f32(ctx, &d.residual, &[c.m, c.n], DType::F32).unwrap();
+    let mut g = Graph::new(ctx);
+    let (x, w) = (g.input(&xt), g.input(&wt));
+    let bias = c.bias.then(|| g.input(&bt));
+    let residual = c.residual.then(|| g.input(&rt));
+    let act = if c.gelu { Epilogue::Gelu } else { Epilogue::None };
+    let y = matmul::linear_with(&mut g, x, w, bias, act, residual, variant).unwrap();
+    assert_eq!(g.shape(y), [c.m, c.n]);
+    g.keep(y);
+    let plan = g.compile().unwrap();
+    plan.run().unwrap();
+    plan.tensor(y).to_f32(ctx).unwrap()
+}
+
+/// Checks the rows in `rows` (all rows when `None`) of one run.
+fn check_rows(ctx: &Context, c: &Case, variant: Variant, seed: u64, rows: Option<Vec<usize>>) {
+    let d = data(c, seed);
+    let got = run_gpu(ctx, c, &d, variant);
+    for m in rows.unwrap_or_else(|| (0..c.m).collect()) {
+        let (want, tol) = reference_row(c, &d, m);
+        for n in 0..c.n {
+            let g = got[m * c.n + n];
+            assert!(
+                (g - want[n]).abs() <= tol[n],
+                "{variant:?} {c:?}: y[{m}, {n}] = {g}, want {} (|diff| {} > tol {})",
+                want[n],
+                (g - want[n]).abs(),
+                tol[n]
+            );
+        }
+    }
+}
+
+fn check(ctx: &Context, c: &Case, variant: Variant, seed: u64) {
+    check_rows(ctx, c, variant, seed, None);
+}
+
+/// The GEMV kernels this device can run: the workgroup one always, the subgroup one where
+/// SUBGROUP is offered (lavapipe offers it; `fallback_without_optional_features` covers the
+/// device without).
+fn gemv_variants(ctx: &Context) -> Vec<Variant> {
+    if ctx.has_subgroups() {
+        vec![Variant::Gemv, Variant::GemvSubgroup]
+    } else {
+        eprintln!("note: this device has no SUBGROUP; the subgroup GEMV is not exercised");
+        vec![Variant::Gemv]
+    }
+}
+
+#[test]
+fn gemv_awkward_sizes_both_dtypes() {
+    let ctx = ctx();
+    // K = 8, 16, 1024: vec4 path for both dtypes; K = 12: vec4 for f32, scalar for f16;
+    // K = 1, 7, 13, 97, 257: scalar path, odd K pads f16 rows.
+    let shapes = [(1, 1, 1), (1, 7, 13), (3, 97, 257), (16, 13, 7), (5, 257, 97), (2, 8, 5), (4, 12, 9), (7, 16, 33)];
+    for variant in gemv_variants(ctx) {
+        for (i, &(m, k, n)) in shapes.iter().enumerate() {
+            for f16 in [false, true] {
+                let mut c = Case::new(m, k, n, f16);
+                // Vary the epilogue so each stage is seen alone and together.
+                (c.bias, c.gelu, c.residual) = [(false, false, false), (true, false, false), (true, true, true)][i % 3];
+                check(ctx, &c, variant, i as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn gemv_every_m_from_1_to_16() {
+    let ctx = ctx();
+    for variant in gemv_variants(ctx) {
+        for m in 1..=16 {
+            // K = 64 takes the vec4 path, K = 33 the scalar one with an odd f16 row.
+            check(ctx, &Case::new(m, 64, 37, m % 2 == 0).full(), variant, 100 + m as u64);
+            check(ctx, &Case::new(m, 33, 19, m % 2 == 1).full(), variant, 200 + m as u64);
+        }
+    }
+}
+
+#[test]
+fn gemv_bark_sizes_batch_one() {
+    let ctx = ctx();
+    // Bark's decode-step layers: attention in (K=1024, N=3072), MLP in/out (1024 -> 4096 ->
+    // 1024), the semantic lm_head (N=10048), and the small models' MLP (768 -> 3072).
+    let shapes = [(1024, 4096), (4096, 1024), (1024, 10048), (768, 3072)];
+    let auto = matmul::choose(ctx, 1);
+    for (i, &(k, n)) in shapes.iter().enumerate() {
+        let f16 = i % 2 == 0;
+        let mut c = Case::new(1, k, n, f16);
+        c.bias = i == 3;
+        c.gelu = i == 0;
+        c.residual = i == 1;
+        check(ctx, &c, auto, 300 + i as u64);
+        check(ctx, &Case { f16: !f16, ..c }, Variant::Gemv, 310 + i as u64);
+    }
+}
+
+#[test]
+fn gemm_awkward_sizes_both_dtypes() {
+    let ctx = ctx();
+    // Edges of the 64 x 64 tile and of BK = 16 in every direction, K = 1 and odd K for f16.
+    let shapes = [(17, 1, 1), (1, 7, 13), (17, 13, 7), (65, 97, 257), (64, 16, 64), (130, 33, 65), (97, 257, 3)];
+    for (i, &(m, k, n)) in shapes.iter().enumerate() {
+        for f16 in [false, true] {
+            let mut c = Case::new(m, k, n, f16);
+            (c.bias, c.gelu, c.residual) = [(false, false, false), (true, false, false), (true, true, true)][i % 3];
+            check(ctx, &c, Variant::Gemm, 400 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn gemm_bark_prefill_size() {
+    let ctx = ctx();
+    // A 257-token prefill through the MLP's first layer (f16), and the MLP's K = 4096 in f32
+    // on fewer columns (lavapipe runs this GEMM at well under 1 GFLOP/s). The CPU reference
+    // checks the rows at every tile edge and a stride of the others.
+    let rows: Vec<usize> = (0..257).filter(|m| m % 64 < 2 || m % 64 > 61 || m % 29 == 0).collect();
+    check_rows(ctx, &Case::new(257, 1024, 4096, true).full(), Variant::Gemm, 500, Some(rows.clone()));
+    check_rows(ctx, &Case::new(257, 4096, 300, false), Variant::Gemm, 501, Some(rows));
+}
+
+#[test]
+fn auto_switches_from_gemv_to_gemm_after_16_rows() {
+    let ctx = ctx();
+    assert_ne!(matmul::choose(ctx, 16), Variant::Gemm);
+    assert_eq!(matmul::choose(ctx, 17), Variant::Gemm);
+    for m in [16, 17] {
+        for f16 in [false, true] {
+            check(ctx, &Case::new(m, 96, 70, f16).full(), Variant::Auto, 600 + m as u64);
+        }
+    }
+}
+
+#[test]
+fn leading_dims_are_rows_and_linear_struct_forwards() {
+    let ctx = ctx();
+    // x [2, 3, K] is M = 6 rows; the output keeps the leading dims: [2, 3, N].
+    let c = Case::new(6, 24, 10, true).full();
+    let d = data(&c, 700);
+    let xt = Tensor::from_f32(ctx, &d.x, &[2, 3, c.k], DType::F32).unwrap();
+    let wt = Tensor::from_f32(ctx, &d.w, &[c.n, c.k], DType::F16).unwrap();
+    let bt = Tensor::from_f32(ctx, &d.bias, &[c.n], DType::F32).unwrap();
+    let rt = Tensor::from_f32(ctx, &d.residual, &[2, 3, c.n], DType::F32).unwrap();
+    let mut g = Graph::new(ctx);
+    let layer = Linear { weight: g.input(&wt), bias: Some(g.input(&bt)) };
+    let (x, r) = (g.input(&xt), g.input(&rt));
+    let y = layer.forward(&mut g, x, Epilogue::Gelu, Some(r)).unwrap();
+    assert_eq!(g.shape(y), [2, 3, c.n]);
+    g.keep(y);
+    let plan = g.compile().unwrap();
+    plan.run().unwrap();
+    let got = plan.tensor(y).to_f32(ctx).unwrap();
+    for m in 0..c.m {
+        let (want, tol) = reference_row(&c, &d, m);
+        for n in 0..c.n {
+            assert!((got[m * c.n + n] - want[n]).abs() <= tol[n], "y[{m}, {n}]");
+        }
+    }
+}
+
+#[test]
+fn fallback_without_optional_features() {
+    // A device opened without f16 shaders or subgroups: f16 weights still work (they are
+    // unpacked from u32 words), the auto choice is the workgroup GEMV, and asking for the
+    // subgroup one is an error, not a failed pipeline.
+    let opts = ContextOptions { no_optional_features: true, ..Default::default() };
+    let ctx = &Context::new(&opts).unwrap();
+    assert!(!ctx.has_subgroups() && !ctx.has_f16());
+    assert_eq!(matmul::choose(ctx, 1), Variant::Gemv);
+    check(ctx, &Case::new(3, 40, 21, true).full(), Variant::Auto, 800);
+    check(ctx, &Case::new(20, 40, 21, true).full(), Variant::Auto, 801);
+    let mut g = Graph::new(ctx);
+    let x = g.tensor(&[1, 8], DType::F32);
+    let w = g.tensor(&[4, 8], DType::F16);
+    assert!(matmul::linear_with(&mut g, x, w, None, Epilogue::None, None, Variant::GemvSubgroup).is_err());
+}
+
+#[test]
+fn bad_shapes_and_dtypes_are_errors() {
+    let ctx = ctx();
+    let mut g = Graph::new(ctx);
+    let x = g.tensor(&[3, 8], DType::F32);
+    let w = g.tensor(&[5, 8], DType::F16);
+    let b = g.tensor(&[5], DType::F32);
+    let r = g.tensor(&[3, 5], DType::F32);
+    let none = Epilogue::None;
+    // The good call works, so each failure below is the one thing changed.
+    assert!(matmul::linear(&mut g, x, w, Some(b), none, Some(r)).is_ok());
+
+    let x_u32 = g.tensor(&[3, 8], DType::U32);
+    let x_f16 = g.tensor(&[3, 8], DType::F16);
+    let w_i32 = g.tensor(&[5, 8], DType::I32);
+    let w_k9 = g.tensor(&[5, 9], DType::F32);
+    let w_rank3 = g.tensor(&[1, 5, 8], DType::F32);
+    let b_len4 = g.tensor(&[4], DType::F32);
+    let b_f16 = g.tensor(&[5], DType::F16);
+    let r_wrong = g.tensor(&[3, 4], DType::F32);
+    let r_u32 = g.tensor(&[3, 5], DType::U32);
+    let scalar = g.tensor(&[], DType::F32);
+    let x_empty = g.tensor(&[0, 8], DType::F32);
+    let x_17 = g.tensor(&[17, 8], DType::F32);
+    let cases = [
+        matmul::linear(&mut g, x_u32, w, None, none, None),
+        matmul::linear(&mut g, x_f16, w, None, none, None),
+        matmul::linear(&mut g, x, w_i32, None, none, None),
+        matmul::linear(&mut g, x, w_k9, None, none, None),
+        matmul::linear(&mut g, x, w_rank3, None, none, None),
+        matmul::linear(&mut g, x, w, Some(b_len4), none, None),
+        matmul::linear(&mut g, x, w, Some(b_f16), none, None),
+        matmul::linear(&mut g, x, w, None, none, Some(r_wrong)),
+        matmul::linear(&mut g, x, w, None, none, Some(r_u32)),
+        matmul::linear(&mut g, scalar, w, None, none, None),
+        matmul::linear(&mut g, x_empty, w, None, none, None),
+        matmul::linear_with(&mut g, x_17, w, None, none, None, Variant::Gemv),
+    ];
+    for (i, r) in cases.into_iter().enumerate() {
+        assert!(r.is_err(), "case {i} should be an error");
+    }
+}
