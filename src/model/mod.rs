@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod encodec;
+pub mod gpt;
 mod tensors;
 
 pub use config::{BarkConfig, CodecConfig, FineConfig, SubModelConfig};
