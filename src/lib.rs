@@ -10,6 +10,7 @@ pub mod graph;
 pub mod kv;
 pub mod model;
 pub mod ops;
+pub mod text;
 pub mod weights;
 
 pub use error::{Error, Result};
