@@ -257,7 +257,7 @@ impl EncodecEncoder {
     /// `frames = ceil(samples / hop)`.
     pub fn encode(&self, ctx: &Context, audio: &[f32], batch: usize, n_q: usize) -> Result<(Vec<u32>, usize)> {
         let ch = self.dims.audio_channels;
-        if batch == 0 || audio.is_empty() || audio.len() % (batch * ch) != 0 {
+        if batch == 0 || audio.is_empty() || !audio.len().is_multiple_of(batch * ch) {
             return Err(Error::Invalid(format!("{} samples do not split into {batch} x {ch} channels", audio.len())));
         }
         if n_q > self.codebooks.shape()[0] {
