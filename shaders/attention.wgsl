@@ -1,13 +1,13 @@
 // Fused multi-head attention with an online softmax: one pass over the keys, no score matrix in
 // memory, all arithmetic in f32.
 //
-// A workgroup (64 threads) takes BQ consecutive query rows and one head (and, when
+// A workgroup (WG = 64 threads) takes BQ consecutive query rows and one head (and, when
 // p.n_split > 1, only every n_split-th chunk of the keys: flash-decoding, see `combine`). It
-// walks the keys in chunks of BK = 64. Per chunk: the scores of the chunk's keys against the
-// block's rows (register tiles, see CG below), the running max and rescale factor per row,
-// the probabilities (unnormalised) into shared memory, then each thread's tile of the output
-// is rescaled and accumulated over the chunk's values. The 1/sum normalisation is applied once
-// at the end.
+// walks the keys in chunks of BK = WG = 64, whatever the head dimension D. Per chunk: the
+// scores of the chunk's keys against the block's rows (register tiles, see CG below), the
+// running max and rescale factor per row, the probabilities (unnormalised) into shared memory,
+// then each thread's tile of the output is rescaled and accumulated over the chunk's values.
+// The 1/sum normalisation is applied once at the end.
 //
 //   paged:  queries are rows of qkv [n_rows, 3H]; row i belongs to sequence slot rows[i].x at
 //           position rows[i].y; its keys/values are read from the K/V pools of one layer
@@ -21,14 +21,15 @@
 // rows of other sequences masked out. Output (per head, columns h*D..h*D+D of each row) is
 // sum_k softmax(q.k * scale)_k v_k; rows with nothing to attend to (inactive) get zeros.
 //
-// Performance notes. Prefill (BQ = 16) loads each key and value once per 16 query rows, and each
-// thread does 16 multiply-adds per 2 vec4 loads in both products (4 rows x 4 keys, then 4 rows
-// x 4 columns). Decode (BQ = 1) at batch 1 has only n_heads (block, head) pairs, so the host
-// splits the keys over n_split workgroups, each writing a partial (o, m, l) that `combine`
-// merges: a 1000-position context then runs on up to 16 * n_heads workgroups instead of
-// n_heads long serial loops. Per chunk there are 4 barriers (plus one after the key offsets);
-// the cross-thread max and sum are a short serial loop by one thread per row quad (CG = 16 terms
-// for BQ = 16, 64 for BQ = 1): a subgroup reduction could replace it where subgroups exist.
+// Performance notes (D = 64, Bark's size). Prefill (BQ = 16) loads each key and value once per
+// 16 query rows, and each thread does 16 multiply-adds per 2 vec4 loads in both products (4 rows
+// x 4 keys, then 4 rows x 4 columns). Decode (BQ = 1) at batch 1 has only n_heads (block,
+// head) pairs, so the host splits the keys over n_split workgroups, each writing a partial
+// (o, m, l) that `combine` merges: a 1000-position context then runs on up to 16 * n_heads
+// workgroups instead of n_heads long serial loops. Per chunk there are 4 barriers (plus one
+// after the key offsets); the cross-thread max and sum are a short serial loop by one thread per
+// row quad (CG = 16 terms for BQ = 16, 64 for BQ = 1): a subgroup reduction could replace it
+// where subgroups exist.
 
 struct Params {
     n_rows: u32,
@@ -50,21 +51,31 @@ struct Params {
     _pad: u32,
 }
 
-// Head dimension, and also the threads of a workgroup and the keys of a chunk.
+// Head dimension: a multiple of 4 up to 128 (the host specialises it; Bark's is 64). 128 keeps
+// the workgroup memory (about 14 KiB at BQ = 16) under WebGPU's guaranteed 16 KiB.
 const D: u32 = 64u;
 const D4: u32 = D / 4u;
-const BK: u32 = D;
+// Threads of a workgroup, and the keys of a chunk (one per thread and row quad, see CG).
+const WG: u32 = 64u;
+const BK: u32 = WG;
 // Query rows per workgroup: 1, 4 or 16 (so that ColVec below is f32 or vec4). Rows are handled
 // 4 at a time as vec4s ("row quads"; NV of them, RB rows with padding).
 const BQ: u32 = 16u;
 const NV: u32 = (BQ + 3u) / 4u;
 const RB: u32 = NV * 4u;
 // Register tiling: thread t = (row quad i = t / CG, column group cg = t % CG). For the scores it
-// takes keys cg, cg + CG, ... (NV of them) against the 4 rows of its quad; for the output it
-// owns columns cg * NV .. cg * NV + NV of those 4 rows. ColVec holds those NV columns: f32 for
-// BQ = 1 or 4, vec4<f32> for BQ = 16 (the host specialises it together with BQ).
+// takes keys cg, cg + CG, ... (NV of them) against the 4 rows of its quad. For the output a
+// head row is DC column vectors of NV columns (ColVec: f32 for BQ = 1 or 4, vec4<f32> for
+// BQ = 16; the host specialises it together with BQ); the thread owns vectors cg, cg + CG, ...
+// (OC of them) of its quad's 4 rows. At D = 64, DC = CG: one vector each, as many threads as
+// columns. Smaller D leaves column groups idle in the output product (tiny test models only),
+// larger D gives each thread two vectors. ALL_COLS: every thread's vectors are real, so the
+// bound check below folds away at compile time.
 alias ColVec = vec4<f32>;
-const CG: u32 = D / NV;
+const CG: u32 = WG / NV;
+const DC: u32 = D / NV;
+const OC: u32 = (DC + CG - 1u) / CG;
+const ALL_COLS: bool = DC % CG == 0u;
 // Rows of a quad that can be real: the padding rows of BQ = 1 are skipped at compile time.
 const QROWS: u32 = min(BQ, 4u);
 // A masked score. Finite (WGSL has no infinity literal); any real score is far above NEG_VALID.
@@ -90,7 +101,7 @@ var<workgroup> q_s: array<vec4<f32>, RB * D4>;
 // Probabilities of the current chunk: [BK][NV], element i of key k holding rows 4i..4i+3.
 var<workgroup> p_s: array<vec4<f32>, BK * NV>;
 // Each thread's partial max, then partial sum, over its keys: [NV][CG].
-var<workgroup> red_s: array<vec4<f32>, D>;
+var<workgroup> red_s: array<vec4<f32>, WG>;
 // Where key k of the chunk starts, for this head: K as a vec4 index, V as an f32 index.
 var<workgroup> kb_s: array<u32, BK>;
 var<workgroup> vb_s: array<u32, BK>;
@@ -107,8 +118,9 @@ var<workgroup> n_pass_s: u32;
 var<workgroup> pass_grp_s: array<u32, BQ>;
 var<workgroup> pass_nk_s: array<u32, BQ>;
 
-// This thread's output tile, unnormalised: o[c] = row 4i + c, its NV columns.
-var<private> o: array<ColVec, 4>;
+// This thread's output tile, unnormalised: o[c * OC + j] = row 4i + c, its column vector
+// cg + j * CG.
+var<private> o: array<ColVec, 4u * OC>;
 
 // After nk_s/grp_s are set (and a barrier): state reset, the pass list, the scaled queries.
 fn start_block(t: u32, block: u32, head: u32) {
@@ -116,7 +128,7 @@ fn start_block(t: u32, block: u32, head: u32) {
         m_s[t] = vec4<f32>(NEG);
         l_s[t] = vec4<f32>(0.0);
     }
-    for (var c = 0u; c < 4u; c++) {
+    for (var c = 0u; c < 4u * OC; c++) {
         o[c] = ColVec(0.0);
     }
     if t == 0u {
@@ -142,7 +154,7 @@ fn start_block(t: u32, block: u32, head: u32) {
         }
         n_pass_s = n;
     }
-    for (var i = t; i < RB * D4; i += D) {
+    for (var i = t; i < RB * D4; i += WG) {
         let r = i / D4;
         var q = vec4<f32>(0.0);
         if nk_s[r] > 0u {
@@ -215,13 +227,20 @@ fn chunk(t: u32, c0: u32, kmax: u32, g: u32) {
     // The output tile, and (one thread per quad) the running sums.
     let alpha = alpha_s[i];
     for (var c = 0u; c < QROWS; c++) {
-        o[c] *= alpha[c];
+        for (var j = 0u; j < OC; j++) {
+            o[c * OC + j] *= alpha[c];
+        }
     }
     for (var k = 0u; k < kmax; k++) {
-        let v = vbuf[vb_s[k] / NV + cg];
         let pr = p_s[k * NV + i];
-        for (var c = 0u; c < QROWS; c++) {
-            o[c] += pr[c] * v;
+        for (var j = 0u; j < OC; j++) {
+            let cv = cg + j * CG;
+            if ALL_COLS | (cv < DC) {
+                let v = vbuf[vb_s[k] / NV + cv];
+                for (var c = 0u; c < QROWS; c++) {
+                    o[c * OC + j] += pr[c] * v;
+                }
+            }
         }
     }
     if t < NV {
@@ -247,14 +266,20 @@ fn finish_block(t: u32, block: u32, head: u32, split: u32) {
             continue;
         }
         let l = l_s[i][c];
-        let v = vec4<f32>(o[c]);
-        for (var e = 0u; e < NV; e++) {
-            let col = cg * NV + e;
-            var value = v[e];
-            if p.n_split == 1u {
-                value = select(0.0, value / l, l > 0.0);
+        for (var j = 0u; j < OC; j++) {
+            let cv = cg + j * CG;
+            if !(ALL_COLS | (cv < DC)) {
+                continue;
             }
-            out[out_index(row, head, split, col)] = value;
+            let v = vec4<f32>(o[c * OC + j]);
+            for (var e = 0u; e < NV; e++) {
+                let col = cv * NV + e;
+                var value = v[e];
+                if p.n_split == 1u {
+                    value = select(0.0, value / l, l > 0.0);
+                }
+                out[out_index(row, head, split, col)] = value;
+            }
         }
         if p.n_split > 1u && cg == 0u {
             out[out_index(row, head, split, D)] = m_s[i][c];
@@ -271,7 +296,7 @@ fn out_index(row: u32, head: u32, split: u32, col: u32) -> u32 {
     return ((row * p.n_heads + head) * p.n_split + split) * (D + 2u) + col;
 }
 
-@compute @workgroup_size(D)
+@compute @workgroup_size(WG)
 fn paged(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
     let block = wid.x;
     let head = wid.y;
@@ -323,7 +348,7 @@ fn paged(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: 
     finish_block(t, block, head, split);
 }
 
-@compute @workgroup_size(D)
+@compute @workgroup_size(WG)
 fn dense(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
     let block = wid.x;
     let head = wid.y;
@@ -363,7 +388,7 @@ fn dense(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: 
 }
 
 // Merges the n_split partials (o[D], m, l) of each (row, head) into the output [n_rows, H]:
-// out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M) with M = max_s m_s.
+// out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M) with M = max_s m_s. One thread per column.
 @compute @workgroup_size(D)
 fn combine(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
     let row = wid.x;

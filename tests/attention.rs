@@ -1,44 +1,67 @@
 //! Fused attention against an f64 CPU reference: paged (causal and full, prefill, decode,
 //! batches of sequences of different lengths with interleaved pages, every kernel variant)
-//! and dense (the fine model's non-causal path).
+//! and dense (the fine model's non-causal path), at Bark's head dimension 64 and at the other
+//! sizes the kernels take (4 .. 128, the small transformers fixtures use 4 and 8).
 //!
 //! Tolerance: 1e-5 absolute on outputs of O(1) (q, k, v ~ N(0, 1), so scores ~ N(0, 1) after
-//! the 1/8 scale and outputs are convex combinations of values of magnitude < 5). f32 rounding
-//! enters through 64-term dot products (relative ~ 8 * 2^-24 of |q||k|/8, a few 1e-7 on the
-//! score, hence on the weights) and sums of up to 1024 weighted values: observed errors are
-//! below 1e-6 (printed by the tests). A wrong mask, a missing or a stale key moves an output by
-//! about |v| / n_keys >= 1e-3 even at 1024 keys, far above the tolerance.
+//! the 1/sqrt(d) scale and outputs are convex combinations of values of magnitude < 5). f32
+//! rounding enters through d-term dot products, d <= 128 (relative ~ sqrt(d) * 2^-24 of
+//! |q||k|/sqrt(d), a few 1e-7 on the score, hence on the weights) and sums of up to 1024
+//! weighted values: observed errors are below 1e-6 (printed by the tests). A wrong mask, a
+//! missing or a stale key moves an output by about |v| / n_keys >= 1e-3 even at 1024 keys, and
+//! a wrong column or head by O(1), far above the tolerance.
 
 mod attn_ref;
 mod common;
 
 use attn_ref::{attend, attend_seq, config, row, step, D};
-use bark_wgpu::kv::PagedKvCache;
+use bark_wgpu::kv::{KvCacheConfig, PagedKvCache};
 use bark_wgpu::ops::attention::{self, AttnOptions, Mask};
 use bark_wgpu::{Context, DType, Graph, Tensor};
 use common::{assert_close, ctx, max_abs_diff, Rng};
 
 const TOL: f32 = 1e-5;
+/// Head dimensions other than Bark's 64 that the tests run: the fixtures' 4 and 8 (most column
+/// groups idle at 16 rows per block), powers of two up to the maximum (128: two column vectors
+/// per thread), and 100 (not a power of two: a partial second vector, 25 vectors at 16 rows).
+const OTHER_DIMS: [usize; 6] = [4, 8, 16, 32, 100, 128];
 
 fn opts(block_rows: u32, split: u32) -> AttnOptions {
     AttnOptions { block_rows: Some(block_rows), split: Some(split) }
 }
 
-/// A single sequence prefilled in one step; every row checked against the reference.
-fn prefill_one(ctx: &Context, t: usize, heads: usize, page_size: usize, variants: &[(Mask, AttnOptions)]) {
-    let h = heads * D;
-    let qkv = Rng::new((t * 31 + heads) as u64).normal(t * 3 * h, 1.0);
+/// A cache config with heads of `d`.
+fn config_d(d: usize, layers: usize, heads: usize, page_size: usize, n_pages: usize, max_seqs: usize) -> KvCacheConfig {
+    KvCacheConfig { head_dim: d, ..config(layers, heads, page_size, n_pages, max_seqs) }
+}
+
+/// Every kernel variant: block rows 1 and 16, with and without the key split, both masks.
+fn all_variants() -> Vec<(Mask, AttnOptions)> {
+    let mut variants = Vec::new();
+    for mask in [Mask::Causal, Mask::Full] {
+        for o in [opts(1, 1), opts(1, 3), opts(16, 1), opts(16, 16)] {
+            variants.push((mask, o));
+        }
+    }
+    variants
+}
+
+/// A single sequence prefilled in one step, heads of `d`; every row checked against the
+/// reference.
+fn prefill_one(ctx: &Context, d: usize, t: usize, heads: usize, page_size: usize, variants: &[(Mask, AttnOptions)]) {
+    let h = heads * d;
+    let qkv = Rng::new((t * 31 + heads + d) as u64).normal(t * 3 * h, 1.0);
     // Two layers, attention on the second: the layer index must select the right pools.
-    let mut cache = PagedKvCache::new(ctx, &config(2, heads, page_size, 1024 / page_size + 3, 4)).unwrap();
+    let mut cache = PagedKvCache::new(ctx, &config_d(d, 2, heads, page_size, 1024 / page_size + 3, 4)).unwrap();
     let seq = cache.add_sequence().unwrap();
     assert_eq!(cache.reserve(seq, t).unwrap(), 0..t);
     let rows = cache.step_rows(t).unwrap();
     rows.set_span(&cache, seq, 0).unwrap();
     let outs = step(ctx, &cache, &rows, &qkv, 1, variants);
     for (&(mask, o), got) in variants.iter().zip(&outs) {
-        let want: Vec<f32> = (0..t).flat_map(|p| attend_seq(&qkv, heads, p, mask)).collect();
-        eprintln!("prefill T={t} heads={heads} {mask:?} {o:?}: max err {:e}", max_abs_diff(got, &want));
-        assert_close(&format!("T={t} heads={heads} {mask:?} {o:?}"), got, &want, TOL, 0.0);
+        let want: Vec<f32> = (0..t).flat_map(|p| attend_seq(&qkv, heads, d, p, mask)).collect();
+        eprintln!("prefill d={d} T={t} heads={heads} {mask:?} {o:?}: max err {:e}", max_abs_diff(got, &want));
+        assert_close(&format!("d={d} T={t} heads={heads} {mask:?} {o:?}"), got, &want, TOL, 0.0);
     }
 }
 
@@ -47,31 +70,44 @@ fn prefill_causal_single_sequence() {
     let ctx = ctx();
     let auto = AttnOptions::default();
     for (t, heads) in [(1, 16), (7, 12), (64, 5), (257, 3), (1024, 1)] {
-        prefill_one(ctx, t, heads, 16, &[(Mask::Causal, auto)]);
+        prefill_one(ctx, D, t, heads, 16, &[(Mask::Causal, auto)]);
     }
 }
 
 #[test]
 fn every_kernel_variant_agrees_causal_and_full() {
-    // block rows 1 and 16, with and without the key split, both masks; page size 32 and a
-    // length that is not a multiple of either the chunk (64) or the block (16).
+    // Page size 32 and a length that is not a multiple of either the chunk (64) or the block
+    // (16).
+    prefill_one(ctx(), D, 150, 3, 32, &all_variants());
+}
+
+#[test]
+fn every_kernel_variant_at_other_head_dims() {
+    // 70 rows: two chunks of keys, the second partial, and a partial last block.
     let ctx = ctx();
-    let mut variants = Vec::new();
-    for mask in [Mask::Causal, Mask::Full] {
-        for o in [opts(1, 1), opts(1, 3), opts(16, 1), opts(16, 16)] {
-            variants.push((mask, o));
-        }
+    for d in OTHER_DIMS {
+        prefill_one(ctx, d, 70, 2, 16, &all_variants());
     }
-    prefill_one(ctx, 150, 3, 32, &variants);
 }
 
 #[test]
 fn batch_of_three_sequences_with_interleaved_pages() {
+    batch_then_decode(ctx(), D, 4, [1, 37, 300], 20);
+}
+
+#[test]
+fn batch_and_batched_decode_at_other_head_dims() {
     let ctx = ctx();
-    let heads = 4;
-    let h = heads * D;
-    let lens = [1usize, 37, 300];
-    let mut cache = PagedKvCache::new(ctx, &config(1, heads, 16, 40, 8)).unwrap();
+    for d in OTHER_DIMS {
+        batch_then_decode(ctx, d, 2, [1, 20, 70], 3);
+    }
+}
+
+/// Three sequences of `lens` prefilled in one step (rows in order, then shuffled), then
+/// `decode_steps` batched decode steps of one row each, heads of `d`.
+fn batch_then_decode(ctx: &Context, d: usize, heads: usize, lens: [usize; 3], decode_steps: usize) {
+    let h = heads * d;
+    let mut cache = PagedKvCache::new(ctx, &config_d(d, 1, heads, 16, 40, 8)).unwrap();
     // Scramble the free list first: a sequence takes 5 pages and frees them.
     let tmp = cache.add_sequence().unwrap();
     cache.reserve(tmp, 70).unwrap();
@@ -110,9 +146,9 @@ fn batch_of_three_sequences_with_interleaved_pages() {
             [(Mask::Causal, AttnOptions::default()), (Mask::Full, AttnOptions::default()), (Mask::Causal, opts(1, 2))];
         let outs = step(ctx, &cache, &rows, &qkv, 0, &variants);
         for (&(mask, o), got) in variants.iter().zip(&outs) {
-            let want: Vec<f32> = order.iter().flat_map(|&(s, p)| attend_seq(&data[s], heads, p, mask)).collect();
-            eprintln!("batch shuffle={shuffle} {mask:?} {o:?}: max err {:e}", max_abs_diff(got, &want));
-            assert_close(&format!("batch shuffle={shuffle} {mask:?} {o:?}"), got, &want, TOL, 0.0);
+            let want: Vec<f32> = order.iter().flat_map(|&(s, p)| attend_seq(&data[s], heads, d, p, mask)).collect();
+            eprintln!("batch d={d} shuffle={shuffle} {mask:?} {o:?}: max err {:e}", max_abs_diff(got, &want));
+            assert_close(&format!("batch d={d} shuffle={shuffle} {mask:?} {o:?}"), got, &want, TOL, 0.0);
         }
     }
 
@@ -127,7 +163,7 @@ fn batch_of_three_sequences_with_interleaved_pages() {
     g.keep(out);
     let plan = g.compile().unwrap();
     let mut data = data;
-    for _ in 0..20 {
+    for _ in 0..decode_steps {
         let new = rng.normal(3 * 3 * h, 1.0);
         let mut entries = Vec::new();
         for s in 0..3 {
@@ -140,8 +176,8 @@ fn batch_of_three_sequences_with_interleaved_pages() {
         plan.run().unwrap();
         let got = plan.tensor(out).to_f32(ctx).unwrap();
         let want: Vec<f32> =
-            (0..3).flat_map(|s| attend_seq(&data[s], heads, data[s].len() / (3 * h) - 1, Mask::Causal)).collect();
-        assert_close("batched decode", &got, &want, TOL, 0.0);
+            (0..3).flat_map(|s| attend_seq(&data[s], heads, d, data[s].len() / (3 * h) - 1, Mask::Causal)).collect();
+        assert_close(&format!("batched decode d={d}"), &got, &want, TOL, 0.0);
     }
 }
 
@@ -186,7 +222,7 @@ fn decode_steps_match_recomputing_the_sequence() {
         x.write_f32(ctx, row(&data, 3 * h, pos)).unwrap();
         plan.run().unwrap();
         let got: Vec<f32> = plan.read_words(out).unwrap()[..h].iter().map(|&w| f32::from_bits(w)).collect();
-        let want = attend_seq(&data[..(pos + 1) * 3 * h], heads, pos, Mask::Causal);
+        let want = attend_seq(&data[..(pos + 1) * 3 * h], heads, D, pos, Mask::Causal);
         assert_close(&format!("decode pos {pos}"), &got, &want, TOL, 0.0);
         decoded.extend(got);
         // After the first run (a page boundary is crossed later on too), nothing is created.
@@ -223,7 +259,7 @@ fn inactive_rows_are_zero_and_leave_the_cache_alone() {
     for (mask, out) in [Mask::Full, Mask::Causal].into_iter().zip(&got) {
         for (i, pos) in [(0, Some(0)), (1, None), (2, Some(1)), (3, None)] {
             let want = match pos {
-                Some(p) => attend_seq(&seq_rows, heads, p, mask),
+                Some(p) => attend_seq(&seq_rows, heads, D, p, mask),
                 None => vec![0.0; h],
             };
             assert_close(&format!("{mask:?} row {i}"), row(out, h, i), &want, TOL, 0.0);
@@ -243,26 +279,43 @@ fn dense_fine_model_path() {
         (2, 100, 2, Mask::Full, opts(1, 2)),
     ];
     for (b, t, heads, mask, o) in cases {
-        let h = heads * D;
-        let qkv = Rng::new((b * t + heads) as u64).normal(b * t * 3 * h, 1.0);
-        let x = Tensor::from_f32(ctx, &qkv, &[b * t, 3 * h], DType::F32).unwrap();
-        let mut g = Graph::new(ctx);
-        let xv = g.input(&x);
-        let out = attention::dense_with(&mut g, xv, heads, b, t, mask, o).unwrap();
-        g.keep(out);
-        let plan = g.compile().unwrap();
-        plan.run().unwrap();
-        let got = plan.tensor(out).to_f32(ctx).unwrap();
-        let want: Vec<f32> = (0..b)
-            .flat_map(|i| {
-                (0..t)
-                    .flat_map(|p| attend_seq(&qkv[i * t * 3 * h..(i + 1) * t * 3 * h], heads, p, mask))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        eprintln!("dense B={b} T={t} heads={heads} {mask:?} {o:?}: max err {:e}", max_abs_diff(&got, &want));
-        assert_close(&format!("dense B={b} T={t} heads={heads} {mask:?}"), &got, &want, TOL, 0.0);
+        dense_case(ctx, D, (b, t, heads), mask, o);
     }
+}
+
+#[test]
+fn dense_at_other_head_dims() {
+    // The head dimension comes from the width of qkv; 70 rows per item span two key chunks.
+    let ctx = ctx();
+    for d in OTHER_DIMS {
+        dense_case(ctx, d, (2, 37, 2), Mask::Full, AttnOptions::default());
+        dense_case(ctx, d, (2, 37, 2), Mask::Causal, opts(16, 1));
+        dense_case(ctx, d, (1, 70, 3), Mask::Full, opts(1, 2));
+    }
+}
+
+/// Dense attention over `batch` items of `t` rows, `heads` heads of `d`, against the reference.
+fn dense_case(ctx: &Context, d: usize, (b, t, heads): (usize, usize, usize), mask: Mask, o: AttnOptions) {
+    let h = heads * d;
+    let qkv = Rng::new((b * t + heads + d) as u64).normal(b * t * 3 * h, 1.0);
+    let x = Tensor::from_f32(ctx, &qkv, &[b * t, 3 * h], DType::F32).unwrap();
+    let mut g = Graph::new(ctx);
+    let xv = g.input(&x);
+    let out = attention::dense_with(&mut g, xv, heads, b, t, mask, o).unwrap();
+    g.keep(out);
+    let plan = g.compile().unwrap();
+    plan.run().unwrap();
+    let got = plan.tensor(out).to_f32(ctx).unwrap();
+    let want: Vec<f32> = (0..b)
+        .flat_map(|i| {
+            (0..t)
+                .flat_map(|p| attend_seq(&qkv[i * t * 3 * h..(i + 1) * t * 3 * h], heads, d, p, mask))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let label = format!("dense d={d} B={b} T={t} heads={heads} {mask:?} {o:?}");
+    eprintln!("{label}: max err {:e}", max_abs_diff(&got, &want));
+    assert_close(&label, &got, &want, TOL, 0.0);
 }
 
 #[test]
@@ -275,7 +328,7 @@ fn the_reference_itself_is_a_softmax_average() {
     let mut k2 = vec![0f32; 3 * h];
     k1[2 * h..].fill(1.0);
     k2[2 * h..].fill(3.0);
-    assert_eq!(attend(&q, &[&k1, &k2], 1), vec![2.0; D]);
+    assert_eq!(attend(&q, &[&k1, &k2], 1, D), vec![2.0; D]);
 }
 
 #[test]
@@ -300,14 +353,32 @@ fn bad_shapes_and_options_are_errors() {
     }
     assert!(attention::dense(&mut g, good, 2, 1, 3, Mask::Full).is_ok());
     assert!(attention::dense(&mut g, good, 2, 2, 3, Mask::Full).is_err(), "6 rows expected");
-    assert!(attention::dense(&mut g, good, 3, 1, 3, Mask::Full).is_err(), "H = 192 expected");
+    assert!(attention::dense(&mut g, good, 3, 1, 3, Mask::Full).is_err(), "384 is not 3 * 3 heads * head_dim");
     assert!(attention::dense(&mut g, good, 2, 0, 3, Mask::Full).is_err());
-    // head_dim other than 64
-    let mut cfg = config(1, 2, 16, 4, 2);
-    cfg.head_dim = 32;
-    let odd = PagedKvCache::new(ctx, &cfg).unwrap();
-    let odd_rows = odd.step_rows(1).unwrap();
-    let kv = odd.bind(&mut g, &odd_rows);
-    let x = g.tensor(&[1, 3 * 64], DType::F32);
-    assert!(attention::paged(&mut g, &kv, 0, x, Mask::Causal).is_err());
+    let flat = g.tensor(&[3 * 3 * 128], DType::F32);
+    assert!(attention::dense(&mut g, flat, 2, 1, 3, Mask::Full).is_err(), "qkv must be a matrix");
+}
+
+#[test]
+fn head_dims_the_kernels_do_not_take_are_errors() {
+    for d in (4..=128).step_by(4) {
+        assert!(attention::supports_head_dim(d), "{d}");
+    }
+    let unsupported = [0, 1, 2, 6, 30, 66, 130, 132, 256];
+    for d in unsupported {
+        assert!(!attention::supports_head_dim(d), "{d}");
+    }
+    let ctx = ctx();
+    let mut g = Graph::new(ctx);
+    for d in unsupported.into_iter().filter(|&d| d > 0) {
+        let d = d as usize;
+        // Paged: the cache accepts any head size, the attention op does not.
+        let cache = PagedKvCache::new(ctx, &config_d(d, 1, 2, 16, 4, 2)).unwrap();
+        let rows = cache.step_rows(1).unwrap();
+        let kv = cache.bind(&mut g, &rows);
+        let x = g.tensor(&[1, 3 * 2 * d], DType::F32);
+        assert!(attention::paged(&mut g, &kv, 0, x, Mask::Causal).is_err(), "paged d={d}");
+        // Dense: the width says 2 heads of d.
+        assert!(attention::dense(&mut g, x, 2, 1, 1, Mask::Full).is_err(), "dense d={d}");
+    }
 }

@@ -190,7 +190,7 @@ fn freed_and_reset_pages_are_reused_without_stale_data() {
     };
     let check = |outs: &[Vec<f32>], data: &[f32], what: &str| {
         for ((mask, _), got) in both.iter().zip(outs) {
-            let want: Vec<f32> = (0..data.len() / w).flat_map(|p| attend_seq(data, heads, p, *mask)).collect();
+            let want: Vec<f32> = (0..data.len() / w).flat_map(|p| attend_seq(data, heads, D, p, *mask)).collect();
             assert_close(&format!("{what} {mask:?}"), got, &want, TOL, 0.0);
         }
     };
@@ -221,6 +221,6 @@ fn freed_and_reset_pages_are_reused_without_stale_data() {
         let rows = cache.step_rows(1).unwrap();
         rows.set_span(&cache, b, start).unwrap();
         let got = step(ctx, &cache, &rows, &t, 0, &[(Mask::Causal, AttnOptions::default())]);
-        assert_close("B decode after reset", &got[0], &attend_seq(&seq, heads, start, Mask::Causal), TOL, 0.0);
+        assert_close("B decode after reset", &got[0], &attend_seq(&seq, heads, D, start, Mask::Causal), TOL, 0.0);
     }
 }

@@ -4,6 +4,10 @@
 //! Both take the fused projection output `qkv` (`[rows, 3H]`, `[Q | K | V]`, heads contiguous
 //! in each) and return `[rows, H]` (heads concatenated, ready for the output projection).
 //! Scores are `q.k / sqrt(head_dim)`, softmax and sums in f32.
+//!
+//! The head dimension is any multiple of 4 from 4 to [`MAX_HEAD_DIM`] (see
+//! [`supports_head_dim`]); each has its own kernel specialisation. Bark's models use 64, the
+//! layout the kernels are tuned for; other sizes (small test configs, other GPTs) reuse it.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -15,9 +19,11 @@ use crate::graph::{Graph, Val};
 use crate::kv::KvVals;
 use crate::Result;
 
-/// The head dimension the kernels are built for (both Bark sizes use 64). It is also the
-/// workgroup size and the keys per chunk.
-pub const HEAD_DIM: u32 = 64;
+/// The largest head dimension the kernels are built for: the block's queries then fill about
+/// 8 KiB of the 16 KiB of workgroup memory WebGPU guarantees.
+pub const MAX_HEAD_DIM: u32 = 128;
+/// Keys per chunk of the kernels' walk (also their workgroup size), whatever the head size.
+const KEYS_PER_CHUNK: u32 = 64;
 /// Query rows per workgroup the kernels are built for.
 pub const BLOCK_ROWS: [u32; 2] = [1, 16];
 /// The most workgroups that may share one (block, head) along the keys.
@@ -63,11 +69,31 @@ struct Params {
     _pad: u32,
 }
 
-/// The attention kernel for `block_rows` rows per workgroup. Each thread owns
-/// `ceil(block_rows / 4)` output columns, so the type holding them goes with it.
-fn kernel(entry: &'static str, block_rows: u32) -> Kernel {
+/// Whether the kernels handle heads of `head_dim` values: a multiple of 4 (rows are read as
+/// vec4s) from 4 to [`MAX_HEAD_DIM`].
+pub fn supports_head_dim(head_dim: u32) -> bool {
+    head_dim.is_multiple_of(4) && (4..=MAX_HEAD_DIM).contains(&head_dim)
+}
+
+/// Every head dimension [`supports_head_dim`] accepts.
+fn head_dims() -> impl Iterator<Item = u32> {
+    (4..=MAX_HEAD_DIM).step_by(4)
+}
+
+/// The attention kernel for heads of `head_dim` and `block_rows` rows per workgroup. Each
+/// thread's output columns come in vectors of `ceil(block_rows / 4)`, so the type holding them
+/// goes with it.
+fn kernel(entry: &'static str, head_dim: u32, block_rows: u32) -> Kernel {
     let col_vec = if block_rows > 4 { "vec4<f32>" } else { "f32" };
-    Kernel::new("attention", entry).with("BQ", format!("{block_rows}u")).with("ColVec", col_vec)
+    Kernel::new("attention", entry)
+        .with("D", format!("{head_dim}u"))
+        .with("BQ", format!("{block_rows}u"))
+        .with("ColVec", col_vec)
+}
+
+/// The merge of split partials for heads of `head_dim`.
+fn combine_kernel(head_dim: u32) -> Kernel {
+    Kernel::new("attention", "combine").with("D", format!("{head_dim}u"))
 }
 
 /// Checks the options and fills in the defaults: `block_rows` from `default_rows`, the split
@@ -91,7 +117,7 @@ fn resolve(
             format!("{n_rows} rows x {n_heads} heads is more workgroups than a dispatch allows"),
         ));
     }
-    let max_chunks = max_keys.div_ceil(HEAD_DIM).max(1);
+    let max_chunks = max_keys.div_ceil(KEYS_PER_CHUNK).max(1);
     let auto = TARGET_WORKGROUPS.div_ceil(blocks * n_heads).clamp(1, MAX_SPLIT.min(max_chunks));
     let split = opts.split.unwrap_or(auto);
     if !(1..=MAX_SPLIT).contains(&split) {
@@ -111,22 +137,26 @@ fn record(
     after: &[Val],
 ) -> Val {
     let (n_rows, n_heads, split) = (p.n_rows as usize, p.n_heads as usize, p.n_split);
+    let head_dim = p.hidden / p.n_heads;
     let out = g.tensor(&[n_rows, p.hidden as usize], DType::F32);
     let target =
-        if split == 1 { out } else { g.tensor(&[n_rows, n_heads, split as usize, HEAD_DIM as usize + 2], DType::F32) };
+        if split == 1 { out } else { g.tensor(&[n_rows, n_heads, split as usize, head_dim as usize + 2], DType::F32) };
     let mut all = before.to_vec();
     all.push(target);
     all.extend_from_slice(after);
-    g.dispatch(kernel(entry, block_rows), &params(&p), &all, [blocks, p.n_heads, split]);
+    g.dispatch(kernel(entry, head_dim, block_rows), &params(&p), &all, [blocks, p.n_heads, split]);
     if split > 1 {
-        g.dispatch(Kernel::new("attention", "combine"), &params(&p), &[target, out], [p.n_rows, p.n_heads, 1]);
+        g.dispatch(combine_kernel(head_dim), &params(&p), &[target, out], [p.n_rows, p.n_heads, 1]);
     }
     out
 }
 
 fn check_head_dim(op: &'static str, head_dim: u32) -> Result<()> {
-    if head_dim != HEAD_DIM {
-        return Err(shape_err(op, format!("head_dim {head_dim}: the kernels are built for {HEAD_DIM} (Bark)")));
+    if !supports_head_dim(head_dim) {
+        return Err(shape_err(
+            op,
+            format!("head_dim {head_dim}: the kernels take a multiple of 4 from 4 to {MAX_HEAD_DIM}"),
+        ));
     }
     Ok(())
 }
@@ -167,8 +197,8 @@ pub fn paged_with(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, mask: Mask
 }
 
 /// Attention within each of `batch` items of `seq_len` rows, no cache: `qkv` is
-/// `[batch * seq_len, 3H]` with `H = n_heads * 64`, the output `[batch * seq_len, H]`. The fine
-/// model uses [`Mask::Full`].
+/// `[batch * seq_len, 3H]` with `H = n_heads * head_dim` (the head dimension is read from its
+/// width), the output `[batch * seq_len, H]`. The fine model uses [`Mask::Full`].
 pub fn dense(g: &mut Graph, qkv: Val, n_heads: usize, batch: usize, seq_len: usize, mask: Mask) -> Result<Val> {
     dense_with(g, qkv, n_heads, batch, seq_len, mask, AttnOptions::default())
 }
@@ -189,7 +219,21 @@ pub fn dense_with(
     }
     let too_big = || shape_err(OP, format!("{batch} x {seq_len} rows x {n_heads} heads is too large"));
     let n_heads32 = u32::try_from(n_heads).map_err(|_| too_big())?;
-    let hidden = n_heads32.checked_mul(HEAD_DIM).ok_or_else(too_big)?;
+    // The width 3H fixes the head dimension; check_qkv then checks the whole shape against it.
+    let width = match g.shape(qkv) {
+        [_, w] => *w as u64,
+        _ => 0,
+    };
+    let per_head = 3 * n_heads as u64;
+    if width == 0 || !width.is_multiple_of(per_head) {
+        return Err(shape_err(
+            OP,
+            format!("qkv is {:?}: its width must be 3 * {n_heads} heads * head_dim", g.shape(qkv)),
+        ));
+    }
+    let head_dim = u32::try_from(width / per_head).map_err(|_| too_big())?;
+    check_head_dim(OP, head_dim)?;
+    let hidden = n_heads32.checked_mul(head_dim).ok_or_else(too_big)?;
     let n_rows = batch.checked_mul(seq_len).ok_or_else(too_big)?;
     let n_rows = check_qkv(g, OP, qkv, hidden, n_rows)?;
     let seq_len = seq_len as u32;
@@ -205,16 +249,20 @@ pub fn dense_with(
         max_seqs: 0,
         max_pages_per_seq: 0,
         seq_len,
-        scale: 1.0 / (HEAD_DIM as f32).sqrt(),
+        scale: 1.0 / (head_dim as f32).sqrt(),
         _pad: 0,
     };
     // qkv is bound as the queries, the keys and the values.
     Ok(record(g, "dense", p, (block_rows, blocks), &[qkv, qkv, qkv], &[]))
 }
 
-/// Every specialisation this module dispatches.
+/// Every specialisation this module dispatches: per head dimension, both entry points at each
+/// block size, and the merge.
 pub fn kernels() -> Vec<Kernel> {
-    let mut all: Vec<Kernel> = BLOCK_ROWS.iter().flat_map(|&bq| [kernel("paged", bq), kernel("dense", bq)]).collect();
-    all.push(Kernel::new("attention", "combine"));
-    all
+    head_dims()
+        .flat_map(|d| {
+            let attend = BLOCK_ROWS.iter().flat_map(move |&bq| [kernel("paged", d, bq), kernel("dense", d, bq)]);
+            attend.chain([combine_kernel(d)])
+        })
+        .collect()
 }

@@ -1,5 +1,6 @@
-//! CPU reference for the attention tests, in f64: softmax(q.k / sqrt(D)) v per head, with the
-//! queries, keys and values taken from fused QKV rows `[Q | K | V]` of width 3H.
+//! CPU reference for the attention tests, in f64: softmax(q.k / sqrt(d)) v per head of `d`
+//! values, with the queries, keys and values taken from fused QKV rows `[Q | K | V]` of width
+//! 3H, H = n_heads * d.
 #![allow(dead_code)]
 
 use bark_wgpu::kv::{KvCacheConfig, PagedKvCache, StepRows};
@@ -7,28 +8,30 @@ use bark_wgpu::ops::attention::{self, AttnOptions, Mask};
 use bark_wgpu::ops::kv_cache;
 use bark_wgpu::{Context, DType, Graph, Tensor};
 
+/// Bark's head dimension, the one most tests use.
 pub const D: usize = 64;
 
-/// Output `[H]` of the query in qkv row `q_row` attending to the qkv rows `keys` (in order).
-pub fn attend(q_row: &[f32], keys: &[&[f32]], n_heads: usize) -> Vec<f32> {
-    let h = n_heads * D;
-    let scale = 1.0 / (D as f64).sqrt();
+/// Output `[H]` of the query in qkv row `q_row` attending to the qkv rows `keys` (in order),
+/// heads of `d` values.
+pub fn attend(q_row: &[f32], keys: &[&[f32]], n_heads: usize, d: usize) -> Vec<f32> {
+    let h = n_heads * d;
+    let scale = 1.0 / (d as f64).sqrt();
     let mut out = vec![0f32; h];
     for head in 0..n_heads {
-        let q = &q_row[head * D..(head + 1) * D];
+        let q = &q_row[head * d..(head + 1) * d];
         let scores: Vec<f64> = keys
             .iter()
             .map(|row| {
-                let k = &row[h + head * D..h + (head + 1) * D];
+                let k = &row[h + head * d..h + (head + 1) * d];
                 q.iter().zip(k).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * scale
             })
             .collect();
         let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
         let total: f64 = weights.iter().sum();
-        for d in 0..D {
-            let acc: f64 = keys.iter().zip(&weights).map(|(row, w)| w * row[2 * h + head * D + d] as f64).sum();
-            out[head * D + d] = (acc / total) as f32;
+        for c in 0..d {
+            let acc: f64 = keys.iter().zip(&weights).map(|(row, w)| w * row[2 * h + head * d + c] as f64).sum();
+            out[head * d + c] = (acc / total) as f32;
         }
     }
     out
@@ -39,16 +42,17 @@ pub fn row(m: &[f32], width: usize, i: usize) -> &[f32] {
     &m[i * width..(i + 1) * width]
 }
 
-/// The reference for a sequence whose qkv rows (position order) are `seq`: the output of
-/// position `pos` under `mask`.
-pub fn attend_seq(seq: &[f32], n_heads: usize, pos: usize, mask: Mask) -> Vec<f32> {
-    let w = 3 * n_heads * D;
+/// The reference for a sequence whose qkv rows (position order) are `seq`, heads of `d`: the
+/// output of position `pos` under `mask`.
+pub fn attend_seq(seq: &[f32], n_heads: usize, d: usize, pos: usize, mask: Mask) -> Vec<f32> {
+    let w = 3 * n_heads * d;
     let n = seq.len() / w;
     let end = if mask == Mask::Causal { pos + 1 } else { n };
     let keys: Vec<&[f32]> = (0..end).map(|j| row(seq, w, j)).collect();
-    attend(row(seq, w, pos), &keys, n_heads)
+    attend(row(seq, w, pos), &keys, n_heads, d)
 }
 
+/// A cache config with heads of [`D`] (set `head_dim` for others).
 pub fn config(layers: usize, n_heads: usize, page_size: usize, n_pages: usize, max_seqs: usize) -> KvCacheConfig {
     KvCacheConfig { layers, n_heads, head_dim: D, page_size, n_pages, max_seqs, max_seq_len: 1024 }
 }
