@@ -9,29 +9,43 @@
 
 use std::time::Instant;
 
+use bark_wgpu::kv::{KvCacheConfig, PagedKvCache};
+use bark_wgpu::ops::attention::{self, Mask};
 use bark_wgpu::ops::matmul::{self, Epilogue, Variant};
-use bark_wgpu::{Context, ContextOptions, DType, Graph, Tensor};
+use bark_wgpu::{Context, ContextOptions, DType, Graph, Plan, Tensor};
 
+/// One timed kernel: `bytes` is what it must stream (weights, or K and V), `flops` its
+/// arithmetic; both per run.
 struct Row {
     kernel: &'static str,
-    variant: Variant,
-    m: usize,
-    k: usize,
-    n: usize,
+    variant: String,
+    shape: String,
     dtype: DType,
+    bytes: f64,
+    flops: f64,
     median_s: f64,
     runs: usize,
 }
 
 impl Row {
-    fn weight_bytes(&self) -> f64 {
-        (self.n * self.dtype.row_words(self.k) * 4) as f64
-    }
     fn gb_s(&self) -> f64 {
-        self.weight_bytes() / self.median_s / 1e9
+        self.bytes / self.median_s / 1e9
     }
     fn gflop_s(&self) -> f64 {
-        2.0 * (self.m * self.k * self.n) as f64 / self.median_s / 1e9
+        self.flops / self.median_s / 1e9
+    }
+    fn print(&self) {
+        println!(
+            "{:<9} {:<13} {:<22} {:>4} {:>4} {:>10.3} {:>9.2} {:>9.2}",
+            self.kernel,
+            self.variant,
+            self.shape,
+            format!("{:?}", self.dtype).to_lowercase(),
+            self.runs,
+            self.median_s * 1e3,
+            self.gb_s(),
+            self.gflop_s()
+        );
     }
 }
 
@@ -62,7 +76,11 @@ fn time_linear(
     let (xv, wv) = (g.input(&x), g.input(&w));
     let y = matmul::linear_with(&mut g, xv, wv, None, Epilogue::None, None, variant).expect("record linear");
     g.keep(y);
-    let plan = g.compile().expect("compile plan");
+    time_plan(ctx, &g.compile().expect("compile plan"), runs)
+}
+
+/// Median seconds of `plan.run(); ctx.wait()` after one warm-up, and the number of runs.
+fn time_plan(ctx: &Context, plan: &Plan, runs: Runs) -> (f64, usize) {
     plan.run().expect("warm-up run");
     ctx.wait().expect("wait");
     let mut times = Vec::new();
@@ -103,12 +121,10 @@ fn write_json(ctx: &Context, rows: &[Row]) -> std::io::Result<std::path::PathBuf
     );
     for (i, r) in rows.iter().enumerate() {
         out += &format!(
-            "    {{\"kernel\": {}, \"variant\": {}, \"m\": {}, \"k\": {}, \"n\": {}, \"weight_dtype\": {}, \"runs\": {}, \"median_ms\": {:.4}, \"weight_gb_s\": {:.3}, \"gflop_s\": {:.3}}}{}\n",
+            "    {{\"kernel\": {}, \"variant\": {}, \"shape\": {}, \"dtype\": {}, \"runs\": {}, \"median_ms\": {:.4}, \"gb_s\": {:.3}, \"gflop_s\": {:.3}}}{}\n",
             json_str(r.kernel),
-            json_str(&format!("{:?}", r.variant)),
-            r.m,
-            r.k,
-            r.n,
+            json_str(&r.variant),
+            json_str(&r.shape),
             json_str(&format!("{:?}", r.dtype).to_lowercase()),
             r.runs,
             r.median_s * 1e3,
@@ -125,6 +141,61 @@ fn write_json(ctx: &Context, rows: &[Row]) -> std::io::Result<std::path::PathBuf
     Ok(path)
 }
 
+/// Causal prefill of `t` rows (one sequence) or one decode row at context `t`, through the
+/// paged cache, `heads` x 64; or the fine model's dense full attention over `t` frames.
+fn time_attention(ctx: &Context, case: &str, heads: usize, t: usize, runs: Runs) -> Row {
+    const D: usize = 64;
+    let h = heads * D;
+    let rows = if case == "decode" { 1 } else { t };
+    let qkv = Tensor::from_f32(ctx, &pattern(rows * 3 * h, 0.5), &[rows, 3 * h], DType::F32).expect("qkv");
+    let mut g = Graph::new(ctx);
+    let q = g.input(&qkv);
+    // Keys and values read, and the two T x D products per (query, key) pair that are computed.
+    let pairs = if case == "decode" {
+        t as f64
+    } else if case == "dense" {
+        (t * t) as f64
+    } else {
+        (t * (t + 1) / 2) as f64
+    };
+    let bytes = (2 * t * h * 4) as f64;
+    let _cache;
+    if case == "dense" {
+        let y = attention::dense(&mut g, q, heads, 1, t, Mask::Full).expect("dense attention");
+        g.keep(y);
+    } else {
+        let cfg = KvCacheConfig {
+            layers: 1,
+            n_heads: heads,
+            head_dim: D,
+            page_size: 16,
+            n_pages: t.div_ceil(16),
+            max_seqs: 1,
+            max_seq_len: t,
+        };
+        let mut cache = PagedKvCache::new(ctx, &cfg).expect("cache");
+        let seq = cache.add_sequence().expect("sequence");
+        cache.reserve(seq, t).expect("reserve");
+        let step = cache.step_rows(rows).expect("rows");
+        step.set_span(&cache, seq, t - rows).expect("rows");
+        let kv = cache.bind(&mut g, &step);
+        let y = attention::paged(&mut g, &kv, 0, q, Mask::Causal).expect("paged attention");
+        g.keep(y);
+        _cache = (cache, step);
+    }
+    let (median_s, runs) = time_plan(ctx, &g.compile().expect("compile plan"), runs);
+    Row {
+        kernel: "attention",
+        variant: case.to_string(),
+        shape: format!("T={t} heads={heads} D={D}"),
+        dtype: DType::F32,
+        bytes,
+        flops: 4.0 * pairs * (heads * D) as f64,
+        median_s,
+        runs,
+    }
+}
+
 fn main() {
     let ctx = Context::new(&ContextOptions::default()).expect("a wgpu adapter");
     let s = ctx.summary();
@@ -134,10 +205,12 @@ fn main() {
         Some(n) => Runs { max: n.max(1), budget_s: None },
         None => Runs { max: 5, budget_s: Some(1.5) },
     };
+    // On a CPU adapter the full Bark sizes take minutes; BENCH_FULL=1 runs them anyway.
+    let full = std::env::var("BENCH_FULL").is_ok() || s.device_type != "Cpu";
     println!("median over the timed runs of plan.run() + wait (set BENCH_ITERS for more)\n");
     println!(
-        "{:<6} {:<13} {:>5} {:>5} {:>6} {:>4} {:>4} {:>10} {:>9} {:>9}",
-        "kernel", "variant", "M", "K", "N", "W", "runs", "median ms", "GB/s", "GFLOP/s"
+        "{:<9} {:<13} {:<22} {:>4} {:>4} {:>10} {:>9} {:>9}",
+        "kernel", "variant", "shape", "W", "runs", "median ms", "GB/s", "GFLOP/s"
     );
 
     let mut gemv_variants = vec![Variant::Gemv];
@@ -162,20 +235,35 @@ fn main() {
     let mut rows = Vec::new();
     for (kernel, variant, m, k, n, dtype) in cases {
         let (median_s, runs) = time_linear(&ctx, variant, (m, k, n), dtype, runs);
-        let r = Row { kernel, variant, m, k, n, dtype, median_s, runs };
-        println!(
-            "{:<6} {:<13} {:>5} {:>5} {:>6} {:>4} {:>4} {:>10.3} {:>9.2} {:>9.2}",
+        let r = Row {
             kernel,
-            format!("{variant:?}"),
-            m,
-            k,
-            n,
-            format!("{dtype:?}").to_lowercase(),
+            variant: format!("{variant:?}"),
+            shape: format!("M={m} K={k} N={n}"),
+            dtype,
+            bytes: (n * dtype.row_words(k) * 4) as f64,
+            flops: 2.0 * (m * k * n) as f64,
+            median_s,
             runs,
-            median_s * 1e3,
-            r.gb_s(),
-            r.gflop_s()
-        );
+        };
+        r.print();
+        rows.push(r);
+    }
+    // Attention at Bark's sizes (12 heads small, 16 large; D = 64): semantic prefill (257),
+    // coarse window prefill (887), decode at a full context, the fine model's 1024 frames.
+    let attn: Vec<(&str, usize, usize)> = if full {
+        vec![
+            ("prefill", 12, 257),
+            ("prefill", 16, 887),
+            ("decode", 12, 1024),
+            ("decode", 16, 1024),
+            ("dense", 16, 1024),
+        ]
+    } else {
+        vec![("prefill", 12, 257), ("decode", 12, 1024), ("decode", 16, 1024), ("dense", 2, 1024)]
+    };
+    for (case, heads, t) in attn {
+        let r = time_attention(&ctx, case, heads, t, runs);
+        r.print();
         rows.push(r);
     }
     match write_json(&ctx, &rows) {
