@@ -7,6 +7,7 @@
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod hub;
 pub mod kv;
 pub mod model;
 pub mod ops;
