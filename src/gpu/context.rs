@@ -57,6 +57,9 @@ impl AdapterSummary {
 #[derive(Default)]
 pub(crate) struct Counters {
     pub buffers_created: AtomicU64,
+    pub bytes_created: AtomicU64,
+    /// Bytes queued by `write_buffer` since the last flush (see `Context::note_upload`).
+    pub pending_upload: AtomicU64,
     pub pipelines_created: AtomicU64,
     pub bind_groups_created: AtomicU64,
 }
@@ -65,6 +68,8 @@ pub(crate) struct Counters {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stats {
     pub buffers_created: u64,
+    /// Bytes of all buffers ever created (weights, caches, pooled intermediates, staging).
+    pub bytes_created: u64,
     pub pipelines_created: u64,
     pub bind_groups_created: u64,
 }
@@ -211,6 +216,7 @@ impl Context {
         let c = &self.inner.counters;
         Stats {
             buffers_created: c.buffers_created.load(Ordering::Relaxed),
+            bytes_created: c.bytes_created.load(Ordering::Relaxed),
             pipelines_created: c.pipelines_created.load(Ordering::Relaxed),
             bind_groups_created: c.bind_groups_created.load(Ordering::Relaxed),
         }
@@ -232,12 +238,27 @@ impl Context {
         self.inner.counters.buffers_created.fetch_add(1, Ordering::Relaxed);
         // Round to 4 bytes: copies and mappings need it; storage bindings see the logical size.
         let size = size.max(4).div_ceil(4) * 4;
+        self.inner.counters.bytes_created.fetch_add(size, Ordering::Relaxed);
         Ok(self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage,
             mapped_at_creation: false,
         }))
+    }
+
+    /// Records `bytes` queued with `Queue::write_buffer`; past 64 MB, submits and waits so wgpu
+    /// frees its staging copies. Without this, loading a checkpoint keeps a second host copy
+    /// of every weight alive until the first real submit.
+    pub(crate) fn note_upload(&self, bytes: u64) -> Result<()> {
+        const FLUSH_BYTES: u64 = 64 << 20;
+        let pending = self.inner.counters.pending_upload.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if pending >= FLUSH_BYTES {
+            self.inner.counters.pending_upload.store(0, Ordering::Relaxed);
+            self.queue().submit([]);
+            self.wait()?;
+        }
+        Ok(())
     }
 
     pub(crate) fn count_bind_group(&self) {

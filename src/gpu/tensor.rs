@@ -155,6 +155,7 @@ impl Tensor {
         }
         if !words.is_empty() {
             ctx.queue().write_buffer(self.buffer(), 0, bytemuck::cast_slice(words));
+            ctx.note_upload(words.len() as u64 * 4)?;
         }
         Ok(())
     }

@@ -7,8 +7,6 @@ use crate::{Error, Result};
 
 /// Elements converted per write: large enough for few queue writes, small enough to stay cheap.
 const CHUNK_ELEMS: usize = 1 << 20;
-/// After this many bytes of queued writes, submit so wgpu can recycle its staging memory.
-const FLUSH_BYTES: u64 = 64 << 20;
 
 fn check_dtype(dtype: DType) -> Result<()> {
     match dtype {
@@ -19,7 +17,14 @@ fn check_dtype(dtype: DType) -> Result<()> {
 
 /// Converts `rows` rows of `cols` stored elements in `bytes` and writes them into `dst` starting
 /// at row `dst_row`.
-fn write_rows(ctx: &Context, dst: &Tensor, dst_row: usize, bytes: &[u8], stored: super::StoredDType, cols: usize) {
+fn write_rows(
+    ctx: &Context,
+    dst: &Tensor,
+    dst_row: usize,
+    bytes: &[u8],
+    stored: super::StoredDType,
+    cols: usize,
+) -> Result<()> {
     let row_bytes = cols * stored.size();
     let row_words = dst.dtype().row_words(cols);
     let rows_per_chunk = (CHUNK_ELEMS / cols.max(1)).max(1);
@@ -39,11 +44,11 @@ fn write_rows(ctx: &Context, dst: &Tensor, dst_row: usize, bytes: &[u8], stored:
         let offset = ((dst_row + i * rows_per_chunk) * row_words * 4) as u64;
         if !data.is_empty() {
             ctx.queue().write_buffer(dst.buffer(), offset, data);
+            // Lets wgpu free its staging copy every 64 MB, so no second full copy builds up.
+            ctx.note_upload(data.len() as u64)?;
         }
     }
-    if bytes.len() as u64 >= FLUSH_BYTES {
-        ctx.queue().submit([]);
-    }
+    Ok(())
 }
 
 impl Weights {
@@ -56,7 +61,7 @@ impl Weights {
             Entry::Stored(file_name) => {
                 let t = Tensor::empty(ctx, shape, dtype)?;
                 let cols = shape.last().copied().unwrap_or(1);
-                write_rows(ctx, &t, 0, self.source.bytes(file_name)?, info.dtype, cols);
+                write_rows(ctx, &t, 0, self.source.bytes(file_name)?, info.dtype, cols)?;
                 Ok(t)
             }
         }
@@ -79,7 +84,7 @@ impl Weights {
         while start < rows {
             let n = per_part.min(rows - start);
             let t = Tensor::empty(ctx, &[n, cols], dtype)?;
-            write_rows(ctx, &t, 0, &bytes[start * row_bytes..(start + n) * row_bytes], info.dtype, cols);
+            write_rows(ctx, &t, 0, &bytes[start * row_bytes..(start + n) * row_bytes], info.dtype, cols)?;
             parts.push((start, t));
             start += n;
         }
