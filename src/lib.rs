@@ -4,6 +4,8 @@
 //! [`graph`] (a step's ops recorded and run as one compute pass) under [`ops`] (one module per
 //! kernel family, the Rust half of each shader in `shaders/`).
 
+mod atomic_file;
+pub mod audio;
 pub mod error;
 pub mod gpu;
 pub mod graph;
@@ -12,6 +14,7 @@ pub mod kv;
 pub mod model;
 pub mod ops;
 pub mod text;
+pub mod voice;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -1,0 +1,73 @@
+//! WAV files through `hound`: written atomically as 32-bit float (what the original Bark README
+//! writes) or 16-bit PCM; read from any common integer or float layout and mixed down to mono.
+
+use std::path::Path;
+
+use crate::atomic_file::write_atomically;
+use crate::{Error, Result};
+
+/// The sample encoding of a written WAV.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WavFormat {
+    /// IEEE float, 32 bits: lossless for the decoder's output.
+    #[default]
+    Float32,
+    /// Signed 16-bit PCM: samples scaled by 32768, rounded and clamped to the i16 range.
+    Pcm16,
+}
+
+/// Writes mono `samples` to `path`. Non-finite samples are refused (they are a bug upstream, and
+/// PCM cannot hold them). The file appears complete or not at all.
+pub fn write_wav(path: impl AsRef<Path>, samples: &[f32], sample_rate: u32, format: WavFormat) -> Result<()> {
+    let path = path.as_ref();
+    let fail = |message: String| Error::File { path: path.into(), message };
+    if sample_rate == 0 {
+        return Err(fail("cannot write a WAV with sample rate 0".into()));
+    }
+    if let Some(i) = samples.iter().position(|s| !s.is_finite()) {
+        return Err(fail(format!("cannot write sample {i}: it is {}", samples[i])));
+    }
+    let (bits_per_sample, sample_format) = match format {
+        WavFormat::Float32 => (32, hound::SampleFormat::Float),
+        WavFormat::Pcm16 => (16, hound::SampleFormat::Int),
+    };
+    let spec = hound::WavSpec { channels: 1, sample_rate, bits_per_sample, sample_format };
+    write_atomically(path, |out| {
+        let mut writer = hound::WavWriter::new(out, spec).map_err(|e| e.to_string())?;
+        for &s in samples {
+            match format {
+                WavFormat::Float32 => writer.write_sample(s),
+                WavFormat::Pcm16 => writer.write_sample((s * 32768.0).round().clamp(-32768.0, 32767.0) as i16),
+            }
+            .map_err(|e| e.to_string())?;
+        }
+        writer.finalize().map_err(|e| e.to_string())
+    })
+}
+
+/// Reads a WAV of 8/16/24/32-bit integer or 32-bit float samples as mono f32 (channels averaged;
+/// integers scaled so full scale is 1.0) and its sample rate.
+pub fn read_wav(path: impl AsRef<Path>) -> Result<(Vec<f32>, u32)> {
+    let path = path.as_ref();
+    let fail = |message: String| Error::File { path: path.into(), message };
+    let mut reader = hound::WavReader::open(path).map_err(|e| fail(format!("cannot read the WAV: {e}")))?;
+    let spec = reader.spec();
+    if spec.sample_rate == 0 || spec.channels == 0 {
+        return Err(fail(format!("invalid WAV: {} channels at {} Hz", spec.channels, spec.sample_rate)));
+    }
+    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
+        (hound::SampleFormat::Float, 32) => reader.samples::<f32>().collect::<Result<_, _>>(),
+        (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
+            let scale = 1.0 / (1u64 << (bits - 1)) as f64;
+            reader.samples::<i32>().map(|s| s.map(|v| (v as f64 * scale) as f32)).collect::<Result<_, _>>()
+        }
+        (format, bits) => return Err(fail(format!("{bits}-bit {format:?} WAV samples are not supported"))),
+    }
+    .map_err(|e| fail(format!("cannot read the WAV samples: {e}")))?;
+    let channels = spec.channels as usize;
+    if !interleaved.len().is_multiple_of(channels) {
+        return Err(fail("the WAV ends inside a frame".into()));
+    }
+    let mono = interleaved.chunks_exact(channels).map(|frame| frame.iter().sum::<f32>() / channels as f32).collect();
+    Ok((mono, spec.sample_rate))
+}
