@@ -5,6 +5,7 @@
 //! kernel family, the Rust half of each shader in `shaders/`).
 
 pub mod error;
+pub mod generate;
 pub mod gpu;
 pub mod graph;
 pub mod kv;
