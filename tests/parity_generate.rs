@@ -69,9 +69,10 @@ fn greedy() -> GenerateOptions {
     GenerateOptions { max_semantic_tokens: semantic_cap(), ..GenerateOptions::greedy() }
 }
 
-fn check_greedy(b: &Bark, file: &str) {
+fn check_greedy(b: &Bark, file: &str, with_voice_only: bool) {
     let v = voice();
-    for (case, voice) in [("greedy", None), ("prompted", Some(&v))] {
+    let cases = [("greedy", None), ("prompted", Some(&v))];
+    for (case, voice) in cases.into_iter().filter(|(_, v)| v.is_some() || !with_voice_only) {
         let g = b.generate(&text(), &greedy(), voice).unwrap();
         assert_eq!(g.semantic, ids(&format!("{case}.semantic")), "{file} {case}: semantic tokens");
         assert_eq!(g.coarse, ids(&format!("{case}.coarse")), "{file} {case}: coarse tokens");
@@ -87,12 +88,15 @@ fn check_greedy(b: &Bark, file: &str) {
 
 #[test]
 fn greedy_equals_transformers_safetensors() {
-    check_greedy(bark(), "model.safetensors");
+    check_greedy(bark(), "model.safetensors", false);
 }
 
 #[test]
 fn greedy_equals_transformers_pytorch_bin() {
-    check_greedy(&load("pytorch_model.bin"), "pytorch_model.bin");
+    // tests/parity_gpt.rs and parity_codec.rs show both files give bit-identical models, so the
+    // .bin runs the voiced case only (it takes every history path); the fine stage's 1024-frame
+    // windows cost seconds per run on a software rasteriser.
+    check_greedy(&load("pytorch_model.bin"), "pytorch_model.bin", true);
 }
 
 #[test]
@@ -119,13 +123,16 @@ fn seeded_sampling_repeats_and_depends_on_the_seed() {
     let b = bark();
     let opts = GenerateOptions { max_semantic_tokens: 16, seed: 11, ..GenerateOptions::default() };
     let a = b.generate(&text(), &opts, None).unwrap();
-    let again = b.generate(&text(), &opts, None).unwrap();
-    assert_eq!(a, again, "same seed, same device, different output");
-    // Stage by stage equals the whole (each stage has its own random stream).
+    // Stage by stage, with the same seed, repeats the whole exactly (each stage draws from its
+    // own random stream). This is also the repeat check: the fine stage alone costs seconds on
+    // a software rasteriser, so the test does not run the whole twice.
     let sem = b.semantic(&text(), &opts, None).unwrap();
-    assert_eq!(sem, a.semantic);
-    assert_eq!(b.coarse(&sem, &opts, None).unwrap(), a.coarse);
-    assert_eq!(b.fine(&a.coarse, &opts, None).unwrap(), a.fine);
+    assert_eq!(sem, a.semantic, "same seed, same device, other semantic tokens");
+    let coarse = b.coarse(&sem, &opts, None).unwrap();
+    assert_eq!(coarse, a.coarse, "same seed, same device, other coarse tokens");
+    let fine = b.fine(&coarse, &opts, None).unwrap();
+    assert_eq!(fine, a.fine, "same seed, same device, other fine codes");
+    assert_eq!(b.decode(&fine).unwrap(), a.audio);
     // Another seed samples other tokens (random weights spread the probability over ~10^4 ids).
     let other = b.semantic(&text(), &GenerateOptions { seed: 12, ..opts.clone() }, None).unwrap();
     assert_ne!(other, a.semantic);
