@@ -7,6 +7,7 @@
 mod atomic_file;
 pub mod audio;
 pub mod error;
+pub mod generate;
 pub mod gpu;
 pub mod graph;
 pub mod hub;
