@@ -1,8 +1,16 @@
-//! The `bark-wgpu` command line: argument parsing and printing, nothing else.
+//! The `bark-wgpu` command line: argument parsing and printing, nothing else. The contract of
+//! `say` is stable: other tools drive it.
 
-use anyhow::Result;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use bark_wgpu::audio::{write_wav, WavFormat};
+use bark_wgpu::generate::{Bark, GenerateOptions, LoadOptions};
+use bark_wgpu::hub::{resolve_model, DEFAULT_MODEL};
+use bark_wgpu::voice::{list_voices, resolve_voice};
 use bark_wgpu::{Context, ContextOptions};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "bark-wgpu", version, about = "Bark text-to-speech on any GPU through wgpu")]
@@ -13,9 +21,65 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Say a text: write it as speech to a WAV file.
+    Say(SayArgs),
+    /// List the voice presets a model ships (speaker_embeddings_path.json).
+    Voices {
+        /// A model directory, or a Hugging Face repo id in the local cache.
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: String,
+    },
     /// List every GPU adapter wgpu can see (WGPU_BACKEND limits the backends searched), and the
     /// one bark-wgpu would pick.
     Devices,
+}
+
+#[derive(Args)]
+struct SayArgs {
+    /// A model directory in the Hugging Face layout, or a repo id in the local Hugging Face cache.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: String,
+    /// The text to say.
+    #[arg(long)]
+    text: String,
+    /// The WAV file to write (24 kHz mono).
+    #[arg(long)]
+    out: PathBuf,
+    /// A Suno voice prompt (.npz) or a preset name such as v2/en_speaker_6.
+    #[arg(long)]
+    voice: Option<String>,
+    /// Argmax at every stage: reproduces transformers' do_sample=False token for token.
+    #[arg(long)]
+    greedy: bool,
+    /// Seed of the sampling; the same seed on the same device gives the same audio.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    text_temp: Option<f32>,
+    #[arg(long)]
+    waveform_temp: Option<f32>,
+    #[arg(long)]
+    fine_temp: Option<f32>,
+    #[arg(long)]
+    top_k: Option<u32>,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long)]
+    min_eos_p: Option<f32>,
+    #[arg(long)]
+    max_semantic_tokens: Option<usize>,
+    /// Also save this generation's tokens as a voice prompt (.npz) for later use with --voice.
+    #[arg(long)]
+    save_prompt: Option<PathBuf>,
+    /// Keep the large weight matrices in f16 (half the memory, not bit-exact).
+    #[arg(long)]
+    f16: bool,
+    /// Write 16-bit PCM instead of 32-bit float.
+    #[arg(long)]
+    pcm16: bool,
+    /// Print nothing but errors.
+    #[arg(long)]
+    quiet: bool,
 }
 
 fn yes(b: bool) -> &'static str {
@@ -30,7 +94,7 @@ fn devices() -> Result<()> {
     let opts = ContextOptions::default();
     let adapters = Context::list_adapters(&opts);
     if adapters.is_empty() {
-        anyhow::bail!("no GPU adapter found; install a Vulkan driver (on Debian/Ubuntu: mesa-vulkan-drivers)");
+        bail!("no GPU adapter found; install a Vulkan driver (on Debian/Ubuntu: mesa-vulkan-drivers)");
     }
     println!(
         "{:<40} {:<8} {:<14} {:<4} {:<9} {:<10} driver",
@@ -53,9 +117,73 @@ fn devices() -> Result<()> {
     Ok(())
 }
 
+fn options(a: &SayArgs) -> GenerateOptions {
+    let mut o = if a.greedy { GenerateOptions::greedy() } else { GenerateOptions::default() };
+    o.seed = a.seed;
+    if let Some(t) = a.text_temp {
+        o.text_temp = t;
+    }
+    if let Some(t) = a.waveform_temp {
+        o.waveform_temp = t;
+    }
+    if a.fine_temp.is_some() {
+        o.fine_temp = a.fine_temp;
+    }
+    if a.top_k.is_some() {
+        o.top_k = a.top_k;
+    }
+    if a.top_p.is_some() {
+        o.top_p = a.top_p;
+    }
+    if a.min_eos_p.is_some() {
+        o.min_eos_p = a.min_eos_p;
+    }
+    if let Some(n) = a.max_semantic_tokens {
+        o.max_semantic_tokens = n;
+    }
+    o
+}
+
+fn say(a: SayArgs) -> Result<()> {
+    if a.text.trim().is_empty() {
+        bail!("the text is empty");
+    }
+    let show = !a.quiet && std::io::stderr().is_terminal();
+    let note = |m: &str| {
+        if show {
+            eprintln!("{m}");
+        }
+    };
+    let dir = resolve_model(&a.model)?;
+    let voice = match &a.voice {
+        Some(v) => Some(resolve_voice(&dir, v).with_context(|| format!("voice {v:?}"))?),
+        None => None,
+    };
+    note(&format!("loading {}", dir.display()));
+    let bark = Bark::load(&dir, &LoadOptions { f16: a.f16, ..Default::default() })?;
+    note(&format!("generating on {}", bark.context().summary().name));
+    let opts = options(&a);
+    let out = bark.generate(&a.text, &opts, voice.as_ref())?;
+    let format = if a.pcm16 { WavFormat::Pcm16 } else { WavFormat::Float32 };
+    write_wav(&a.out, &out.audio.samples, out.audio.sample_rate, format)?;
+    if let Some(p) = &a.save_prompt {
+        out.voice_prompt()?.save_npz(p)?;
+    }
+    let secs = out.audio.samples.len() as f64 / out.audio.sample_rate as f64;
+    note(&format!("wrote {} ({secs:.2} s of audio)", a.out.display()));
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Say(a) => say(a),
+        Command::Voices { model } => resolve_model(&model).map_err(Into::into).and_then(|dir| {
+            for v in list_voices(&dir)? {
+                println!("{v}");
+            }
+            Ok(())
+        }),
         Command::Devices => devices(),
     };
     if let Err(e) = result {

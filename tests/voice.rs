@@ -23,11 +23,11 @@ fn temp_dir(tag: &str) -> PathBuf {
 fn formula_prompt(seed: u32) -> VoicePrompt {
     let m = 9;
     let fine: Vec<u32> = (0..8).flat_map(|r| (0..m).map(move |t| (100 * r + 7 * t + seed) % 1024)).collect();
+    let rows = |flat: &[u32]| flat.chunks(m as usize).map(<[u32]>::to_vec).collect::<Vec<_>>();
     VoicePrompt {
         semantic: (0..6).map(|i| (37 * i + 5 + seed) % 10000).collect(),
-        coarse: fine[..2 * m as usize].to_vec(),
-        coarse_frames: m as usize,
-        fine,
+        coarse: rows(&fine[..2 * m as usize]),
+        fine: rows(&fine),
     }
 }
 
@@ -71,8 +71,8 @@ fn good_entries() -> Vec<(&'static str, Vec<u8>)> {
     let wide = |v: &[u32]| v.iter().map(|&c| c as i64).collect::<Vec<_>>();
     vec![
         ("semantic_prompt.npy", npy_i64("(6,)", &wide(&p.semantic))),
-        ("coarse_prompt.npy", npy_i64("(2, 9)", &wide(&p.coarse))),
-        ("fine_prompt.npy", npy_i64("(8, 9)", &wide(&p.fine))),
+        ("coarse_prompt.npy", npy_i64("(2, 9)", &wide(&p.coarse.concat()))),
+        ("fine_prompt.npy", npy_i64("(8, 9)", &wide(&p.fine.concat()))),
     ]
 }
 
@@ -126,8 +126,8 @@ fn hand_built_npz_with_other_versions_and_dtypes_loads() {
     let dir = temp_dir("handbuilt");
     let p = formula_prompt(3);
     let semantic: Vec<i32> = p.semantic.iter().map(|&c| c as i32).collect();
-    let coarse: Vec<u16> = p.coarse.iter().map(|&c| c as u16).collect();
-    let fine_be: Vec<u8> = p.fine.iter().flat_map(|&c| (c as i64).to_be_bytes()).collect();
+    let coarse: Vec<u16> = p.coarse.concat().iter().map(|&c| c as u16).collect();
+    let fine_be: Vec<u8> = p.fine.concat().iter().flat_map(|&c| (c as i64).to_be_bytes()).collect();
     let entries = [
         // Version 2.0 header, int32, keys in another order, double quotes, no trailing comma.
         (
@@ -233,7 +233,7 @@ fn bad_npz_files_give_errors_naming_file_and_key() {
         e[index].1 = bytes;
         e
     };
-    let mut fine_codes: Vec<i64> = formula_prompt(0).fine.iter().map(|&c| c as i64).collect();
+    let mut fine_codes: Vec<i64> = formula_prompt(0).fine.concat().iter().map(|&c| c as i64).collect();
 
     let err = load_error(&dir, "missing.npz", &good_entries()[..2]);
     assert!(err.contains("fine_prompt") && err.contains("missing"), "{err}");
@@ -312,7 +312,7 @@ fn unwritable_or_invalid_saves_fail_and_leave_nothing_behind() {
     prompt.save_npz(&path).unwrap();
     let before = std::fs::read(&path).unwrap();
     let mut bad = prompt.clone();
-    bad.coarse.pop();
+    bad.coarse[1].pop();
     let err = bad.save_npz(&path).unwrap_err().to_string();
     assert!(err.contains("keep.npz") && err.contains("coarse_prompt"), "{err}");
     let mut bad = prompt.clone();
@@ -361,10 +361,10 @@ fn broken_presets_name_the_offending_file() {
     std::fs::create_dir_all(&emb).unwrap();
     let p = formula_prompt(0);
     let wide = |v: &[u32]| v.iter().map(|&c| c as i64).collect::<Vec<_>>();
-    let mut fine = wide(&p.fine);
+    let mut fine = wide(&p.fine.concat());
     fine[0] = 5000;
     std::fs::write(emb.join("s.npy"), npy_i64("(6,)", &wide(&p.semantic))).unwrap();
-    std::fs::write(emb.join("c.npy"), npy_i64("(2, 9)", &wide(&p.coarse))).unwrap();
+    std::fs::write(emb.join("c.npy"), npy_i64("(2, 9)", &wide(&p.coarse.concat()))).unwrap();
     std::fs::write(emb.join("f.npy"), npy_i64("(8, 9)", &fine)).unwrap();
     std::fs::write(emb.join("bad.npy"), b"\x93NUMPY\x01\x00").unwrap();
     let preset =

@@ -135,46 +135,21 @@ impl GenerateOptions {
     }
 }
 
-/// A voice ("history prompt") in Suno's format: codes of a previous generation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VoicePrompt {
-    /// Semantic tokens, each below 10000.
-    pub semantic: Vec<u32>,
-    /// Two rows (codebooks) of the same length, codes below 1024.
-    pub coarse: Vec<Vec<u32>>,
-    /// Eight rows of the same length, codes below 1024.
-    pub fine: Vec<Vec<u32>>,
-}
+pub use crate::voice::VoicePrompt;
 
-impl VoicePrompt {
-    /// Checks the shapes and ranges (so no stage can index out of bounds) and that the prompt
-    /// is long enough to give the coarse stage a history: at least 2 semantic tokens and 2
-    /// coarse frames (transformers would otherwise slice with `[-0:]` and take everything).
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Invalid(format!("voice prompt: {m}")));
-        if self.semantic.len() < 2 {
-            return bad(format!("{} semantic tokens; at least 2 are needed", self.semantic.len()));
-        }
-        if let Some(t) = self.semantic.iter().find(|&&t| t >= semantic::SEMANTIC_VOCAB) {
-            return bad(format!("semantic token {t} is not below {}", semantic::SEMANTIC_VOCAB));
-        }
-        for (what, rows, want, min_frames) in [("coarse", &self.coarse, 2, 2), ("fine", &self.fine, 8, 1)] {
-            if rows.len() != want {
-                return bad(format!("{} {what} rows, want {want}", rows.len()));
-            }
-            let n = rows[0].len();
-            if rows.iter().any(|r| r.len() != n) {
-                return bad(format!("the {what} rows differ in length"));
-            }
-            if n < min_frames {
-                return bad(format!("{n} {what} frames; at least {min_frames} are needed"));
-            }
-            if let Some(c) = rows.iter().flatten().find(|&&c| c >= coarse::CODEBOOK_SIZE) {
-                return bad(format!("{what} code {c} is not below {}", coarse::CODEBOOK_SIZE));
-            }
-        }
-        Ok(())
+/// Checks a voice for generation: shapes and ranges (so no stage can index out of bounds), and
+/// long enough to give the coarse stage a history: at least 2 semantic tokens and 2 frames
+/// (transformers would otherwise slice with `[-0:]` and take everything).
+fn check_voice(v: &VoicePrompt) -> Result<()> {
+    let bad = |m: String| Err(Error::Invalid(format!("voice prompt: {m}")));
+    v.validate().or_else(bad)?;
+    if v.semantic.len() < 2 {
+        return bad(format!("{} semantic tokens; at least 2 are needed", v.semantic.len()));
     }
+    if v.frames() < 2 {
+        return bad(format!("{} coarse frames; at least 2 are needed", v.frames()));
+    }
+    Ok(())
 }
 
 /// Mono audio.
@@ -194,6 +169,18 @@ pub struct Generation {
     /// `[codebook][frame]` codes, 8 rows.
     pub fine: Vec<Vec<u32>>,
     pub audio: Audio,
+}
+
+impl Generation {
+    /// This generation as a voice prompt in Suno's format (the original's `save_as_prompt`):
+    /// the semantic tokens without the end token, the coarse codes and the fine codes.
+    pub fn voice_prompt(&self) -> Result<VoicePrompt> {
+        let semantic: Vec<u32> = self.semantic.iter().copied().filter(|&t| t < semantic::SEMANTIC_VOCAB).collect();
+        let [c0, c1] = coarse_codes(&self.coarse)?;
+        let prompt = VoicePrompt { semantic, coarse: vec![c0, c1], fine: self.fine.clone() };
+        prompt.validate().map_err(|m| Error::Invalid(format!("this generation cannot be a voice prompt: {m}")))?;
+        Ok(prompt)
+    }
 }
 
 /// How to load a checkpoint directory.
@@ -279,7 +266,7 @@ impl Bark {
     pub fn semantic(&self, text: &str, opts: &GenerateOptions, voice: Option<&VoicePrompt>) -> Result<Vec<u32>> {
         let window = self.text_window(text)?;
         if let Some(v) = voice {
-            v.validate()?;
+            check_voice(v)?;
         }
         let history = semantic::history_window(voice.map(|v| v.semantic.as_slice()));
         let settings = opts.semantic_settings();
@@ -298,7 +285,7 @@ impl Bark {
     /// Semantic tokens to interleaved coarse tokens.
     pub fn coarse(&self, semantic: &[u32], opts: &GenerateOptions, voice: Option<&VoicePrompt>) -> Result<Vec<u32>> {
         if let Some(v) = voice {
-            v.validate()?;
+            check_voice(v)?;
         }
         let base = opts.settings(opts.waveform_temp);
         let mut rng = opts.rng(COARSE_STREAM, base.temperature > 0.0);
@@ -309,7 +296,7 @@ impl Bark {
     /// Interleaved coarse tokens to `[codebook][frame]` codes of all 8 codebooks.
     pub fn fine(&self, coarse: &[u32], opts: &GenerateOptions, voice: Option<&VoicePrompt>) -> Result<Vec<Vec<u32>>> {
         if let Some(v) = voice {
-            v.validate()?;
+            check_voice(v)?;
         }
         let temperature = opts.fine_temperature();
         let samples = SampleSettings::fine(temperature).temperature > 0.0;

@@ -34,15 +34,22 @@ const MAX_ARRAY_BYTES: u64 = 64 << 20;
 pub struct VoicePrompt {
     /// (N,) semantic codes, each < [`SEMANTIC_VOCAB_SIZE`].
     pub semantic: Vec<u32>,
-    /// (2, M) row-major coarse codes, each < [`CODEBOOK_SIZE`].
-    pub coarse: Vec<u32>,
-    /// M, the frames of the coarse and fine prompts.
-    pub coarse_frames: usize,
-    /// (8, M) row-major fine codes, each < [`CODEBOOK_SIZE`].
-    pub fine: Vec<u32>,
+    /// 2 rows (codebooks) of M coarse codes, each < [`CODEBOOK_SIZE`].
+    pub coarse: Vec<Vec<u32>>,
+    /// 8 rows of M fine codes, each < [`CODEBOOK_SIZE`].
+    pub fine: Vec<Vec<u32>>,
+}
+
+fn rows(flat: Vec<u32>, m: usize) -> Vec<Vec<u32>> {
+    flat.chunks(m.max(1)).map(<[u32]>::to_vec).collect()
 }
 
 impl VoicePrompt {
+    /// M, the frames of the coarse and fine prompts.
+    pub fn frames(&self) -> usize {
+        self.coarse.first().map_or(0, Vec::len)
+    }
+
     /// Reads a voice prompt `.npz` as written by `np.savez`, `np.savez_compressed` or Bark's
     /// `save_as_prompt`.
     pub fn load_npz(path: impl AsRef<Path>) -> Result<VoicePrompt> {
@@ -68,11 +75,11 @@ impl VoicePrompt {
     pub fn save_npz(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         self.validate().map_err(|m| Error::File { path: path.into(), message: format!("cannot save: {m}") })?;
-        let m = self.coarse_frames;
+        let m = self.frames();
         let entries = [
-            (KEYS[0], vec![self.semantic.len()], &self.semantic),
-            (KEYS[1], vec![N_COARSE_CODEBOOKS, m], &self.coarse),
-            (KEYS[2], vec![N_FINE_CODEBOOKS, m], &self.fine),
+            (KEYS[0], vec![self.semantic.len()], self.semantic.clone()),
+            (KEYS[1], vec![N_COARSE_CODEBOOKS, m], self.coarse.concat()),
+            (KEYS[2], vec![N_FINE_CODEBOOKS, m], self.fine.concat()),
         ];
         write_atomically(path, |out| {
             let mut zip = zip::ZipWriter::new(out);
@@ -101,32 +108,30 @@ impl VoicePrompt {
                 coarse.shape[1], fine.shape[1]
             ));
         }
-        let prompt = VoicePrompt {
-            semantic: semantic_codes,
-            coarse: coarse_codes,
-            coarse_frames: coarse.shape[1],
-            fine: fine_codes,
-        };
+        let m = coarse.shape[1];
+        let prompt = VoicePrompt { semantic: semantic_codes, coarse: rows(coarse_codes, m), fine: rows(fine_codes, m) };
         prompt.validate()?;
         Ok(prompt)
     }
 
-    /// Checks the invariants of the fields (lengths against `coarse_frames`, code ranges).
+    /// Checks the invariants of the fields (row counts and lengths, code ranges).
     pub fn validate(&self) -> Result<(), String> {
-        let m = self.coarse_frames;
+        let m = self.frames();
         if self.semantic.is_empty() || m == 0 {
             return Err("a voice prompt needs at least one semantic code and one coarse/fine frame".into());
         }
-        for (key, codes, rows, limit) in [
-            (KEYS[0], &self.semantic, 1, SEMANTIC_VOCAB_SIZE),
-            (KEYS[1], &self.coarse, N_COARSE_CODEBOOKS, CODEBOOK_SIZE),
-            (KEYS[2], &self.fine, N_FINE_CODEBOOKS, CODEBOOK_SIZE),
-        ] {
-            if rows > 1 && Some(codes.len()) != rows.checked_mul(m) {
-                return Err(format!("`{key}` has {} codes, not {rows} x {m}", codes.len()));
+        if let Some(bad) = self.semantic.iter().find(|&&c| c >= SEMANTIC_VOCAB_SIZE) {
+            return Err(format!("`{}` holds the code {bad}, outside 0..{SEMANTIC_VOCAB_SIZE}", KEYS[0]));
+        }
+        for (key, rows, n_rows) in
+            [(KEYS[1], &self.coarse, N_COARSE_CODEBOOKS), (KEYS[2], &self.fine, N_FINE_CODEBOOKS)]
+        {
+            if rows.len() != n_rows || rows.iter().any(|r| r.len() != m) {
+                let lens: Vec<usize> = rows.iter().map(Vec::len).collect();
+                return Err(format!("`{key}` has rows of lengths {lens:?}, not {n_rows} x {m}"));
             }
-            if let Some(bad) = codes.iter().find(|&&c| c >= limit) {
-                return Err(format!("`{key}` holds the code {bad}, outside 0..{limit}"));
+            if let Some(bad) = rows.iter().flatten().find(|&&c| c >= CODEBOOK_SIZE) {
+                return Err(format!("`{key}` holds the code {bad}, outside 0..{CODEBOOK_SIZE}"));
             }
         }
         Ok(())
