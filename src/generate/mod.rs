@@ -19,6 +19,22 @@
 //!
 //! The text is whitespace-normalised first, as the original does (transformers does not; for
 //! text with single spaces and no leading/trailing blanks both agree).
+//!
+//! # Example
+//!
+//! On the tiny random model the tests use (a real checkpoint directory works the same way):
+//!
+//! ```
+//! use bark_wgpu::generate::{Bark, GenerateOptions, LoadOptions};
+//!
+//! let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
+//! let bark = Bark::load(dir, &LoadOptions::default())?;
+//! let opts = GenerateOptions { max_semantic_tokens: 8, ..GenerateOptions::greedy() };
+//! let out = bark.generate("Hello, my name is Suno.", &opts, None)?;
+//! assert_eq!(out.audio.sample_rate, 24_000);
+//! assert!(!out.audio.samples.is_empty());
+//! # Ok::<(), bark_wgpu::Error>(())
+//! ```
 
 pub mod coarse;
 pub mod fine;

@@ -40,7 +40,7 @@
 //!
 //! # Use in a decode step
 //!
-//! ```ignore
+//! ```text
 //! let inputs = SamplerInputs::new(ctx, rows, vocab)?;          // once
 //! let (settings, uniforms) = (g.input(inputs.settings()), g.input(inputs.uniforms()));
 //! let s = sample(&mut g, logits, settings, uniforms)?;
