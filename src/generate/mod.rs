@@ -36,6 +36,7 @@
 //! # Ok::<(), bark_wgpu::Error>(())
 //! ```
 
+mod clone;
 pub mod coarse;
 pub mod fine;
 pub mod rng;
