@@ -38,6 +38,7 @@
 
 pub mod coarse;
 pub mod fine;
+pub mod longform;
 pub mod rng;
 pub mod semantic;
 mod step;
@@ -45,6 +46,7 @@ mod step;
 use std::path::{Path, PathBuf};
 
 pub use coarse::{coarse_codes, CoarseMask};
+pub use longform::{LongGeneration, PIECE_GAP_SECONDS};
 use rng::Rng;
 
 use crate::gpu::{Context, ContextOptions, DType, Tensor};
@@ -340,7 +342,8 @@ impl Bark {
         Ok(Audio { samples, sample_rate })
     }
 
-    /// All four stages.
+    /// All four stages, for text of at most 256 tokens (longer text is an error: see
+    /// [`Bark::generate_long`]).
     pub fn generate(&self, text: &str, opts: &GenerateOptions, voice: Option<&VoicePrompt>) -> Result<Generation> {
         let semantic = self.semantic(text, opts, voice)?;
         let coarse = self.coarse(&semantic, opts, voice)?;
