@@ -39,7 +39,8 @@ struct SayArgs {
     /// A model directory in the Hugging Face layout, or a repo id in the local Hugging Face cache.
     #[arg(long, default_value = DEFAULT_MODEL)]
     model: String,
-    /// The text to say.
+    /// The text to say; text over one 256-token window is split at sentences and generated
+    /// piece by piece in one voice.
     #[arg(long)]
     text: String,
     /// The WAV file to write (24 kHz mono).
@@ -68,7 +69,8 @@ struct SayArgs {
     min_eos_p: Option<f32>,
     #[arg(long)]
     max_semantic_tokens: Option<usize>,
-    /// Also save this generation's tokens as a voice prompt (.npz) for later use with --voice.
+    /// Also save this generation's tokens as a voice prompt (.npz) for later use with --voice
+    /// (for long text split into pieces: the last piece's).
     #[arg(long)]
     save_prompt: Option<PathBuf>,
     /// Keep the large weight matrices in f16 (half the memory, not bit-exact).
@@ -163,7 +165,8 @@ fn say(a: SayArgs) -> Result<()> {
     let bark = Bark::load(&dir, &LoadOptions { f16: a.f16, ..Default::default() })?;
     note(&format!("generating on {}", bark.context().summary().name));
     let opts = options(&a);
-    let out = bark.generate(&a.text, &opts, voice.as_ref())?;
+    // Long text is split into pieces; text that fits one window generates exactly as `generate`.
+    let out = bark.generate_long(&a.text, &opts, voice.as_ref())?;
     let format = if a.pcm16 { WavFormat::Pcm16 } else { WavFormat::Float32 };
     write_wav(&a.out, &out.audio.samples, out.audio.sample_rate, format)?;
     if let Some(p) = &a.save_prompt {

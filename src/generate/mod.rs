@@ -39,6 +39,7 @@
 mod clone;
 pub mod coarse;
 pub mod fine;
+pub mod longform;
 pub mod rng;
 pub mod semantic;
 mod step;
@@ -46,6 +47,7 @@ mod step;
 use std::path::{Path, PathBuf};
 
 pub use coarse::{coarse_codes, CoarseMask};
+pub use longform::{LongGeneration, PIECE_GAP_SECONDS};
 use rng::Rng;
 
 use crate::gpu::{Context, ContextOptions, DType, Tensor};
@@ -341,7 +343,8 @@ impl Bark {
         Ok(Audio { samples, sample_rate })
     }
 
-    /// All four stages.
+    /// All four stages, for text of at most 256 tokens (longer text is an error: see
+    /// [`Bark::generate_long`]).
     pub fn generate(&self, text: &str, opts: &GenerateOptions, voice: Option<&VoicePrompt>) -> Result<Generation> {
         let semantic = self.semantic(text, opts, voice)?;
         let coarse = self.coarse(&semantic, opts, voice)?;
