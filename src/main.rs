@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
-use bark_wgpu::audio::{write_wav, WavFormat};
+use bark_wgpu::audio::{read_wav, write_wav, WavFormat};
 use bark_wgpu::generate::{Bark, GenerateOptions, LoadOptions};
 use bark_wgpu::hub::{resolve_model, DEFAULT_MODEL};
 use bark_wgpu::voice::{list_voices, resolve_voice};
@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Say a text: write it as speech to a WAV file.
-    Say(SayArgs),
+    Say(Box<SayArgs>),
     /// List the voice presets a model ships (speaker_embeddings_path.json).
     Voices {
         /// A model directory, or a Hugging Face repo id in the local cache.
@@ -49,6 +49,14 @@ struct SayArgs {
     /// A Suno voice prompt (.npz) or a preset name such as v2/en_speaker_6.
     #[arg(long)]
     voice: Option<String>,
+    /// Make the voice from a recording (WAV, any rate; converted to 24 kHz mono): its EnCodec
+    /// codes become the coarse and fine prompts, and the semantic prompt is generated from
+    /// --clone-text, the words spoken in it (no HuBERT; see the docs of generate::clone).
+    #[arg(long, conflicts_with = "voice", requires = "clone_text")]
+    clone_from: Option<PathBuf>,
+    /// What is said in the --clone-from recording.
+    #[arg(long, requires = "clone_from")]
+    clone_text: Option<String>,
     /// Argmax at every stage: reproduces transformers' do_sample=False token for token.
     #[arg(long)]
     greedy: bool,
@@ -165,6 +173,13 @@ fn say(a: SayArgs) -> Result<()> {
     let bark = Bark::load(&dir, &LoadOptions { f16: a.f16, ..Default::default() })?;
     note(&format!("generating on {}", bark.context().summary().name));
     let opts = options(&a);
+    let voice = match (&a.clone_from, &a.clone_text) {
+        (Some(wav), Some(text)) => {
+            let (samples, rate) = read_wav(wav)?;
+            Some(bark.clone_voice(&dir, &samples, rate, text, &opts).context("cloning the voice")?)
+        }
+        _ => voice,
+    };
     // Long text is split into pieces; text that fits one window generates exactly as `generate`.
     let out = bark.generate_long(&a.text, &opts, voice.as_ref())?;
     let format = if a.pcm16 { WavFormat::Pcm16 } else { WavFormat::Float32 };
@@ -180,7 +195,7 @@ fn say(a: SayArgs) -> Result<()> {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Say(a) => say(a),
+        Command::Say(a) => say(*a),
         Command::Voices { model } => resolve_model(&model).map_err(Into::into).and_then(|dir| {
             for v in list_voices(&dir)? {
                 println!("{v}");

@@ -95,3 +95,34 @@ fn devices_lists_the_adapter() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("chosen:"));
 }
+
+#[test]
+fn clone_from_a_recording_saves_its_codes_as_the_prompt() {
+    let dir = scratch("clone");
+    let r = WeightSource::open(Path::new(MODEL).join("reference.safetensors")).unwrap();
+    let audio = r.to_f32("codec.encode.audio").unwrap();
+    let wav = dir.join("me.wav");
+    bark_wgpu::audio::write_wav(&wav, &audio, 24_000, Default::default()).unwrap();
+    let (out, prompt) = (dir.join("out.wav"), dir.join("me.npz"));
+    let status = bin()
+        .args(["say", "--model", MODEL, "--text", "Hi.", "--greedy", "--max-semantic-tokens", "3"])
+        .args(["--clone-text", "Hello, my name is Suno."])
+        .arg("--clone-from")
+        .arg(&wav)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(out.exists());
+    // --clone-from without --clone-text is refused before anything runs.
+    let o = bin()
+        .args(["say", "--model", MODEL, "--text", "Hi.", "--out"])
+        .arg(&prompt)
+        .arg("--clone-from")
+        .arg(&wav)
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && !prompt.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
