@@ -19,7 +19,7 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// The prompt tests/fixtures/voices/make_fixtures.py writes for `seed` (same formulas).
+/// The prompt scripts/make_voice_fixtures.py writes for `seed` (same formulas).
 fn formula_prompt(seed: u32) -> VoicePrompt {
     let m = 9;
     let fine: Vec<u32> = (0..8).flat_map(|r| (0..m).map(move |t| (100 * r + 7 * t + seed) % 1024)).collect();
@@ -327,7 +327,7 @@ fn unwritable_or_invalid_saves_fail_and_leave_nothing_behind() {
 fn presets_list_and_resolve() {
     let model = fixtures().join("presets");
     assert_eq!(list_voices(&model).unwrap(), vec!["announcer", "en_speaker_1", "v2/de_speaker_3", "v2/en_speaker_6"]);
-    // make_fixtures.py gives the presets seeds 2, 3, 4, 5 in this order.
+    // scripts/make_voice_fixtures.py gives the presets seeds 2, 3, 4, 5 in this order.
     for (name, seed) in [("announcer", 2), ("en_speaker_1", 3), ("v2/en_speaker_6", 4), ("v2/de_speaker_3", 5)] {
         assert_eq!(resolve_voice(&model, name).unwrap(), formula_prompt(seed), "{name}");
     }
