@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use bark_wgpu::model::encodec::EncodecDecoder;
+use bark_wgpu::model::encodec::{checkpoint_fetch, EncodecDecoder};
 use bark_wgpu::model::gpt::{CausalGpt, FineGpt};
 use bark_wgpu::model::{inference_tensors, BarkConfig};
 use bark_wgpu::weights::Weights;
@@ -94,11 +94,7 @@ fn load(dir: &Path, dtype: DType) {
     let semantic = CausalGpt::load(&ctx, &w, "semantic", &cfg.semantic_config, dtype).expect("semantic");
     let coarse = CausalGpt::load(&ctx, &w, "coarse_acoustics", &cfg.coarse_acoustics_config, dtype).expect("coarse");
     let fine = FineGpt::load(&ctx, &w, "fine_acoustics", &cfg.fine_acoustics_config, dtype).expect("fine");
-    let mut fetch = |name: &str| {
-        let full = format!("codec_model.{name}");
-        let shape = w.info(&full)?.shape;
-        w.upload(&ctx, &full, &shape, DType::F32)
-    };
+    let mut fetch = checkpoint_fetch(&ctx, &w);
     let n_q = cfg.fine_acoustics_config.n_codes_total;
     let codec = EncodecDecoder::load(&ctx, &cfg.codec_config, n_q, &mut fetch).expect("codec");
     ctx.wait().expect("wait");

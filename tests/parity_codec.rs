@@ -5,10 +5,9 @@ mod common;
 
 use std::path::Path;
 
-use bark_wgpu::model::encodec::{EncodecDecoder, EncodecEncoder};
+use bark_wgpu::model::encodec::{checkpoint_fetch, EncodecDecoder, EncodecEncoder};
 use bark_wgpu::model::BarkConfig;
 use bark_wgpu::weights::{WeightSource, Weights};
-use bark_wgpu::{DType, Tensor};
 use common::{assert_close, ctx, max_abs_diff};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
@@ -34,21 +33,13 @@ fn to_qbt(codes: &[i64], b: usize, q: usize, t: usize) -> Vec<u32> {
     out
 }
 
-fn fetcher<'a>(w: &'a Weights) -> impl FnMut(&str) -> bark_wgpu::Result<Tensor> + 'a {
-    move |name: &str| {
-        let full = format!("codec_model.{name}");
-        let shape = w.info(&full)?.shape;
-        w.upload(ctx(), &full, &shape, DType::F32)
-    }
-}
-
 fn decode_with(file: &str) -> Vec<f32> {
     let cfg = BarkConfig::load(Path::new(DIR).join("config.json")).unwrap();
     let w = Weights::open(Path::new(DIR).join(file)).unwrap();
     let r = reference();
     let [b, q, t] = shape_of(&r, "codec.decode.codes")[..] else { panic!() };
     let codes = to_qbt(&r.to_i64("codec.decode.codes").unwrap(), b, q, t);
-    let dec = EncodecDecoder::load(ctx(), &cfg.codec_config, q, &mut fetcher(&w)).unwrap();
+    let dec = EncodecDecoder::load(ctx(), &cfg.codec_config, q, &mut checkpoint_fetch(ctx(), &w)).unwrap();
     dec.decode(ctx(), &codes, q, b, t).unwrap()
 }
 
@@ -71,7 +62,7 @@ fn parity_codec_encode() {
     let r = reference();
     let audio = r.to_f32("codec.encode.audio").unwrap();
     let [b, q, t] = shape_of(&r, "codec.encode.codes")[..] else { panic!() };
-    let enc = EncodecEncoder::load(ctx(), &cfg.codec_config, q, &mut fetcher(&w)).unwrap();
+    let enc = EncodecEncoder::load(ctx(), &cfg.codec_config, q, &mut checkpoint_fetch(ctx(), &w)).unwrap();
     let (codes, frames) = enc.encode(ctx(), &audio, b, q).unwrap();
     assert_eq!(frames, t);
     let want = to_qbt(&r.to_i64("codec.encode.codes").unwrap(), b, q, t);
@@ -82,7 +73,7 @@ fn parity_codec_encode() {
 fn codes_out_of_range_are_rejected() {
     let cfg = BarkConfig::load(Path::new(DIR).join("config.json")).unwrap();
     let w = Weights::open(Path::new(DIR).join("model.safetensors")).unwrap();
-    let dec = EncodecDecoder::load(ctx(), &cfg.codec_config, 2, &mut fetcher(&w)).unwrap();
+    let dec = EncodecDecoder::load(ctx(), &cfg.codec_config, 2, &mut checkpoint_fetch(ctx(), &w)).unwrap();
     let bad = vec![cfg.codec_config.codebook_size as u32; 2 * 3];
     assert!(dec.decode(ctx(), &bad, 2, 1, 3).is_err());
     assert!(dec.decode(ctx(), &[0; 9], 3, 1, 3).is_err(), "more codebooks than loaded");

@@ -10,8 +10,7 @@ use std::path::Path;
 
 use super::{semantic, Bark, GenerateOptions, VoicePrompt};
 use crate::audio::{resample, SAMPLE_RATE};
-use crate::gpu::{DType, Tensor};
-use crate::model::encodec::EncodecEncoder;
+use crate::model::encodec::{checkpoint_fetch, EncodecEncoder};
 use crate::weights::Weights;
 use crate::{Error, Result};
 
@@ -61,11 +60,7 @@ impl Bark {
     pub fn encode_audio(&self, model_dir: &Path, audio: &[f32]) -> Result<Vec<Vec<u32>>> {
         let weights = Weights::open_dir(model_dir)?;
         let ctx = &self.ctx;
-        let mut fetch = |name: &str| -> Result<Tensor> {
-            let full = format!("codec_model.{name}");
-            let shape = weights.info(&full)?.shape;
-            weights.upload(ctx, &full, &shape, DType::F32)
-        };
+        let mut fetch = checkpoint_fetch(ctx, &weights);
         let n_q = self.config.fine_acoustics_config.n_codes_total;
         let encoder = EncodecEncoder::load(ctx, &self.config.codec_config, n_q, &mut fetch)?;
         let (flat, frames) = encoder.encode(ctx, audio, 1, n_q)?;

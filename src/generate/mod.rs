@@ -50,8 +50,8 @@ pub use coarse::{coarse_codes, CoarseMask};
 pub use longform::{LongGeneration, PIECE_GAP_SECONDS};
 use rng::Rng;
 
-use crate::gpu::{Context, ContextOptions, DType, Tensor};
-use crate::model::encodec::EncodecDecoder;
+use crate::gpu::{Context, ContextOptions, DType};
+use crate::model::encodec::{checkpoint_fetch, EncodecDecoder};
 use crate::model::gpt::{CausalGpt, FineGpt};
 use crate::model::BarkConfig;
 use crate::ops::embedding::check_ids;
@@ -253,11 +253,7 @@ impl Bark {
         let coarse = CausalGpt::load(ctx, &weights, "coarse_acoustics", &config.coarse_acoustics_config, dtype)?;
         let fine = FineGpt::load(ctx, &weights, "fine_acoustics", fine_cfg, dtype)?;
         // The codec is small (7 M parameters) and stays f32.
-        let mut fetch = |name: &str| -> Result<Tensor> {
-            let full = format!("codec_model.{name}");
-            let shape = weights.info(&full)?.shape;
-            weights.upload(ctx, &full, &shape, DType::F32)
-        };
+        let mut fetch = checkpoint_fetch(ctx, &weights);
         let codec = EncodecDecoder::load(ctx, &config.codec_config, fine_cfg.n_codes_total, &mut fetch)?;
         Ok(Bark { ctx: ctx.clone(), config, tokenizer, semantic, coarse, fine, codec })
     }

@@ -11,10 +11,21 @@ use crate::ops::conv_transpose1d::{conv_transpose1d, ConvTranspose1dOpts};
 use crate::ops::elementwise::{add, elu};
 use crate::ops::lstm::{encodec_lstm, LstmLayer};
 use crate::ops::rvq::{rvq_decode, rvq_encode, upload_codes};
+use crate::weights::Weights;
 use crate::{Error, Result};
 
 /// A source of named, already-folded weights (the loader, or a test's map).
 pub type Fetch<'a> = dyn FnMut(&str) -> Result<Tensor> + 'a;
+
+/// Fetches the codec's tensors from a Bark checkpoint (names under `codec_model.`), in f32:
+/// the codec is small (7 M parameters in the decoder) and stays exact.
+pub fn checkpoint_fetch<'a>(ctx: &'a Context, weights: &'a Weights) -> impl FnMut(&str) -> Result<Tensor> + 'a {
+    move |name: &str| {
+        let full = format!("codec_model.{name}");
+        let shape = weights.info(&full)?.shape;
+        weights.upload(ctx, &full, &shape, DType::F32)
+    }
+}
 
 /// A convolution's weight and bias (`{prefix}.conv.weight`, `{prefix}.conv.bias`).
 struct Conv {
