@@ -201,9 +201,12 @@ fn bad_voices_and_codes_are_errors() {
     let mut v = good.clone();
     v.fine.pop();
     assert!(v.validate().is_err());
+    // One semantic token is a valid prompt file but too short to condition generation on.
     let mut v = good;
     v.semantic.truncate(1);
-    assert!(v.validate().is_err());
+    assert!(v.validate().is_ok());
+    assert!(b.semantic(&text(), &greedy(), Some(&v)).is_err());
+    assert!(b.coarse(&ids("greedy.semantic"), &greedy(), Some(&v)).is_err());
     // Codes out of range or of the wrong shape.
     assert!(b.coarse(&[10_001], &greedy(), None).is_err());
     assert!(b.fine(&[10_000, 11_024, 10_000], &greedy(), None).is_err());
