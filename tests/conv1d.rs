@@ -4,8 +4,8 @@
 mod common;
 
 use bark_wgpu::ops::conv1d::{conv1d, Conv1dOpts};
-use bark_wgpu::{DType, Graph, Tensor};
-use common::{ctx, Rng};
+use bark_wgpu::{DType, Graph};
+use common::{ctx, run_f32_op, Rng};
 
 /// transformers' `_pad1d(x, (left, right), mode="reflect")`, literally: zero-extend a short input,
 /// reflect-pad, trim the zero extension off the end.
@@ -73,7 +73,6 @@ fn conv1d_ref(
     (y, mag, t_out)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_gpu(
     x: &[f32],
     w: &[f32],
@@ -82,18 +81,9 @@ fn run_gpu(
     (c_out, k): (usize, usize),
     opts: Conv1dOpts,
 ) -> (Vec<f32>, Vec<usize>) {
-    let ctx = ctx();
-    let tx = Tensor::from_f32(ctx, x, &[b, c_in, t], DType::F32).unwrap();
-    let tw = Tensor::from_f32(ctx, w, &[c_out, c_in, k], DType::F32).unwrap();
-    let tb = Tensor::from_f32(ctx, bias, &[c_out], DType::F32).unwrap();
-    let mut g = Graph::new(ctx);
-    let (vx, vw, vb) = (g.input(&tx), g.input(&tw), g.input(&tb));
-    let y = conv1d(&mut g, vx, vw, vb, opts).unwrap();
-    let shape = g.shape(y).to_vec();
-    g.keep(y);
-    let plan = g.compile().unwrap();
-    plan.run().unwrap();
-    (plan.tensor(y).to_f32(ctx).unwrap(), shape)
+    run_f32_op(&[(x, &[b, c_in, t]), (w, &[c_out, c_in, k]), (bias, &[c_out])], |g, v| {
+        conv1d(g, v[0], v[1], v[2], opts)
+    })
 }
 
 /// Runs one random case on the GPU and the CPU and compares.

@@ -4,8 +4,8 @@
 mod common;
 
 use bark_wgpu::ops::conv_transpose1d::{conv_transpose1d, ConvTranspose1dOpts};
-use bark_wgpu::{DType, Graph, Tensor};
-use common::{ctx, Rng};
+use bark_wgpu::{DType, Graph};
+use common::{ctx, run_f32_op, Rng};
 
 /// Reference output and per-output sum of |terms|, with the output length.
 fn reference(
@@ -53,18 +53,9 @@ fn run_gpu(
     (c_out, k): (usize, usize),
     opts: ConvTranspose1dOpts,
 ) -> (Vec<f32>, Vec<usize>) {
-    let ctx = ctx();
-    let tx = Tensor::from_f32(ctx, x, &[b, c_in, t], DType::F32).unwrap();
-    let tw = Tensor::from_f32(ctx, w, &[c_in, c_out, k], DType::F32).unwrap();
-    let tb = Tensor::from_f32(ctx, bias, &[c_out], DType::F32).unwrap();
-    let mut g = Graph::new(ctx);
-    let (vx, vw, vb) = (g.input(&tx), g.input(&tw), g.input(&tb));
-    let y = conv_transpose1d(&mut g, vx, vw, vb, opts).unwrap();
-    let shape = g.shape(y).to_vec();
-    g.keep(y);
-    let plan = g.compile().unwrap();
-    plan.run().unwrap();
-    (plan.tensor(y).to_f32(ctx).unwrap(), shape)
+    run_f32_op(&[(x, &[b, c_in, t]), (w, &[c_in, c_out, k]), (bias, &[c_out])], |g, v| {
+        conv_transpose1d(g, v[0], v[1], v[2], opts)
+    })
 }
 
 /// Tolerance: each output sums n <= C_in * ceil(K/s) + 1 terms in f32 on the GPU; as for

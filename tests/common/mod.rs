@@ -78,3 +78,24 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// Uploads f32 `inputs` (data, shape), records `op` on their values, runs the one-step graph and
+/// returns the output and its shape: the upload-record-run-read every op test repeats.
+pub fn run_f32_op(
+    inputs: &[(&[f32], &[usize])],
+    op: impl FnOnce(&mut bark_wgpu::Graph, &[bark_wgpu::Val]) -> bark_wgpu::Result<bark_wgpu::Val>,
+) -> (Vec<f32>, Vec<usize>) {
+    let ctx = ctx();
+    let tensors: Vec<_> = inputs
+        .iter()
+        .map(|(data, shape)| bark_wgpu::Tensor::from_f32(ctx, data, shape, bark_wgpu::DType::F32).unwrap())
+        .collect();
+    let mut g = bark_wgpu::Graph::new(ctx);
+    let vals: Vec<_> = tensors.iter().map(|t| g.input(t)).collect();
+    let y = op(&mut g, &vals).unwrap();
+    let shape = g.shape(y).to_vec();
+    g.keep(y);
+    let plan = g.compile().unwrap();
+    plan.run().unwrap();
+    (plan.tensor(y).to_f32(ctx).unwrap(), shape)
+}
