@@ -1,13 +1,20 @@
 //! Embeds every `shaders/*.wgsl` into the binary, so adding a kernel needs no registry edit.
+//! `// #include NAME` lines are expanded here from `shaders/common/NAME.wgsl`
+//! (src/gpu/wgsl_include.rs), so the binary holds each kernel's complete source.
 
 use std::{env, fs, path::Path};
+
+#[path = "src/gpu/wgsl_include.rs"]
+mod wgsl_include;
 
 fn main() {
     // Read at run time, not with env!(): several checkouts may share one target directory and
     // so one compiled build script, which must embed the shaders of the checkout being built.
     let root = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let dir = Path::new(&root).join("shaders");
+    let common = dir.join("common");
     println!("cargo:rerun-if-changed={}", dir.display());
+    println!("cargo:rerun-if-changed={}", common.display());
     // The paths above are the last checkout's; a build from another checkout (another PWD)
     // must run the script again rather than reuse that checkout's shaders.
     println!("cargo:rerun-if-env-changed=PWD");
@@ -17,11 +24,24 @@ fn main() {
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".wgsl")).map(String::from))
         .collect();
     names.sort();
-    let mut out = String::from("/// Every shader in `shaders/`, by file stem.\npub static ALL: &[(&str, &str)] = &[\n");
+    let out_dir = Path::new(&env::var("OUT_DIR").unwrap()).join("shaders");
+    fs::create_dir_all(&out_dir).unwrap();
+    let mut read_common = |name: &str| {
+        let path = common.join(format!("{name}.wgsl"));
+        println!("cargo:rerun-if-changed={}", path.display());
+        fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let mut out = String::from(
+        "/// Every shader in `shaders/`, by file stem, includes expanded.\npub static ALL: &[(&str, &str)] = &[\n",
+    );
     for n in &names {
         let path = dir.join(format!("{n}.wgsl"));
         println!("cargo:rerun-if-changed={}", path.display());
-        out += &format!("    ({n:?}, include_str!({:?})),\n", path.display().to_string());
+        let src = fs::read_to_string(&path).unwrap();
+        let expanded = wgsl_include::expand(&src, &mut read_common).unwrap_or_else(|e| panic!("shaders/{n}.wgsl: {e}"));
+        let target = out_dir.join(format!("{n}.wgsl"));
+        fs::write(&target, expanded).unwrap();
+        out += &format!("    ({n:?}, include_str!({:?})),\n", target.display().to_string());
     }
     out += "];\n";
     fs::write(Path::new(&env::var("OUT_DIR").unwrap()).join("shaders.rs"), out).unwrap();

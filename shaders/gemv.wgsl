@@ -12,28 +12,12 @@
 // Entry points: `gemv_vec4` loads vec4<u32> words (K % 4 == 0 for f32, K % 8 == 0 for f16, so
 // every row starts on 16 bytes); `gemv_scalar` handles any K.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    // u32 words per row of W: K for f32, ceil(K / 2) for f16.
-    row_words: u32,
-    has_bias: u32,
-    has_residual: u32,
-    gelu: u32,
-    // Outputs per workgroup; only the subgroup twin reads it (here it is the constant ROWS).
-    rows_per_wg: u32,
-}
+// #include linear_epilogue
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x1: array<f32>;
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w1: array<u32>;
 @group(0) @binding(2) var<storage, read> w4: array<vec4<u32>>;
-// Without a bias or residual the host binds x here and the flags keep them unread.
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
 // Weights are f16 pairs (true) or f32 (false).
 const W_F16: bool = false;
@@ -48,31 +32,6 @@ const TPR: u32 = 32u;
 const ROWS: u32 = WG / TPR;
 
 var<workgroup> red: array<vec4<f32>, WG>;
-
-// erf by Abramowitz & Stegun 7.1.26 (max abs error 1.5e-7), copied from elementwise.wgsl
-// (WGSL has no includes): Bark's GELU is the exact erf form, not the tanh approximation.
-fn erf_approx(v: f32) -> f32 {
-    let a = abs(v);
-    let t = 1.0 / (1.0 + 0.3275911 * a);
-    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    let r = 1.0 - poly * exp(-a * a);
-    return select(r, -r, v < 0.0);
-}
-
-// The epilogue: bias, then GELU, then the residual add.
-fn finish(acc: f32, m: u32, n: u32) -> f32 {
-    var v = acc;
-    if p.has_bias != 0u {
-        v += bias[n];
-    }
-    if p.gelu != 0u {
-        v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
-    }
-    if p.has_residual != 0u {
-        v += residual[m * p.n + n];
-    }
-    return v;
-}
 
 // Sums each accumulator over the TPR threads of a row and writes the outputs.
 fn reduce_and_write(acc_in: array<vec4<f32>, MV>, t: u32, row: u32) {

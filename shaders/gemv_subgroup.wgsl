@@ -9,58 +9,18 @@
 // A workgroup covers p.rows_per_wg rows (the host sets WG / the smallest subgroup size); its
 // subgroups take rows sg, sg + num_subgroups, ...
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    // u32 words per row of W: K for f32, ceil(K / 2) for f16.
-    row_words: u32,
-    has_bias: u32,
-    has_residual: u32,
-    gelu: u32,
-    rows_per_wg: u32,
-}
+// #include linear_epilogue
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x1: array<f32>;
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w1: array<u32>;
 @group(0) @binding(2) var<storage, read> w4: array<vec4<u32>>;
-// Without a bias or residual the host binds x here and the flags keep them unread.
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
 const W_F16: bool = false;
 // Rows of x one pass handles (>= M, from 1, 2, 4, 8, 16); see gemv.wgsl.
 const MT: u32 = 1u;
 const MV: u32 = (MT + 3u) / 4u;
 const WG: u32 = 128u;
-
-// erf by Abramowitz & Stegun 7.1.26 (max abs error 1.5e-7), copied from elementwise.wgsl
-// (WGSL has no includes): Bark's GELU is the exact erf form, not the tanh approximation.
-fn erf_approx(v: f32) -> f32 {
-    let a = abs(v);
-    let t = 1.0 / (1.0 + 0.3275911 * a);
-    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    let r = 1.0 - poly * exp(-a * a);
-    return select(r, -r, v < 0.0);
-}
-
-// The epilogue: bias, then GELU, then the residual add.
-fn finish(acc: f32, m: u32, n: u32) -> f32 {
-    var v = acc;
-    if p.has_bias != 0u {
-        v += bias[n];
-    }
-    if p.gelu != 0u {
-        v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
-    }
-    if p.has_residual != 0u {
-        v += residual[m * p.n + n];
-    }
-    return v;
-}
 
 // Sums each accumulator over the subgroup; lanes 0..3 write the four x rows of each vec4.
 fn reduce_and_write(acc_in: array<vec4<f32>, MV>, lane: u32, row: u32) {

@@ -10,26 +10,10 @@
 // anything. (8 x 8 micro-tiles on 64 threads ran no faster on lavapipe, and would leave a
 // Bark prefill with too few threads per GPU core; the host's tile count assumes BM = BN = 64.)
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    // u32 words per row of W: K for f32, ceil(K / 2) for f16.
-    row_words: u32,
-    has_bias: u32,
-    has_residual: u32,
-    gelu: u32,
-    // Unused here; the GEMV kernels share this layout.
-    rows_per_wg: u32,
-}
+// #include linear_epilogue
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
-// Without a bias or residual the host binds x here and the flags keep them unread.
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
 const W_F16: bool = false;
 const BM: u32 = 64u;
@@ -46,31 +30,6 @@ const WS_STRIDE: u32 = BN / 4u + 1u;
 
 var<workgroup> xs: array<vec4<f32>, BK * XS_STRIDE>;
 var<workgroup> ws: array<vec4<f32>, BK * WS_STRIDE>;
-
-// erf by Abramowitz & Stegun 7.1.26 (max abs error 1.5e-7), copied from elementwise.wgsl
-// (WGSL has no includes): Bark's GELU is the exact erf form, not the tanh approximation.
-fn erf_approx(v: f32) -> f32 {
-    let a = abs(v);
-    let t = 1.0 / (1.0 + 0.3275911 * a);
-    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    let r = 1.0 - poly * exp(-a * a);
-    return select(r, -r, v < 0.0);
-}
-
-// The epilogue: bias, then GELU, then the residual add.
-fn finish(acc: f32, m: u32, n: u32) -> f32 {
-    var v = acc;
-    if p.has_bias != 0u {
-        v += bias[n];
-    }
-    if p.gelu != 0u {
-        v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
-    }
-    if p.has_residual != 0u {
-        v += residual[m * p.n + n];
-    }
-    return v;
-}
 
 // Loads x[m0 .. m0 + BM, k0 .. k0 + BK] into xs; consecutive threads read consecutive k.
 fn load_x_tile(t: u32, m0: u32, k0: u32) {

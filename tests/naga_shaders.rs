@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use bark_wgpu::gpu::shaders;
+use bark_wgpu::gpu::{shaders, wgsl_include};
 
 fn check(label: &str, src: &str) {
     let module =
@@ -43,8 +43,12 @@ fn every_file_in_shaders_is_embedded_and_valid() {
             continue;
         }
         let name = path.file_stem().unwrap().to_str().unwrap().to_string();
-        let src = std::fs::read_to_string(&path).unwrap();
+        let raw = std::fs::read_to_string(&path).unwrap();
+        let mut read =
+            |n: &str| std::fs::read_to_string(dir.join("common").join(format!("{n}.wgsl"))).map_err(|e| e.to_string());
+        let src = wgsl_include::expand(&raw, &mut read).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(shaders::source(&name), Some(src.as_str()), "{name}.wgsl is not embedded as it is on disk");
+        assert!(!src.contains(wgsl_include::DIRECTIVE), "{name}: an include was left unexpanded");
         check(&name, &src);
         count += 1;
     }
@@ -70,4 +74,18 @@ fn specialize_rewrites_declarations_and_rejects_unknown_names() {
     assert!(out.contains("const WG: u32 = 128u;"), "{out}");
     assert!(out.contains("alias T = f16;"), "{out}");
     assert!(shaders::specialize(src, &[("W", "1u".into())]).is_err());
+}
+
+#[test]
+fn includes_expand_once_and_report_missing_files() {
+    let mut read = |n: &str| match n {
+        "a" => Ok("fn a() {}\n// #include b\n".to_string()),
+        "b" => Ok("fn b() {}\n".to_string()),
+        _ => Err("no such file".to_string()),
+    };
+    let out = wgsl_include::expand("// #include a\n// #include b\nfn main() {}\n", &mut read).unwrap();
+    assert_eq!(out, "fn a() {}\nfn b() {}\nfn main() {}\n");
+    let err = wgsl_include::expand("  // #include missing\n", &mut read).unwrap_err();
+    assert!(err.contains("missing") && err.contains("no such file"), "{err}");
+    assert!(wgsl_include::expand("// #include ../x\n", &mut read).is_err());
 }

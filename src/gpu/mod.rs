@@ -6,6 +6,7 @@ mod pipeline;
 mod pool;
 pub mod shaders;
 mod tensor;
+pub mod wgsl_include;
 
 pub use context::{AdapterSummary, Context, ContextOptions, Stats};
 pub use pipeline::Kernel;

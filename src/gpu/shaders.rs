@@ -1,6 +1,7 @@
 //! The WGSL sources, embedded at build time, and the small specialiser that makes variants.
 //!
-//! A shader file is plain valid WGSL with default values. A variant rewrites the right-hand
+//! A shader file, its `// #include` lines expanded (see [`super::wgsl_include`]), is plain valid
+//! WGSL with default values. A variant rewrites the right-hand
 //! side of named module-scope declarations: `const WG: u32 = 64u;` or `alias T = f32;`.
 //! So the naga test validates the files as they are, and the variants by the same rewrite.
 
