@@ -14,6 +14,7 @@ pub mod hub;
 pub mod kv;
 pub mod model;
 pub mod ops;
+pub mod progress;
 pub mod text;
 pub mod voice;
 pub mod weights;

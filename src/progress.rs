@@ -1,0 +1,124 @@
+//! Progress of a generation, stage by stage, for whoever shows it: the CLI draws terminal bars
+//! ([`TerminalBars`]), a library user may implement [`Progress`] for a GUI or a log.
+//!
+//! Units: tokens for the semantic and coarse stages, model runs (one per 1024-frame window and
+//! predicted codebook) for the fine stage, pieces of audio for the decode. A stage's `total` is
+//! an upper bound known when it starts: the semantic stage usually stops early, at its end
+//! token, and then simply finishes. In a batch, several sequences advance one stage together.
+
+use std::sync::Arc;
+
+/// The four stages of Bark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    Semantic,
+    Coarse,
+    Fine,
+    Decode,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Semantic => "semantic",
+            Stage::Coarse => "coarse",
+            Stage::Fine => "fine",
+            Stage::Decode => "decode",
+        }
+    }
+    /// What the stage counts.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Stage::Semantic | Stage::Coarse => "tokens",
+            Stage::Fine => "runs",
+            Stage::Decode => "pieces",
+        }
+    }
+}
+
+/// Receives a generation's progress. Called from the generating thread, between GPU steps, so
+/// an implementation should return quickly.
+pub trait Progress: Send + Sync {
+    /// `stage` starts with at most `total` units of work.
+    fn start(&self, stage: Stage, total: usize);
+    /// `n` more units of `stage` are done.
+    fn advance(&self, stage: Stage, n: usize);
+    /// `stage` is over (possibly before its total).
+    fn finish(&self, stage: Stage);
+}
+
+/// A shareable, optional progress receiver; the stages call it through these helpers.
+#[derive(Clone, Default)]
+pub struct Reporter(Option<Arc<dyn Progress>>);
+
+impl Reporter {
+    pub fn new(p: Option<Arc<dyn Progress>>) -> Reporter {
+        Reporter(p)
+    }
+    pub fn start(&self, stage: Stage, total: usize) {
+        if let Some(p) = &self.0 {
+            p.start(stage, total);
+        }
+    }
+    pub fn advance(&self, stage: Stage, n: usize) {
+        if let Some(p) = &self.0 {
+            p.advance(stage, n);
+        }
+    }
+    pub fn finish(&self, stage: Stage) {
+        if let Some(p) = &self.0 {
+            p.finish(stage);
+        }
+    }
+}
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Reporter(on)" } else { "Reporter(off)" })
+    }
+}
+
+/// One terminal progress bar per stage on standard error (indicatif), each replaced by the
+/// next; a finished bar stays as one summary line (stage, units done, time).
+pub struct TerminalBars {
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl TerminalBars {
+    pub fn new() -> TerminalBars {
+        TerminalBars { bar: std::sync::Mutex::new(None) }
+    }
+}
+
+impl Default for TerminalBars {
+    fn default() -> Self {
+        TerminalBars::new()
+    }
+}
+
+impl Progress for TerminalBars {
+    fn start(&self, stage: Stage, total: usize) {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        let template = format!("{{msg:>9}} [{{bar:30}}] {{pos}}/{{len}} {} {{per_sec}} eta {{eta}}", stage.unit());
+        if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(stage.name());
+        if let Some(old) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).replace(bar) {
+            old.finish();
+        }
+    }
+    fn advance(&self, _: Stage, n: usize) {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            b.inc(n as u64);
+        }
+    }
+    fn finish(&self, stage: Stage) {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let secs = b.elapsed().as_secs_f64();
+            let done = b.position();
+            b.finish_and_clear();
+            eprintln!("{:>9}: {done} {} in {secs:.2} s", stage.name(), stage.unit());
+        }
+    }
+}
