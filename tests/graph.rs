@@ -135,3 +135,34 @@ fn a_bad_kernel_is_an_error_not_a_crash() {
     let bad_value = bark_wgpu::gpu::Kernel::new("elementwise", "gelu").with("WG", "not_a_number");
     assert!(matches!(ctx.pipeline(&bad_value), Err(bark_wgpu::Error::Shader { .. })));
 }
+
+#[test]
+fn a_copied_output_feeds_the_next_run_and_two_runs_read_back_separately() {
+    let ctx = ctx();
+    // x += 1 per run: the add's output is copied back into its own input after the pass.
+    let x = Tensor::from_f32(ctx, &[10.0, -3.5, 0.25], &[3], DType::F32).unwrap();
+    let one = Tensor::from_f32(ctx, &[1.0; 3], &[3], DType::F32).unwrap();
+    let mut g = Graph::new(ctx);
+    let (vx, v1) = (g.input(&x), g.input(&one));
+    let y = elementwise::add(&mut g, vx, v1).unwrap();
+    g.readback(y);
+    g.copy(y, vx).unwrap();
+    // Copies write only inputs, of the same size.
+    assert!(g.copy(vx, y).is_err());
+    let short = Tensor::from_f32(ctx, &[0.0; 2], &[2], DType::F32).unwrap();
+    let vs = g.input(&short);
+    assert!(g.copy(y, vs).is_err());
+    let plan = g.compile().unwrap();
+    let read = |words: Vec<u32>| words.into_iter().map(f32::from_bits).collect::<Vec<f32>>();
+
+    // Two runs in flight before either is read: each keeps its own result.
+    let first = plan.submit().unwrap();
+    let second = plan.submit().unwrap();
+    assert_eq!(read(plan.read_run(y, &first).unwrap()), [11.0, -2.5, 1.25]);
+    assert_eq!(read(plan.read_run(y, &second).unwrap()), [12.0, -1.5, 2.25]);
+    // read_words is the latest run's.
+    let third = plan.submit().unwrap();
+    assert_eq!(read(plan.read_words(y).unwrap()), [13.0, -0.5, 3.25]);
+    assert_eq!(read(plan.read_run(y, &third).unwrap()), [13.0, -0.5, 3.25]);
+    assert_eq!(x.to_f32(ctx).unwrap(), [13.0, -0.5, 3.25]);
+}

@@ -227,6 +227,12 @@ impl Context {
         self.inner.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| Error::Gpu(e.to_string()))
     }
 
+    /// Blocks until submission `index` is done (later ones may still run).
+    pub fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
+        let poll = wgpu::PollType::Wait { submission_index: Some(index), timeout: None };
+        self.inner.device.poll(poll).map(|_| ()).map_err(|e| Error::Gpu(e.to_string()))
+    }
+
     /// A raw buffer; every buffer the crate makes goes through here so it is counted.
     pub(crate) fn create_buffer(&self, size: u64, usage: wgpu::BufferUsages, label: &str) -> Result<wgpu::Buffer> {
         if size > self.inner.max_buffer_bytes {

@@ -204,7 +204,7 @@ impl Tensor {
         let mut enc = ctx.device().create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(self.buffer(), 0, &staging, 0, size);
         ctx.queue().submit([enc.finish()]);
-        map_read(ctx, &staging, size)
+        map_read(ctx, &staging, size, None)
     }
 
     /// The values as f32 (F16 widened; U32/I32 rejected).
@@ -238,12 +238,22 @@ impl Tensor {
 }
 
 /// Maps a MAP_READ buffer, waits, and copies its first `size` bytes out as words.
-pub(crate) fn map_read(ctx: &Context, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u32>> {
+/// Maps `staging` and copies out its first `size` bytes, waiting for submission `until`
+/// (`None`: for all submitted work).
+pub(crate) fn map_read(
+    ctx: &Context,
+    staging: &wgpu::Buffer,
+    size: u64,
+    until: Option<wgpu::SubmissionIndex>,
+) -> Result<Vec<u32>> {
     let (tx, rx) = std::sync::mpsc::channel();
     staging.map_async(wgpu::MapMode::Read, ..size, move |r| {
         let _ = tx.send(r);
     });
-    ctx.wait()?;
+    match until {
+        Some(index) => ctx.wait_for(index)?,
+        None => ctx.wait()?,
+    }
     rx.recv().map_err(|e| Error::Gpu(e.to_string()))?.map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
     let words = {
         let view = staging.get_mapped_range(..size).map_err(|e| Error::Gpu(e.to_string()))?;

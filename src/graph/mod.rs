@@ -2,13 +2,18 @@
 //! intermediate buffers by lifetime and builds every bind group once, and `Plan::run`
 //! encodes the whole step into one compute pass and one submit.
 //!
+//! Decode loops can keep the GPU busy while the host reads a result: [`Graph::copy`] feeds a
+//! step's output (the sampled ids) into its own input for the next run, and each readback has
+//! two staging buffers used in turn, so run `k + 1` can be submitted before the host reads run
+//! `k` with [`Plan::read_run`].
+//!
 //! Binding convention every shader follows: if a dispatch has parameters they are a uniform
 //! at `@binding(0)`, and the buffers follow at 1, 2, ... in the order given; without
 //! parameters the buffers start at 0. All at `@group(0)`.
 
 mod plan;
 
-pub use plan::{NodeId, Plan};
+pub use plan::{NodeId, Plan, Run};
 
 use crate::gpu::{Context, DType, Kernel, Tensor};
 use crate::{Error, Result};
@@ -41,11 +46,13 @@ pub struct Graph {
     pub(crate) slots: Vec<Slot>,
     pub(crate) nodes: Vec<Node>,
     pub(crate) readbacks: Vec<Val>,
+    /// `(src, dst)` buffer copies encoded after the compute pass.
+    pub(crate) copies: Vec<(Val, Val)>,
 }
 
 impl Graph {
     pub fn new(ctx: &Context) -> Graph {
-        Graph { ctx: ctx.clone(), slots: Vec::new(), nodes: Vec::new(), readbacks: Vec::new() }
+        Graph { ctx: ctx.clone(), slots: Vec::new(), nodes: Vec::new(), readbacks: Vec::new(), copies: Vec::new() }
     }
 
     pub fn ctx(&self) -> &Context {
@@ -96,6 +103,21 @@ impl Graph {
     pub fn readback(&mut self, v: Val) {
         self.keep(v);
         self.readbacks.push(v);
+    }
+
+    /// Copies `src` into the external tensor `dst` after every dispatch of the step (so the
+    /// next run reads it), e.g. a decode step's chosen ids into its id input. Same byte size.
+    pub fn copy(&mut self, src: Val, dst: Val) -> Result<()> {
+        let (s, d) = (&self.slots[src.0], &self.slots[dst.0]);
+        if d.external.is_none() {
+            return Err(Error::Invalid("Graph::copy writes only into an input tensor".into()));
+        }
+        if s.dtype.bytes(&s.shape) != d.dtype.bytes(&d.shape) {
+            return Err(Error::Invalid(format!("cannot copy {:?} into {:?}", s.shape, d.shape)));
+        }
+        self.keep(src);
+        self.copies.push((src, dst));
+        Ok(())
     }
 
     pub fn shape(&self, v: Val) -> &[usize] {

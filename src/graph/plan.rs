@@ -1,6 +1,7 @@
 //! Buffer planning and execution of a compiled [`Graph`].
 
 use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::{Graph, Val};
@@ -19,13 +20,24 @@ struct Step {
     params_at: Option<(u64, usize)>,
 }
 
+/// One submitted run of a plan, to read its results with [`Plan::read_run`].
+#[derive(Clone, Debug)]
+pub struct Run {
+    submission: wgpu::SubmissionIndex,
+    turn: usize,
+}
+
 /// A compiled step: every buffer and bind group exists; `run` only encodes and submits.
 pub struct Plan {
     ctx: Context,
     steps: Vec<Step>,
     tensors: Vec<Tensor>,
     params: Option<Storage>,
-    readbacks: Vec<(Val, Storage)>,
+    /// Two staging buffers per readback value, used by alternate runs.
+    readbacks: Vec<(Val, [Storage; 2])>,
+    copies: Vec<(Val, Val)>,
+    /// Runs so far; run `n` copies its readbacks into staging buffer `n % 2`.
+    runs: AtomicUsize,
     /// Bytes of intermediate buffers the plan holds (after reuse by lifetime).
     pub transient_bytes: u64,
 }
@@ -179,16 +191,24 @@ impl Plan {
         let mut readbacks = Vec::new();
         for &v in &g.readbacks {
             let size = tensors[v.0].buffer().size();
-            let buf =
-                Storage::pooled(&ctx, size, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, "staging")?;
-            readbacks.push((v, buf));
+            let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+            let pair = [Storage::pooled(&ctx, size, usage, "staging")?, Storage::pooled(&ctx, size, usage, "staging")?];
+            readbacks.push((v, pair));
         }
-        Ok(Plan { ctx, steps, tensors, params, readbacks, transient_bytes })
+        let copies = g.copies.clone();
+        Ok(Plan { ctx, steps, tensors, params, readbacks, copies, runs: AtomicUsize::new(0), transient_bytes })
     }
 
-    /// Encodes every dispatch into one compute pass (and the readback copies after it) and
-    /// submits once. Does not wait.
+    /// Encodes every dispatch into one compute pass, then the readback copies and the copies,
+    /// and submits once. Does not wait.
     pub fn run(&self) -> Result<()> {
+        self.submit().map(|_| ())
+    }
+
+    /// [`Plan::run`], returning the run for [`Plan::read_run`]. At most two runs' readbacks can
+    /// be pending: run `k + 2` reuses run `k`'s staging buffers, so read `k` (or give it up)
+    /// before submitting `k + 2`.
+    pub fn submit(&self) -> Result<Run> {
         let device = self.ctx.device();
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
         {
@@ -200,25 +220,43 @@ impl Plan {
                 pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
             }
         }
+        let turn = self.runs.fetch_add(1, Ordering::Relaxed) % 2;
+        // Readbacks first: a copy may overwrite an input that is also read back.
         for (v, staging) in &self.readbacks {
-            let staging = staging.buffer();
+            let staging = staging[turn].buffer();
             enc.copy_buffer_to_buffer(self.tensors[v.0].buffer(), 0, staging, 0, staging.size());
         }
-        self.ctx.queue().submit([enc.finish()]);
-        Ok(())
+        for (src, dst) in &self.copies {
+            let (s, d) = (&self.tensors[src.0], &self.tensors[dst.0]);
+            enc.copy_buffer_to_buffer(s.buffer(), 0, d.buffer(), 0, rounded(s.dtype(), s.shape()));
+        }
+        let submission = self.ctx.queue().submit([enc.finish()]);
+        Ok(Run { submission, turn })
     }
 
-    /// Words of a value registered with [`Graph::readback`], after the last `run` (waits).
+    /// Words of a value registered with [`Graph::readback`], after the last `run` (waits for
+    /// all submitted work).
     pub fn read_words(&self, v: Val) -> Result<Vec<u32>> {
+        let turn = (self.runs.load(Ordering::Relaxed) + 1) % 2;
+        self.read_turn(v, turn, None)
+    }
+
+    /// Words of a value registered with [`Graph::readback`] as `run` left them: waits for
+    /// that submission only, so later runs may still be executing.
+    pub fn read_run(&self, v: Val, run: &Run) -> Result<Vec<u32>> {
+        self.read_turn(v, run.turn, Some(run.submission.clone()))
+    }
+
+    fn read_turn(&self, v: Val, turn: usize, until: Option<wgpu::SubmissionIndex>) -> Result<Vec<u32>> {
         let (_, staging) = self
             .readbacks
             .iter()
             .find(|(r, _)| *r == v)
             .ok_or_else(|| Error::Invalid("value was not registered with Graph::readback".into()))?;
         let t = &self.tensors[v.0];
-        let staging = staging.buffer();
+        let staging = staging[turn].buffer();
         let bytes = rounded(t.dtype(), t.shape()).min(staging.size());
-        crate::gpu::map_read(&self.ctx, staging, bytes)
+        crate::gpu::map_read(&self.ctx, staging, bytes, until)
     }
 
     /// The tensor holding value `v` (external, kept, or a view of one).
