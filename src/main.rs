@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use bark_wgpu::audio::{read_wav, write_wav, WavFormat};
 use bark_wgpu::generate::{Bark, GenerateOptions, LoadOptions};
-use bark_wgpu::hub::{fetch_voice_preset, resolve_model_with, ResolveOptions, DEFAULT_MODEL};
+use bark_wgpu::hub::{fetch_voice_preset, resolve_model_with, resolve_voices_dir, ResolveOptions, DEFAULT_MODEL};
 use bark_wgpu::voice::{list_voices, resolve_voice};
 use bark_wgpu::{Context, ContextOptions};
 use clap::{Args, Parser, Subcommand};
@@ -210,12 +210,14 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Say(a) => say(*a),
-        Command::Voices { model } => resolve_model_on_demand(&model, None, std::io::stderr().is_terminal()).and_then(|dir| {
-            for v in list_voices(&dir)? {
-                println!("{v}");
-            }
-            Ok(())
-        }),
+        Command::Voices { model } => {
+            resolve_voices_dir(&model, &ResolveOptions::from_env()).map_err(Into::into).and_then(|dir| {
+                for v in list_voices(&dir)? {
+                    println!("{v}");
+                }
+                Ok(())
+            })
+        }
         Command::Devices => devices(),
     };
     if let Err(e) = result {

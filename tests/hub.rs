@@ -6,7 +6,7 @@ mod fake_hub;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bark_wgpu::hub::{fetch_voice_preset, missing_files, resolve_model_with, ResolveOptions};
+use bark_wgpu::hub::{fetch_voice_preset, missing_files, resolve_model_with, resolve_voices_dir, ResolveOptions};
 use fake_hub::{FakeHub, FakeRepo};
 
 const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
@@ -258,6 +258,24 @@ fn voice_presets_are_downloaded_one_at_a_time_on_demand() {
     std::fs::remove_dir_all(&cache).ok();
 }
 
+#[test]
+fn listing_voices_fetches_the_preset_index_but_not_the_weights() {
+    let mut bare = tiny_repo("model.safetensors");
+    bare.files.retain(|f, _| !f.starts_with("speaker_embeddings"));
+    let hub = FakeHub::start(vec![("test/tiny", tiny_repo("model.safetensors")), ("test/bare", bare)]);
+    let cache = scratch("voices");
+    let opts = options(&cache, &hub.endpoint);
+    let dir = resolve_voices_dir("test/tiny", &opts).unwrap();
+    assert_eq!(dir, snapshot_of(&cache, "test/tiny"));
+    assert!(bark_wgpu::voice::list_voices(&dir).unwrap().contains(&PRESET.to_string()));
+    assert!(!hub.requests().iter().any(|p| p.contains("model.safetensors")), "{:?}", hub.requests());
+    // The model itself comes later into the same snapshot.
+    assert_eq!(resolve_model_with("test/tiny", &opts).unwrap(), dir);
+    let bare_dir = resolve_voices_dir("test/bare", &opts).unwrap();
+    assert!(bark_wgpu::voice::list_voices(&bare_dir).unwrap().is_empty());
+    std::fs::remove_dir_all(&cache).ok();
+}
+
 fn fixture_text() -> String {
     let json = std::fs::read_to_string(Path::new(TINY).join("generation.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -315,7 +333,10 @@ fn cli_say_downloads_the_model_and_voice_then_runs_offline() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("test/other") && err.contains("config.json") && err.contains(&empty.display().to_string()), "{err}");
+    assert!(
+        err.contains("test/other") && err.contains("config.json") && err.contains(&empty.display().to_string()),
+        "{err}"
+    );
     assert_eq!(hub.requests().len(), before, "offline made requests");
     std::fs::remove_dir_all(&cache).ok();
 }

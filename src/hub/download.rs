@@ -9,7 +9,7 @@ use hf_hub::{Cache, Repo, RepoType};
 
 use super::{check_dir, fetch_error, missing_files, repo_dir, ResolveOptions, WEIGHT_FILES};
 use crate::voice::PRESET_INDEX;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Why one file did not come.
 enum Failure {
@@ -78,35 +78,67 @@ impl Pinned<'_> {
         }
         match result {
             Ok(path) if path == self.snapshot.join(file) => Ok(()),
-            Ok(path) => Err(Failure::Other(format!("the hub put {file} at {} instead of the snapshot", path.display()))),
+            Ok(path) => {
+                Err(Failure::Other(format!("the hub put {file} at {} instead of the snapshot", path.display())))
+            }
             Err(e) => Err(describe(e, self.endpoint, file)),
+        }
+    }
+}
+
+/// A download of `repo` into `cache` under way: what its errors need to say.
+struct Job<'a> {
+    repo: &'a str,
+    cache: &'a Path,
+    opts: &'a ResolveOptions,
+}
+
+impl Job<'_> {
+    /// The error for `reason`, listing what `snapshot` (or, without one, a model) still lacks.
+    fn fail(&self, reason: &str, snapshot: Option<&Path>) -> Error {
+        let missing = snapshot.map_or_else(super::all_model_files, missing_files);
+        fetch_error(self.repo, reason, &missing, Some(self.cache), self.opts)
+    }
+
+    /// Downloads config.json at `revision`: the answer names the commit (and so the snapshot)
+    /// every other file is pinned to.
+    fn open(&self, revision: &str) -> Result<Pinned<'_>> {
+        let (repo, endpoint) = (self.repo, self.opts.endpoint.as_str());
+        let api = api(self.cache, self.opts).map_err(|reason| self.fail(&reason, None))?;
+        let asked = Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string());
+        let config =
+            api.repo(asked).download("config.json").map_err(|e| match describe(e, endpoint, "config.json") {
+                Failure::NotFound => {
+                    self.fail(&format!("the hub has no config.json in {repo} at revision {revision}"), None)
+                }
+                Failure::Other(reason) => self.fail(&reason, None),
+            })?;
+        let snapshot =
+            config.parent().map(Path::to_path_buf).ok_or_else(|| self.fail("unexpected cache layout", None))?;
+        Ok(Pinned { api, repo, snapshot, endpoint })
+    }
+
+    /// Fetches the preset index if the repo has one (a repo without presets is still a model).
+    fn fetch_index(&self, pinned: &Pinned) -> Result<()> {
+        match pinned.fetch(PRESET_INDEX) {
+            Ok(()) | Err(Failure::NotFound) => Ok(()),
+            Err(Failure::Other(reason)) => Err(self.fail(&reason, Some(&pinned.snapshot))),
         }
     }
 }
 
 /// Downloads what `repo` at `revision` lacks in `cache` and returns its snapshot directory.
 pub(super) fn fetch_model(repo: &str, revision: &str, cache: &Path, opts: &ResolveOptions) -> Result<PathBuf> {
-    let endpoint = opts.endpoint.as_str();
-    let fail = |reason: &str, snapshot: Option<&Path>| {
-        let missing = snapshot.map_or_else(super::all_model_files, missing_files);
-        fetch_error(repo, reason, &missing, Some(cache), opts)
-    };
-    let api = api(cache, opts).map_err(|reason| fail(&reason, None))?;
+    let job = Job { repo, cache, opts };
     if opts.progress {
         eprintln!("downloading {repo} into {}", repo_dir(cache, repo).display());
     }
-    // config.json first, at the revision asked for: its answer names the commit the rest is pinned to.
-    let asked = Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string());
-    let config = api.repo(asked).download("config.json").map_err(|e| match describe(e, endpoint, "config.json") {
-        Failure::NotFound => fail(&format!("the hub has no config.json in {repo} at revision {revision}"), None),
-        Failure::Other(reason) => fail(&reason, None),
-    })?;
-    let snapshot = config.parent().map(Path::to_path_buf).ok_or_else(|| fail("the hub cache layout is unexpected", None))?;
-    let pinned = Pinned { api, repo, snapshot: snapshot.clone(), endpoint };
+    let pinned = job.open(revision)?;
+    let snapshot = pinned.snapshot.as_path();
     let need = |absent: &str, result: Result<(), Failure>| {
         result.map_err(|f| match f {
-            Failure::NotFound => fail(absent, Some(&snapshot)),
-            Failure::Other(reason) => fail(&reason, Some(&snapshot)),
+            Failure::NotFound => job.fail(absent, Some(snapshot)),
+            Failure::Other(reason) => job.fail(&reason, Some(snapshot)),
         })
     };
     need("the repo has no tokenizer.json", pinned.fetch("tokenizer.json"))?;
@@ -118,12 +150,17 @@ pub(super) fn fetch_model(repo: &str, revision: &str, cache: &Path, opts: &Resol
         };
         need("the repo has neither model.safetensors nor pytorch_model.bin", weights)?;
     }
-    // Optional: a repo without voice presets is still a model.
-    match pinned.fetch(PRESET_INDEX) {
-        Ok(()) | Err(Failure::NotFound) => {}
-        Err(Failure::Other(reason)) => return Err(fail(&reason, Some(&snapshot))),
-    }
-    check_dir(&snapshot)
+    job.fetch_index(&pinned)?;
+    check_dir(snapshot)
+}
+
+/// Downloads only config.json and the preset index of `repo` at `revision` (enough to list its
+/// voices) and returns the snapshot directory.
+pub(super) fn fetch_index(repo: &str, revision: &str, cache: &Path, opts: &ResolveOptions) -> Result<PathBuf> {
+    let job = Job { repo, cache, opts };
+    let pinned = job.open(revision)?;
+    job.fetch_index(&pinned)?;
+    Ok(pinned.snapshot)
 }
 
 /// Downloads `files` of `repo` into its snapshot `snapshot`, pinned to that snapshot's commit.

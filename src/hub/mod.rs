@@ -89,7 +89,10 @@ fn token_from_file() -> Option<String> {
 
 /// The Hugging Face hub cache directory.
 pub fn hub_cache() -> Option<PathBuf> {
-    env("HF_HUB_CACHE").or_else(|| env("HUGGINGFACE_HUB_CACHE")).map(PathBuf::from).or_else(|| hf_home().map(|h| h.join("hub")))
+    env("HF_HUB_CACHE")
+        .or_else(|| env("HUGGINGFACE_HUB_CACHE"))
+        .map(PathBuf::from)
+        .or_else(|| hf_home().map(|h| h.join("hub")))
 }
 
 /// What is missing from `dir` for it to be a Bark model directory (empty: nothing).
@@ -185,6 +188,33 @@ pub fn resolve_model_with(model: &str, opts: &ResolveOptions) -> Result<PathBuf>
     download::fetch_model(repo, revision, cache, opts)
 }
 
+/// The directory whose `speaker_embeddings_path.json` lists the voice presets of `model`. For a
+/// hub repo that is not cached, only config.json and that index are downloaded, not the weights.
+/// A model without presets gives a directory without the index (no presets to list).
+pub fn resolve_voices_dir(model: &str, opts: &ResolveOptions) -> Result<PathBuf> {
+    let path = Path::new(model);
+    if path.is_dir() {
+        return Ok(path.into());
+    }
+    let Some((repo, revision)) = parse_repo(model, &opts.revision) else {
+        return Err(Error::File { path: path.into(), message: "no such model directory".into() });
+    };
+    let Some(cache) = opts.cache.as_deref() else {
+        let reason = "there is no Hugging Face cache directory (set HF_HUB_CACHE or HF_HOME)";
+        return Err(fetch_error(repo, reason, &[PRESET_INDEX], None, opts));
+    };
+    let snapshot = cached_snapshot(cache, repo, revision);
+    if let Some(dir) = snapshot.filter(|d| d.join(PRESET_INDEX).is_file() || missing_files(d).is_empty()) {
+        return Ok(dir);
+    }
+    if opts.offline {
+        return any_complete_snapshot(cache, repo)
+            .filter(|_| !is_commit_hash(revision))
+            .ok_or_else(|| fetch_error(repo, "HF_HUB_OFFLINE is set", &[PRESET_INDEX], Some(cache), opts));
+    }
+    download::fetch_index(repo, revision, cache, opts)
+}
+
 /// Makes sure the files of voice preset `voice` are in `model_dir` when `model` is a hub repo
 /// (`model_dir` then being its snapshot): they are downloaded on first use only, one preset at a
 /// time. Does nothing for a local model directory, a voice that is a file, or a name that is no
@@ -239,12 +269,7 @@ fn fetch_error(repo: &str, reason: &str, missing: &[&str], cache: Option<&Path>,
 fn files_error(what: &str, repo: &str, reason: &str, missing: &[String], dir: &Path, opts: &ResolveOptions) -> Error {
     Error::Hub {
         what: what.into(),
-        message: format!(
-            "{reason}: fetch {} from {}/{repo} into {}",
-            and_list(missing),
-            opts.endpoint,
-            dir.display()
-        ),
+        message: format!("{reason}: fetch {} from {}/{repo} into {}", and_list(missing), opts.endpoint, dir.display()),
     }
 }
 

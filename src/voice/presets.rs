@@ -49,13 +49,17 @@ pub fn preset_files(model_dir: impl AsRef<Path>, name: &str) -> Result<Option<Ve
     if !files.is_object() {
         return Ok(None);
     }
-    KEYS.iter().map(|key| preset_path(&index_path, name, &files, key).map(|p| p.to_string())).collect::<Result<_>>().map(Some)
+    KEYS.iter()
+        .map(|key| preset_path(&index_path, name, &files, key).map(|p| p.to_string()))
+        .collect::<Result<_>>()
+        .map(Some)
 }
 
 /// The relative path preset `name` gives for `key`, refused when it would leave the model directory.
 fn preset_path<'a>(index_path: &Path, name: &str, files: &'a serde_json::Value, key: &str) -> Result<&'a str> {
     let bad = |message: String| Error::File { path: index_path.into(), message };
-    let rel = files.get(key).and_then(|v| v.as_str()).ok_or_else(|| bad(format!("preset `{name}` has no `{key}` file")))?;
+    let rel =
+        files.get(key).and_then(|v| v.as_str()).ok_or_else(|| bad(format!("preset `{name}` has no `{key}` file")))?;
     if !Path::new(rel).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
         return Err(bad(format!("preset `{name}`: `{key}` path {rel:?} leaves the model directory")));
     }

@@ -125,10 +125,8 @@ fn answer(state: &State, path: &str, range: Option<&str>) -> Result<Reply, (u16,
         return Err((404, "RevisionNotFound"));
     }
     let bytes = repo.files.get(file).ok_or((404, "EntryNotFound"))?;
-    let mut headers = vec![
-        ("x-repo-commit".to_string(), repo.commit.clone()),
-        ("etag".to_string(), format!("\"{}\"", etag(bytes))),
-    ];
+    let mut headers =
+        vec![("x-repo-commit".to_string(), repo.commit.clone()), ("etag".to_string(), format!("\"{}\"", etag(bytes)))];
     let Some(spec) = range.and_then(|r| r.strip_prefix("bytes=")) else {
         return Ok((200, headers, bytes.clone()));
     };
