@@ -21,6 +21,9 @@ pub enum Error {
     Invalid(String),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
+    /// A model or voice from the Hugging Face hub that is neither cached nor downloadable.
+    #[error("{what}: {message}")]
+    Hub { what: String, message: String },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use bark_wgpu::audio::{read_wav, write_wav, WavFormat};
 use bark_wgpu::generate::{Bark, GenerateOptions, LoadOptions};
-use bark_wgpu::hub::{resolve_model, DEFAULT_MODEL};
+use bark_wgpu::hub::{fetch_voice_preset, resolve_model_with, resolve_voices_dir, ResolveOptions, DEFAULT_MODEL};
 use bark_wgpu::voice::{list_voices, resolve_voice};
 use bark_wgpu::{Context, ContextOptions};
 use clap::{Args, Parser, Subcommand};
@@ -25,7 +25,8 @@ enum Command {
     Say(Box<SayArgs>),
     /// List the voice presets a model ships (speaker_embeddings_path.json).
     Voices {
-        /// A model directory, or a Hugging Face repo id in the local cache.
+        /// A model directory, or a Hugging Face repo id (owner/name[@revision]), downloaded into
+        /// the Hugging Face cache on first use.
         #[arg(long, default_value = DEFAULT_MODEL)]
         model: String,
     },
@@ -36,7 +37,9 @@ enum Command {
 
 #[derive(Args)]
 struct SayArgs {
-    /// A model directory in the Hugging Face layout, or a repo id in the local Hugging Face cache.
+    /// A model directory in the Hugging Face layout, or a Hugging Face repo id
+    /// (owner/name[@revision]) downloaded into the Hugging Face cache on first use (HF_HUB_CACHE,
+    /// HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE are honoured).
     #[arg(long, default_value = DEFAULT_MODEL)]
     model: String,
     /// The text to say; text over one 256-token window is split at sentences and generated
@@ -154,6 +157,17 @@ fn options(a: &SayArgs) -> GenerateOptions {
     o
 }
 
+/// The model directory of `--model`, downloading a hub repo (and the files of the `--voice` preset)
+/// on first use, with progress bars when `show`.
+fn resolve_model_on_demand(model: &str, voice: Option<&str>, show: bool) -> Result<PathBuf> {
+    let hub = ResolveOptions { progress: show, ..ResolveOptions::from_env() };
+    let dir = resolve_model_with(model, &hub)?;
+    if let Some(v) = voice {
+        fetch_voice_preset(model, &dir, v, &hub)?;
+    }
+    Ok(dir)
+}
+
 fn say(a: SayArgs) -> Result<()> {
     if a.text.trim().is_empty() {
         bail!("the text is empty");
@@ -164,7 +178,7 @@ fn say(a: SayArgs) -> Result<()> {
             eprintln!("{m}");
         }
     };
-    let dir = resolve_model(&a.model)?;
+    let dir = resolve_model_on_demand(&a.model, a.voice.as_deref(), show)?;
     let voice = match &a.voice {
         Some(v) => Some(resolve_voice(&dir, v).with_context(|| format!("voice {v:?}"))?),
         None => None,
@@ -196,12 +210,14 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Say(a) => say(*a),
-        Command::Voices { model } => resolve_model(&model).map_err(Into::into).and_then(|dir| {
-            for v in list_voices(&dir)? {
-                println!("{v}");
-            }
-            Ok(())
-        }),
+        Command::Voices { model } => {
+            resolve_voices_dir(&model, &ResolveOptions::from_env()).map_err(Into::into).and_then(|dir| {
+                for v in list_voices(&dir)? {
+                    println!("{v}");
+                }
+                Ok(())
+            })
+        }
         Command::Devices => devices(),
     };
     if let Err(e) = result {

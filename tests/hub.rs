@@ -1,8 +1,23 @@
-//! Resolving `--model`: directories, the Hugging Face cache, and the errors when neither has it.
+//! Resolving `--model`: directories, the Hugging Face cache, downloads from a hub (a fake one on
+//! 127.0.0.1: tests have no internet), and the errors when none of them has the model.
 
-use std::path::PathBuf;
+mod fake_hub;
 
-use bark_wgpu::hub::{missing_files, resolve_model};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bark_wgpu::hub::{fetch_voice_preset, missing_files, resolve_model_with, resolve_voices_dir, ResolveOptions};
+use fake_hub::{FakeHub, FakeRepo};
+
+const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
+const PRESETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/voices/presets");
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+const PRESET: &str = "v2/en_speaker_6";
+const PRESET_FILES: [&str; 3] = [
+    "speaker_embeddings/v2/en_speaker_6_semantic_prompt.npy",
+    "speaker_embeddings/v2/en_speaker_6_coarse_prompt.npy",
+    "speaker_embeddings/v2/en_speaker_6_fine_prompt.npy",
+];
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("bark-wgpu-hub-{}-{name}", std::process::id()));
@@ -11,22 +26,70 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-fn fill(dir: &std::path::Path) {
+fn fill(dir: &Path) {
     for f in ["config.json", "tokenizer.json", "model.safetensors"] {
         std::fs::write(dir.join(f), "x").unwrap();
     }
 }
 
+/// Options that name everything explicitly: tests run in parallel threads and must not share
+/// (or read) process-wide environment variables.
+fn options(cache: &Path, endpoint: &str) -> ResolveOptions {
+    ResolveOptions {
+        cache: Some(cache.into()),
+        endpoint: endpoint.into(),
+        token: None,
+        offline: false,
+        progress: false,
+        revision: "main".into(),
+    }
+}
+
+/// The tiny fixture model as a hub repo, with `weights` as its weight file and the fixture presets.
+fn tiny_repo(weights: &str) -> FakeRepo {
+    let mut repo = FakeRepo::from_dir(COMMIT, Path::new(TINY), &["config.json", "tokenizer.json", weights]);
+    let presets = FakeRepo::from_dir(COMMIT, Path::new(PRESETS), &["speaker_embeddings_path.json"]);
+    repo.files.extend(presets.files);
+    for dir in ["speaker_embeddings", "speaker_embeddings/v2"] {
+        for entry in std::fs::read_dir(Path::new(PRESETS).join(dir)).unwrap().flatten() {
+            if entry.path().is_file() {
+                let name = format!("{dir}/{}", entry.file_name().to_string_lossy());
+                repo.files.insert(name, std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+    repo
+}
+
+fn snapshot_of(cache: &Path, repo: &str) -> PathBuf {
+    cache.join(format!("models--{}", repo.replace('/', "--"))).join("snapshots").join(COMMIT)
+}
+
+/// Files under `dir` whose name ends with `suffix`, at any depth.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            found.extend(files_ending(&p, suffix));
+        } else if p.to_string_lossy().ends_with(suffix) {
+            found.push(p);
+        }
+    }
+    found
+}
+
 #[test]
 fn directory_needs_config_tokenizer_and_weights() {
     let d = scratch("dir");
-    let err = resolve_model(d.to_str().unwrap()).unwrap_err().to_string();
+    let opts = options(&d, "http://127.0.0.1:1");
+    let err = resolve_model_with(d.to_str().unwrap(), &opts).unwrap_err().to_string();
     assert!(
         err.contains("config.json") && err.contains("tokenizer.json") && err.contains("model.safetensors"),
         "{err}"
     );
     fill(&d);
-    assert_eq!(resolve_model(d.to_str().unwrap()).unwrap(), d);
+    assert_eq!(resolve_model_with(d.to_str().unwrap(), &opts).unwrap(), d);
     std::fs::remove_file(d.join("model.safetensors")).unwrap();
     std::fs::write(d.join("pytorch_model.bin"), "x").unwrap();
     assert!(missing_files(&d).is_empty());
@@ -34,26 +97,242 @@ fn directory_needs_config_tokenizer_and_weights() {
 }
 
 #[test]
-fn repo_ids_come_from_the_hub_cache_or_say_what_to_fetch() {
-    // Both cases in one test: they set HF_HUB_CACHE, which is process-wide.
-    let cache = scratch("cache");
-    std::env::set_var("HF_HUB_CACHE", &cache);
-    let err = resolve_model("suno/bark-small").unwrap_err().to_string();
-    assert!(err.contains("suno/bark-small") && err.contains("config.json") && err.contains("--model"), "{err}");
-
+fn a_complete_cached_snapshot_is_used_without_the_network() {
+    let cache = scratch("cached");
+    // A port nothing listens on: any request would fail the resolve.
+    let opts = options(&cache, "http://127.0.0.1:1");
     let base = cache.join("models--suno--bark-small");
     let snap = base.join("snapshots/abc123");
     std::fs::create_dir_all(&snap).unwrap();
     std::fs::create_dir_all(base.join("refs")).unwrap();
     std::fs::write(base.join("refs/main"), "abc123\n").unwrap();
     fill(&snap);
-    assert_eq!(resolve_model("suno/bark-small").unwrap(), snap);
-    std::env::remove_var("HF_HUB_CACHE");
+    assert_eq!(resolve_model_with("suno/bark-small", &opts).unwrap(), snap);
     std::fs::remove_dir_all(&cache).ok();
 }
 
 #[test]
 fn a_missing_path_is_not_mistaken_for_a_repo() {
-    let err = resolve_model("./no/such/dir").unwrap_err().to_string();
-    assert!(err.contains("no such model directory"), "{err}");
+    let opts = options(Path::new("/nonexistent"), "http://127.0.0.1:1");
+    for spec in ["./no/such/dir", "/no/such", "no-slash", "a/b/c", "../x"] {
+        let err = resolve_model_with(spec, &opts).unwrap_err().to_string();
+        assert!(err.contains("no such model directory"), "{spec}: {err}");
+    }
+}
+
+#[test]
+fn first_use_downloads_into_the_hub_layout_and_later_uses_need_no_request() {
+    let hub = FakeHub::start(vec![("test/tiny", tiny_repo("model.safetensors"))]);
+    let cache = scratch("download");
+    let opts = options(&cache, &hub.endpoint);
+    let dir = resolve_model_with("test/tiny", &opts).unwrap();
+    let snap = snapshot_of(&cache, "test/tiny");
+    assert_eq!(dir, snap);
+    for f in ["config.json", "tokenizer.json", "model.safetensors", "speaker_embeddings_path.json"] {
+        let want = if f.starts_with("speaker") { Path::new(PRESETS) } else { Path::new(TINY) }.join(f);
+        assert_eq!(std::fs::read(snap.join(f)).unwrap(), std::fs::read(want).unwrap(), "{f}");
+        // The snapshot links into blobs/, as huggingface_hub lays the cache out.
+        assert!(std::fs::symlink_metadata(snap.join(f)).unwrap().file_type().is_symlink(), "{f}");
+    }
+    assert!(!snap.join("pytorch_model.bin").exists(), "one weight file is enough");
+    assert!(!snap.join("speaker_embeddings").exists(), "presets come on demand");
+    let base = cache.join("models--test--tiny");
+    assert_eq!(std::fs::read_to_string(base.join("refs/main")).unwrap().trim(), COMMIT);
+    assert_eq!(std::fs::read_dir(base.join("refs")).unwrap().count(), 1, "only refs/main");
+    assert!(files_ending(&base, ".part").is_empty(), "a partial download was left");
+
+    let before = hub.requests().len();
+    assert!(before > 0);
+    assert_eq!(resolve_model_with("test/tiny", &opts).unwrap(), snap);
+    let offline = ResolveOptions { offline: true, ..opts.clone() };
+    assert_eq!(resolve_model_with("test/tiny", &offline).unwrap(), snap);
+    assert_eq!(hub.requests().len(), before, "a cached model made requests");
+    std::fs::remove_dir_all(&cache).ok();
+}
+
+#[test]
+fn without_safetensors_the_pickle_is_downloaded() {
+    let hub = FakeHub::start(vec![("test/tiny-bin", tiny_repo("pytorch_model.bin"))]);
+    let cache = scratch("pickle");
+    let dir = resolve_model_with("test/tiny-bin", &options(&cache, &hub.endpoint)).unwrap();
+    assert!(!dir.join("model.safetensors").exists());
+    let got = std::fs::read(dir.join("pytorch_model.bin")).unwrap();
+    assert_eq!(got, std::fs::read(Path::new(TINY).join("pytorch_model.bin")).unwrap());
+    let asked: Vec<String> = hub.requests().into_iter().filter(|p| p.contains("model.safetensors")).collect();
+    assert_eq!(asked.len(), 1, "safetensors are asked for once, first: {asked:?}");
+    std::fs::remove_dir_all(&cache).ok();
+}
+
+#[test]
+fn a_repo_the_hub_lacks_is_one_clear_error_and_leaves_no_snapshot() {
+    let hub = FakeHub::start(vec![]);
+    let cache = scratch("norepo");
+    let err = resolve_model_with("nobody/nothing", &options(&cache, &hub.endpoint)).unwrap_err().to_string();
+    for needle in ["nobody/nothing", "config.json", "tokenizer.json", "model.safetensors", "--model DIR"] {
+        assert!(err.contains(needle), "error lacks {needle:?}: {err}");
+    }
+    assert!(err.contains(&cache.display().to_string()), "error does not say where files go: {err}");
+    assert!(!cache.join("models--nobody--nothing/snapshots").exists());
+    std::fs::remove_dir_all(&cache).ok();
+}
+
+#[test]
+fn a_repo_without_weights_is_never_taken_for_a_model() {
+    let mut repo = tiny_repo("model.safetensors");
+    repo.files.remove("model.safetensors");
+    let hub = FakeHub::start(vec![("test/noweights", repo)]);
+    let cache = scratch("noweights");
+    let opts = options(&cache, &hub.endpoint);
+    let err = resolve_model_with("test/noweights", &opts).unwrap_err().to_string();
+    assert!(err.contains("neither model.safetensors nor pytorch_model.bin"), "{err}");
+    // The error lists only what is still missing.
+    assert!(err.contains("fetch model.safetensors (or pytorch_model.bin)"), "{err}");
+    let offline = ResolveOptions { offline: true, ..opts };
+    assert!(resolve_model_with("test/noweights", &offline).is_err(), "an incomplete snapshot was used");
+    std::fs::remove_dir_all(&cache).ok();
+}
+
+#[test]
+fn offline_makes_no_request_and_says_what_to_fetch() {
+    let hub = FakeHub::start(vec![("test/tiny", tiny_repo("model.safetensors"))]);
+    let cache = scratch("offline");
+    let opts = ResolveOptions { offline: true, ..options(&cache, &hub.endpoint) };
+    let err = resolve_model_with("test/tiny", &opts).unwrap_err().to_string();
+    assert!(err.contains("HF_HUB_OFFLINE") && err.contains("test/tiny") && err.contains("config.json"), "{err}");
+    assert!(hub.requests().is_empty(), "offline made requests: {:?}", hub.requests());
+    std::fs::remove_dir_all(&cache).ok();
+}
+
+#[test]
+fn an_unreachable_hub_says_what_to_fetch() {
+    let cache = scratch("unreachable");
+    let err = resolve_model_with("test/tiny", &options(&cache, "http://127.0.0.1:1")).unwrap_err().to_string();
+    assert!(err.contains("cannot download from http://127.0.0.1:1"), "{err}");
+    assert!(err.contains("test/tiny") && err.contains("tokenizer.json"), "{err}");
+    std::fs::remove_dir_all(&cache).ok();
+}
+
+#[test]
+fn a_cut_download_leaves_nothing_the_loader_sees_and_resumes_later() {
+    let hub = FakeHub::start(vec![("test/tiny", tiny_repo("model.safetensors"))]);
+    let cache = scratch("cut");
+    let opts = options(&cache, &hub.endpoint);
+    hub.cut_bodies(true);
+    assert!(resolve_model_with("test/tiny", &opts).is_err());
+    let snap = snapshot_of(&cache, "test/tiny");
+    assert!(!snap.join("config.json").exists(), "a half file reached the snapshot");
+    hub.cut_bodies(false);
+    let dir = resolve_model_with("test/tiny", &opts).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(Path::new(TINY).join(f)).unwrap(), "{f}");
+    }
+    std::fs::remove_dir_all(&cache).ok();
+}
+
+#[test]
+fn voice_presets_are_downloaded_one_at_a_time_on_demand() {
+    let hub = FakeHub::start(vec![("test/tiny", tiny_repo("model.safetensors"))]);
+    let cache = scratch("presets");
+    let opts = options(&cache, &hub.endpoint);
+    let dir = resolve_model_with("test/tiny", &opts).unwrap();
+    assert!(bark_wgpu::voice::list_voices(&dir).unwrap().contains(&PRESET.to_string()));
+
+    let offline = ResolveOptions { offline: true, ..opts.clone() };
+    let err = fetch_voice_preset("test/tiny", &dir, PRESET, &offline).unwrap_err().to_string();
+    assert!(err.contains(PRESET_FILES[0]) && err.contains(&dir.display().to_string()), "{err}");
+
+    fetch_voice_preset("test/tiny", &dir, PRESET, &opts).unwrap();
+    for f in PRESET_FILES {
+        assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(Path::new(PRESETS).join(f)).unwrap(), "{f}");
+    }
+    assert!(!dir.join("speaker_embeddings/announcer_fine_prompt.npy").exists(), "other presets were fetched");
+    let want = bark_wgpu::voice::resolve_voice(PRESETS, PRESET).unwrap();
+    assert_eq!(bark_wgpu::voice::resolve_voice(&dir, PRESET).unwrap().semantic, want.semantic);
+    assert_eq!(std::fs::read_dir(cache.join("models--test--tiny/refs")).unwrap().count(), 1, "only refs/main");
+
+    let before = hub.requests().len();
+    fetch_voice_preset("test/tiny", &dir, PRESET, &opts).unwrap();
+    // Not a preset: left for resolve_voice to explain, no request.
+    fetch_voice_preset("test/tiny", &dir, "v2/en_speakr_6", &opts).unwrap();
+    assert_eq!(hub.requests().len(), before);
+    std::fs::remove_dir_all(&cache).ok();
+}
+
+#[test]
+fn listing_voices_fetches_the_preset_index_but_not_the_weights() {
+    let mut bare = tiny_repo("model.safetensors");
+    bare.files.retain(|f, _| !f.starts_with("speaker_embeddings"));
+    let hub = FakeHub::start(vec![("test/tiny", tiny_repo("model.safetensors")), ("test/bare", bare)]);
+    let cache = scratch("voices");
+    let opts = options(&cache, &hub.endpoint);
+    let dir = resolve_voices_dir("test/tiny", &opts).unwrap();
+    assert_eq!(dir, snapshot_of(&cache, "test/tiny"));
+    assert!(bark_wgpu::voice::list_voices(&dir).unwrap().contains(&PRESET.to_string()));
+    assert!(!hub.requests().iter().any(|p| p.contains("model.safetensors")), "{:?}", hub.requests());
+    // The model itself comes later into the same snapshot.
+    assert_eq!(resolve_model_with("test/tiny", &opts).unwrap(), dir);
+    let bare_dir = resolve_voices_dir("test/bare", &opts).unwrap();
+    assert!(bark_wgpu::voice::list_voices(&bare_dir).unwrap().is_empty());
+    std::fs::remove_dir_all(&cache).ok();
+}
+
+fn fixture_text() -> String {
+    let json = std::fs::read_to_string(Path::new(TINY).join("generation.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["text"].as_str().unwrap().to_string()
+}
+
+/// The binary with the hub variables set as a user would, and no others leaking in.
+fn bin(cache: &Path, endpoint: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bark-wgpu"));
+    c.env("XDG_RUNTIME_DIR", std::env::temp_dir()).env("HF_HUB_CACHE", cache).env("HF_ENDPOINT", endpoint);
+    for var in ["HF_HUB_OFFLINE", "HF_TOKEN", "HF_HOME", "HUGGINGFACE_HUB_CACHE"] {
+        c.env_remove(var);
+    }
+    c
+}
+
+#[test]
+fn cli_say_downloads_the_model_and_voice_then_runs_offline() {
+    let hub = FakeHub::start(vec![("test/tiny", tiny_repo("model.safetensors"))]);
+    let cache = scratch("cli");
+    let out = cache.join("out.wav");
+    let o = bin(&cache, &hub.endpoint)
+        .args(["say", "--model", "test/tiny", "--text", &fixture_text(), "--voice", PRESET, "--greedy"])
+        .args(["--max-semantic-tokens", "4", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.is_file());
+    assert!(snapshot_of(&cache, "test/tiny").join(PRESET_FILES[2]).is_file());
+
+    // Offline, the cached copy serves (one more `say` would cost a GPU run and check nothing new:
+    // both commands resolve through the same options).
+    let before = hub.requests().len();
+    let o = bin(&cache, &hub.endpoint)
+        .env("HF_HUB_OFFLINE", "1")
+        .args(["voices", "--model", "test/tiny"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).lines().any(|l| l == PRESET));
+    assert_eq!(hub.requests().len(), before, "a cached model made requests");
+
+    // Offline with an empty cache: one error naming the repo, the files and the cache.
+    let empty = cache.join("empty");
+    let o = bin(&empty, &hub.endpoint)
+        .env("HF_HUB_OFFLINE", "1")
+        .args(["say", "--model", "test/other", "--text", "hi", "--out"])
+        .arg(cache.join("x.wav"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("test/other") && err.contains("config.json") && err.contains(&empty.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(hub.requests().len(), before, "offline made requests");
+    std::fs::remove_dir_all(&cache).ok();
 }

@@ -9,7 +9,7 @@ mod presets;
 use std::io::{Read, Write};
 use std::path::Path;
 
-pub use presets::{list_voices, resolve_voice};
+pub use presets::{list_voices, preset_files, resolve_voice, PRESET_INDEX};
 
 use crate::atomic_file::write_atomically;
 use crate::{Error, Result};

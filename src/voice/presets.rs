@@ -39,6 +39,33 @@ pub fn resolve_voice(model_dir: impl AsRef<Path>, name_or_path: &str) -> Result<
     })
 }
 
+/// The three files (relative to `model_dir`, in [`KEYS`] order) that preset `name` names, or
+/// `None` when `model_dir` has no such preset. Lets a caller fetch them before [`resolve_voice`].
+pub fn preset_files(model_dir: impl AsRef<Path>, name: &str) -> Result<Option<Vec<String>>> {
+    let index_path = model_dir.as_ref().join(PRESET_INDEX);
+    let Some(files) = read_index(&index_path)?.and_then(|mut i| i.remove(name)) else {
+        return Ok(None);
+    };
+    if !files.is_object() {
+        return Ok(None);
+    }
+    KEYS.iter()
+        .map(|key| preset_path(&index_path, name, &files, key).map(|p| p.to_string()))
+        .collect::<Result<_>>()
+        .map(Some)
+}
+
+/// The relative path preset `name` gives for `key`, refused when it would leave the model directory.
+fn preset_path<'a>(index_path: &Path, name: &str, files: &'a serde_json::Value, key: &str) -> Result<&'a str> {
+    let bad = |message: String| Error::File { path: index_path.into(), message };
+    let rel =
+        files.get(key).and_then(|v| v.as_str()).ok_or_else(|| bad(format!("preset `{name}` has no `{key}` file")))?;
+    if !Path::new(rel).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(bad(format!("preset `{name}`: `{key}` path {rel:?} leaves the model directory")));
+    }
+    Ok(rel)
+}
+
 /// The preset names of `model_dir`, sorted; empty when it has no `speaker_embeddings_path.json`.
 pub fn list_voices(model_dir: impl AsRef<Path>) -> Result<Vec<String>> {
     Ok(read_index(&model_dir.as_ref().join(PRESET_INDEX))?.map(|i| preset_names(&i)).unwrap_or_default())
@@ -67,17 +94,8 @@ fn preset_names(index: &Index) -> Vec<String> {
 }
 
 fn load_preset(model_dir: &Path, index_path: &Path, name: &str, files: &serde_json::Value) -> Result<VoicePrompt> {
-    let bad = |message: String| Error::File { path: index_path.into(), message };
     let load = |key: &str| -> Result<_> {
-        let rel = files
-            .get(key)
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| bad(format!("preset `{name}` has no `{key}` file")))?;
-        let rel_path = Path::new(rel);
-        if !rel_path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
-            return Err(bad(format!("preset `{name}`: `{key}` path {rel:?} leaves the model directory")));
-        }
-        let path: PathBuf = model_dir.join(rel_path);
+        let path: PathBuf = model_dir.join(preset_path(index_path, name, files, key)?);
         Ok((path.clone(), read_npy_file(&path)?))
     };
     let (semantic, coarse, fine) = (load(KEYS[0])?, load(KEYS[1])?, load(KEYS[2])?);

@@ -1,0 +1,178 @@
+//! Downloads into the Hugging Face cache with hf-hub's blocking client. hf-hub writes each file to
+//! `blobs/<etag>.part`, renames it to `blobs/<etag>` once complete, and only then links
+//! `snapshots/<commit>/<file>` to it, so a snapshot never shows a half-downloaded file.
+
+use std::path::{Path, PathBuf};
+
+use hf_hub::api::sync::{Api, ApiBuilder, ApiError};
+use hf_hub::{Cache, Repo, RepoType};
+
+use super::{check_dir, fetch_error, missing_files, repo_dir, ResolveOptions, WEIGHT_FILES};
+use crate::voice::PRESET_INDEX;
+use crate::{Error, Result};
+
+/// Why one file did not come.
+enum Failure {
+    /// The hub answered that the repo has no such file at that revision.
+    NotFound,
+    /// Anything else, in words: the network, access, the repo itself.
+    Other(String),
+}
+
+/// Retries of an interrupted file: hf-hub resumes from the `.part` file with a range request.
+const RETRIES: usize = 3;
+
+fn api(cache: &Path, opts: &ResolveOptions) -> Result<Api, String> {
+    ApiBuilder::from_cache(Cache::new(cache.to_path_buf()))
+        .with_endpoint(opts.endpoint.clone())
+        .with_token(opts.token.clone())
+        .with_progress(opts.progress)
+        .with_retries(RETRIES)
+        .build()
+        .map_err(|e| format!("cannot set up the download client: {e}"))
+}
+
+fn describe(e: ApiError, endpoint: &str, file: &str) -> Failure {
+    let ApiError::RequestError(e) = e else { return Failure::Other(format!("downloading {file} failed: {e}")) };
+    match *e {
+        ureq::Error::Status(404, r) => match r.header("x-error-code") {
+            Some("RepoNotFound") => Failure::Other("the hub has no such repo".into()),
+            Some("RevisionNotFound") => Failure::Other("the repo has no such revision".into()),
+            _ => Failure::NotFound,
+        },
+        // The hub answers 401 for a repo that does not exist as well as for a private one.
+        ureq::Error::Status(401 | 403, _) => Failure::Other(
+            "the hub refused access: the repo does not exist, or it is private or gated and needs a token \
+             (set HF_TOKEN or run `huggingface-cli login`)"
+                .into(),
+        ),
+        ureq::Error::Status(code, _) => Failure::Other(format!("the hub answered HTTP {code} for {file}")),
+        ureq::Error::Transport(t) => Failure::Other(format!("cannot download from {endpoint} ({t})")),
+    }
+}
+
+/// One repo pinned to one commit, so that every file lands in the same snapshot even if the
+/// branch moves during the download.
+struct Pinned<'a> {
+    api: Api,
+    repo: &'a str,
+    snapshot: PathBuf,
+    endpoint: &'a str,
+}
+
+impl Pinned<'_> {
+    /// Downloads `file` into the snapshot unless it is there already.
+    fn fetch(&self, file: &str) -> Result<(), Failure> {
+        if self.snapshot.join(file).is_file() {
+            return Ok(());
+        }
+        let commit = self.snapshot.file_name().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
+        // hf-hub records every revision it is asked for under refs/; a commit needs no ref, and
+        // Python's huggingface_hub writes none for it, so one that was not there is removed again.
+        let ref_file = self.snapshot.parent().and_then(Path::parent).map(|base| base.join("refs").join(&commit));
+        let had_ref = ref_file.as_ref().is_some_and(|r| r.exists());
+        let repo = Repo::with_revision(self.repo.to_string(), RepoType::Model, commit.clone());
+        let result = self.api.repo(repo).download(file);
+        if let Some(r) = ref_file.filter(|_| !had_ref) {
+            std::fs::remove_file(r).ok();
+        }
+        match result {
+            Ok(path) if path == self.snapshot.join(file) => Ok(()),
+            Ok(path) => {
+                Err(Failure::Other(format!("the hub put {file} at {} instead of the snapshot", path.display())))
+            }
+            Err(e) => Err(describe(e, self.endpoint, file)),
+        }
+    }
+}
+
+/// A download of `repo` into `cache` under way: what its errors need to say.
+struct Job<'a> {
+    repo: &'a str,
+    cache: &'a Path,
+    opts: &'a ResolveOptions,
+}
+
+impl Job<'_> {
+    /// The error for `reason`, listing what `snapshot` (or, without one, a model) still lacks.
+    fn fail(&self, reason: &str, snapshot: Option<&Path>) -> Error {
+        let missing = snapshot.map_or_else(super::all_model_files, missing_files);
+        fetch_error(self.repo, reason, &missing, Some(self.cache), self.opts)
+    }
+
+    /// Downloads config.json at `revision`: the answer names the commit (and so the snapshot)
+    /// every other file is pinned to.
+    fn open(&self, revision: &str) -> Result<Pinned<'_>> {
+        let (repo, endpoint) = (self.repo, self.opts.endpoint.as_str());
+        let api = api(self.cache, self.opts).map_err(|reason| self.fail(&reason, None))?;
+        let asked = Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string());
+        let config =
+            api.repo(asked).download("config.json").map_err(|e| match describe(e, endpoint, "config.json") {
+                Failure::NotFound => {
+                    self.fail(&format!("the hub has no config.json in {repo} at revision {revision}"), None)
+                }
+                Failure::Other(reason) => self.fail(&reason, None),
+            })?;
+        let snapshot =
+            config.parent().map(Path::to_path_buf).ok_or_else(|| self.fail("unexpected cache layout", None))?;
+        Ok(Pinned { api, repo, snapshot, endpoint })
+    }
+
+    /// Fetches the preset index if the repo has one (a repo without presets is still a model).
+    fn fetch_index(&self, pinned: &Pinned) -> Result<()> {
+        match pinned.fetch(PRESET_INDEX) {
+            Ok(()) | Err(Failure::NotFound) => Ok(()),
+            Err(Failure::Other(reason)) => Err(self.fail(&reason, Some(&pinned.snapshot))),
+        }
+    }
+}
+
+/// Downloads what `repo` at `revision` lacks in `cache` and returns its snapshot directory.
+pub(super) fn fetch_model(repo: &str, revision: &str, cache: &Path, opts: &ResolveOptions) -> Result<PathBuf> {
+    let job = Job { repo, cache, opts };
+    if opts.progress {
+        eprintln!("downloading {repo} into {}", repo_dir(cache, repo).display());
+    }
+    let pinned = job.open(revision)?;
+    let snapshot = pinned.snapshot.as_path();
+    let need = |absent: &str, result: Result<(), Failure>| {
+        result.map_err(|f| match f {
+            Failure::NotFound => job.fail(absent, Some(snapshot)),
+            Failure::Other(reason) => job.fail(&reason, Some(snapshot)),
+        })
+    };
+    need("the repo has no tokenizer.json", pinned.fetch("tokenizer.json"))?;
+    if !WEIGHT_FILES.iter().any(|f| snapshot.join(f).is_file()) {
+        // Safetensors when the repo has them (faster to load); a 404 means the pickle is the one.
+        let weights = match pinned.fetch(WEIGHT_FILES[0]) {
+            Err(Failure::NotFound) => pinned.fetch(WEIGHT_FILES[1]),
+            other => other,
+        };
+        need("the repo has neither model.safetensors nor pytorch_model.bin", weights)?;
+    }
+    job.fetch_index(&pinned)?;
+    check_dir(snapshot)
+}
+
+/// Downloads only config.json and the preset index of `repo` at `revision` (enough to list its
+/// voices) and returns the snapshot directory.
+pub(super) fn fetch_index(repo: &str, revision: &str, cache: &Path, opts: &ResolveOptions) -> Result<PathBuf> {
+    let job = Job { repo, cache, opts };
+    let pinned = job.open(revision)?;
+    job.fetch_index(&pinned)?;
+    Ok(pinned.snapshot)
+}
+
+/// Downloads `files` of `repo` into its snapshot `snapshot`, pinned to that snapshot's commit.
+/// The error is the reason in words.
+pub(super) fn fetch_files(repo: &str, snapshot: &Path, files: &[String], opts: &ResolveOptions) -> Result<(), String> {
+    let cache = snapshot.ancestors().nth(3).ok_or("the model directory is not in a hub cache")?;
+    let pinned = Pinned { api: api(cache, opts)?, repo, snapshot: snapshot.to_path_buf(), endpoint: &opts.endpoint };
+    for file in files {
+        pinned.fetch(file).map_err(|f| match f {
+            Failure::NotFound => format!("the repo has no {file}"),
+            Failure::Other(reason) => reason,
+        })?;
+    }
+    Ok(())
+}
