@@ -1,5 +1,6 @@
-//! What the semantic and coarse stages share: a one-sequence KV cache, the prefill of all but
-//! the last prompt token, and one compiled decode step reused for every new token.
+//! What the semantic and coarse stages share: a KV cache for the sequences live at once, the
+//! prefill of all but the last prompt token of one sequence, and one compiled decode step (one
+//! row per live sequence) reused for every new token.
 //!
 //! The prompt's last token goes through the decode step rather than the prefill, so the prefill
 //! needs no LM head at all (its logits would be thrown away) and the step's sampler picks the
@@ -16,8 +17,9 @@ use crate::{Error, Result};
 /// Positions per cache page.
 const PAGE_SIZE: usize = 16;
 
-/// A cache for one sequence of up to the model's block size, and that sequence.
-pub(crate) fn one_sequence_cache(ctx: &Context, model: &CausalGpt) -> Result<(PagedKvCache, SeqId)> {
+/// A cache for `seqs` sequences live at once, each of up to the model's block size, with pages
+/// for all of them at full length (a sequence never waits for pages).
+pub(crate) fn cache_for(ctx: &Context, model: &CausalGpt, seqs: usize) -> Result<PagedKvCache> {
     let cfg = model.config();
     let max_seq_len = cfg.block_size;
     let kv = KvCacheConfig {
@@ -25,13 +27,19 @@ pub(crate) fn one_sequence_cache(ctx: &Context, model: &CausalGpt) -> Result<(Pa
         n_heads: cfg.num_heads,
         head_dim: cfg.head_dim(),
         page_size: PAGE_SIZE,
-        n_pages: max_seq_len.div_ceil(PAGE_SIZE),
-        max_seqs: 1,
+        n_pages: seqs * max_seq_len.div_ceil(PAGE_SIZE),
+        max_seqs: seqs,
         max_seq_len,
     };
-    let mut cache = PagedKvCache::new(ctx, &kv)?;
-    let seq = cache.add_sequence()?;
-    Ok((cache, seq))
+    PagedKvCache::new(ctx, &kv)
+}
+
+/// Fails when a stage left pages behind: every sequence of a finished stage has freed its own.
+pub(crate) fn check_all_free(cache: &PagedKvCache, n_pages: usize) -> Result<()> {
+    match cache.free_pages() {
+        n if n == n_pages => Ok(()),
+        n => Err(Error::Gpu(format!("internal: {} KV cache pages still held after generation", n_pages - n))),
+    }
 }
 
 /// Runs `ids` (summed with `extra`'s rows when given, ids `NO_ROW` adding nothing) at positions
@@ -71,13 +79,19 @@ pub(crate) fn prefill(
     plan.run()
 }
 
-/// One token through `model` at a given position, appended to the cache, and the sampled next
-/// token: one compiled plan whose small inputs (id, position, step rows, sampler settings and
-/// uniform) are rewritten before each run; only the chosen id is read back.
+/// One token per row through `model`, each appended to its sequence's cache, and each row's
+/// sampled next token: one compiled plan for a fixed number of rows whose small inputs (ids,
+/// positions, step rows, sampler settings and uniforms) are rewritten before each run; only the
+/// chosen ids are read back. A row may be idle (no sequence): the kernels skip it and its
+/// output is ignored.
+///
+/// A row's result does not depend on the other rows as long as the step has at most
+/// `GEMV_MAX_M` (16) rows: every matrix product then runs as a GEMV whose per-row sums do not
+/// depend on how many rows share the pass (see tests/batch.rs).
 pub(crate) struct DecodeStep {
     ctx: Context,
-    id: Tensor,
-    position: Tensor,
+    ids: Tensor,
+    positions: Tensor,
     rows: StepRows,
     sampler: SamplerInputs,
     plan: Plan,
@@ -85,14 +99,14 @@ pub(crate) struct DecodeStep {
 }
 
 impl DecodeStep {
-    pub fn new(ctx: &Context, model: &CausalGpt, cache: &PagedKvCache) -> Result<DecodeStep> {
+    pub fn new(ctx: &Context, model: &CausalGpt, cache: &PagedKvCache, n_rows: usize) -> Result<DecodeStep> {
         let vocab = model.config().output_vocab_size;
-        let id = Tensor::from_u32(ctx, &[0], &[1])?;
-        let position = Tensor::from_u32(ctx, &[0], &[1])?;
-        let rows = cache.step_rows(1)?;
-        let sampler = SamplerInputs::new(ctx, 1, vocab)?;
+        let ids = Tensor::from_u32(ctx, &vec![0; n_rows], &[n_rows])?;
+        let positions = Tensor::from_u32(ctx, &vec![0; n_rows], &[n_rows])?;
+        let rows = cache.step_rows(n_rows)?;
+        let sampler = SamplerInputs::new(ctx, n_rows, vocab)?;
         let mut g = Graph::new(ctx);
-        let (i, p) = (g.input(&id), g.input(&position));
+        let (i, p) = (g.input(&ids), g.input(&positions));
         let x = model.embed(&mut g, i, p)?;
         let kv = cache.bind(&mut g, &rows);
         let h = model.record(&mut g, x, &kv)?;
@@ -101,26 +115,54 @@ impl DecodeStep {
         let s = sample(&mut g, logits, settings, uniforms)?;
         g.readback(s.ids);
         let plan = g.compile()?;
-        Ok(DecodeStep { ctx: ctx.clone(), id, position, rows, sampler, plan, chosen: s.ids })
+        Ok(DecodeStep { ctx: ctx.clone(), ids, positions, rows, sampler, plan, chosen: s.ids })
     }
 
-    /// How the next runs choose their token (written to the GPU now).
-    pub fn set_settings(&self, settings: &SampleSettings) -> Result<()> {
-        self.sampler.set_settings(&self.ctx, std::slice::from_ref(settings))
+    pub fn n_rows(&self) -> usize {
+        self.rows.n_rows()
     }
 
-    /// Feeds `id` at the next position of `seq` (reserving it) and returns the chosen token.
-    /// `uniform` (in `[0, 1)`) is written only when given: greedy settings do not read it.
-    pub fn run(&self, cache: &mut PagedKvCache, seq: SeqId, id: u32, uniform: Option<f32>) -> Result<u32> {
-        let pos = cache.reserve(seq, 1)?.start;
-        self.rows.set_span(cache, seq, pos)?;
-        self.id.write_words(&self.ctx, &[id])?;
-        self.position.write_words(&self.ctx, &[pos as u32])?;
-        if let Some(u) = uniform {
-            self.sampler.set_uniforms(&self.ctx, &[u])?;
+    /// How the next runs choose their tokens (written to the GPU now): one setting for every
+    /// row, or one per row.
+    pub fn set_settings(&self, settings: &[SampleSettings]) -> Result<()> {
+        self.sampler.set_settings(&self.ctx, settings)
+    }
+
+    /// Feeds each busy row's `(seq, id)` at the next position of `seq` (reserving it) and
+    /// returns every row's chosen token (idle rows: meaningless). `uniforms` (one per row, in
+    /// `[0, 1)`) are written only when given: greedy settings do not read them.
+    pub fn run(
+        &self,
+        cache: &mut PagedKvCache,
+        inputs: &[Option<(SeqId, u32)>],
+        uniforms: Option<&[f32]>,
+    ) -> Result<Vec<u32>> {
+        if inputs.len() != self.n_rows() {
+            return Err(Error::Invalid(format!("{} inputs for a step of {} rows", inputs.len(), self.n_rows())));
+        }
+        let mut rows = Vec::with_capacity(inputs.len());
+        let (mut ids, mut positions) = (vec![0; inputs.len()], vec![0; inputs.len()]);
+        for (r, input) in inputs.iter().enumerate() {
+            rows.push(match *input {
+                Some((seq, id)) => {
+                    let pos = cache.reserve(seq, 1)?.start;
+                    (ids[r], positions[r]) = (id, pos as u32);
+                    Some((seq, pos))
+                }
+                None => None,
+            });
+        }
+        self.rows.set(cache, &rows)?;
+        self.ids.write_words(&self.ctx, &ids)?;
+        self.positions.write_words(&self.ctx, &positions)?;
+        if let Some(u) = uniforms {
+            self.sampler.set_uniforms(&self.ctx, u)?;
         }
         self.plan.run()?;
         let words = self.plan.read_words(self.chosen)?;
-        words.first().copied().ok_or_else(|| Error::Gpu("the sampler returned no id".into()))
+        if words.len() != self.n_rows() {
+            return Err(Error::Gpu(format!("the sampler returned {} ids for {} rows", words.len(), self.n_rows())));
+        }
+        Ok(words)
     }
 }
