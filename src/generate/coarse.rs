@@ -221,7 +221,7 @@ struct Live {
 
 /// [`generate`] in a given cache (empty, room for `step.n_rows()` full sequences), which it
 /// leaves empty again.
-fn generate_in(
+pub(crate) fn generate_in(
     ctx: &Context,
     model: &CausalGpt,
     cache: &mut PagedKvCache,
@@ -264,7 +264,7 @@ fn generate_in(
         }
         let window = rows.iter().flatten().map(|l| l.left).max().unwrap_or(0);
         for k in 0..window {
-            step.set_settings(std::slice::from_ref(&codebooks[k % 2]))?;
+            step.set_settings(&codebooks[k % 2])?;
             let inputs: Vec<_> =
                 rows.iter().map(|r| r.as_ref().filter(|l| l.left > 0).map(|l| (l.seq, l.next))).collect();
             let busy: Vec<Option<&Live>> = rows.iter().map(|r| r.as_ref().filter(|l| l.left > 0)).collect();

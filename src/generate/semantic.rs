@@ -119,7 +119,7 @@ pub(crate) fn generate_in(
     max_tokens: usize,
     rngs: &mut [Option<Rng>],
 ) -> Result<Vec<Vec<u32>>> {
-    step.set_settings(std::slice::from_ref(settings))?;
+    step.set_settings(settings)?;
     let mut done: Vec<Option<Vec<u32>>> = vec![None; prompts.len()];
     let mut rows: Vec<Option<Live>> = (0..step.n_rows()).map(|_| None).collect();
     let mut waiting = 0..prompts.len();

@@ -11,6 +11,7 @@ use crate::graph::{Graph, Plan, Val};
 use crate::kv::{KvCacheConfig, PagedKvCache, SeqId, StepRows};
 use crate::model::gpt::CausalGpt;
 use crate::ops::embedding::{embed, embed_range};
+use crate::ops::matmul::GEMV_MAX_M;
 use crate::ops::sampling::{sample, SampleSettings, SamplerInputs};
 use crate::{Error, Result};
 
@@ -85,47 +86,65 @@ pub(crate) fn prefill(
 /// chosen ids are read back. A row may be idle (no sequence): the kernels skip it and its
 /// output is ignored.
 ///
-/// A row's result does not depend on the other rows as long as the step has at most
-/// `GEMV_MAX_M` (16) rows: every matrix product then runs as a GEMV whose per-row sums do not
-/// depend on how many rows share the pass (see tests/batch.rs).
+/// A row's result must not depend on how many rows share the step (a batched sequence must
+/// decode exactly as it does alone). `linear` runs up to [`GEMV_MAX_M`] rows as a GEMV whose
+/// per-row sums do not depend on the row count, and more rows as a tiled GEMM whose sums are
+/// ordered differently (a few ulp apart; tests/batch.rs shows both). So the plan runs its rows
+/// in groups of at most `GEMV_MAX_M`, each group its own chain of kernels, all in one submit.
 pub(crate) struct DecodeStep {
     ctx: Context,
+    groups: Vec<RowGroup>,
+    plan: Plan,
+}
+
+/// The inputs and output of one group of at most `GEMV_MAX_M` rows.
+struct RowGroup {
     ids: Tensor,
     positions: Tensor,
     rows: StepRows,
     sampler: SamplerInputs,
-    plan: Plan,
     chosen: Val,
 }
 
 impl DecodeStep {
     pub fn new(ctx: &Context, model: &CausalGpt, cache: &PagedKvCache, n_rows: usize) -> Result<DecodeStep> {
+        if n_rows == 0 {
+            return Err(Error::Invalid("a decode step needs at least one row".into()));
+        }
         let vocab = model.config().output_vocab_size;
-        let ids = Tensor::from_u32(ctx, &vec![0; n_rows], &[n_rows])?;
-        let positions = Tensor::from_u32(ctx, &vec![0; n_rows], &[n_rows])?;
-        let rows = cache.step_rows(n_rows)?;
-        let sampler = SamplerInputs::new(ctx, n_rows, vocab)?;
         let mut g = Graph::new(ctx);
-        let (i, p) = (g.input(&ids), g.input(&positions));
-        let x = model.embed(&mut g, i, p)?;
-        let kv = cache.bind(&mut g, &rows);
-        let h = model.record(&mut g, x, &kv)?;
-        let logits = model.logits(&mut g, h)?;
-        let (settings, uniforms) = (g.input(sampler.settings()), g.input(sampler.uniforms()));
-        let s = sample(&mut g, logits, settings, uniforms)?;
-        g.readback(s.ids);
+        let mut groups = Vec::with_capacity(n_rows.div_ceil(GEMV_MAX_M));
+        for first in (0..n_rows).step_by(GEMV_MAX_M) {
+            let n = GEMV_MAX_M.min(n_rows - first);
+            let ids = Tensor::from_u32(ctx, &vec![0; n], &[n])?;
+            let positions = Tensor::from_u32(ctx, &vec![0; n], &[n])?;
+            let rows = cache.step_rows(n)?;
+            let sampler = SamplerInputs::new(ctx, n, vocab)?;
+            let (i, p) = (g.input(&ids), g.input(&positions));
+            let x = model.embed(&mut g, i, p)?;
+            let kv = cache.bind(&mut g, &rows);
+            let h = model.record(&mut g, x, &kv)?;
+            let logits = model.logits(&mut g, h)?;
+            let (settings, uniforms) = (g.input(sampler.settings()), g.input(sampler.uniforms()));
+            let s = sample(&mut g, logits, settings, uniforms)?;
+            g.readback(s.ids);
+            groups.push(RowGroup { ids, positions, rows, sampler, chosen: s.ids });
+        }
         let plan = g.compile()?;
-        Ok(DecodeStep { ctx: ctx.clone(), ids, positions, rows, sampler, plan, chosen: s.ids })
+        Ok(DecodeStep { ctx: ctx.clone(), groups, plan })
     }
 
     pub fn n_rows(&self) -> usize {
-        self.rows.n_rows()
+        self.groups.iter().map(|gr| gr.rows.n_rows()).sum()
     }
 
-    /// How the next runs choose their tokens (written to the GPU now): one setting for every
-    /// row, or one per row.
-    pub fn set_settings(&self, settings: &[SampleSettings]) -> Result<()> {
-        self.sampler.set_settings(&self.ctx, settings)
+    /// How the next runs choose their tokens (written to the GPU now), one setting for every
+    /// row.
+    pub fn set_settings(&self, settings: &SampleSettings) -> Result<()> {
+        for gr in &self.groups {
+            gr.sampler.set_settings(&self.ctx, std::slice::from_ref(settings))?;
+        }
+        Ok(())
     }
 
     /// Feeds each busy row's `(seq, id)` at the next position of `seq` (reserving it) and
@@ -137,32 +156,44 @@ impl DecodeStep {
         inputs: &[Option<(SeqId, u32)>],
         uniforms: Option<&[f32]>,
     ) -> Result<Vec<u32>> {
-        if inputs.len() != self.n_rows() {
-            return Err(Error::Invalid(format!("{} inputs for a step of {} rows", inputs.len(), self.n_rows())));
+        let n_rows = self.n_rows();
+        if inputs.len() != n_rows || uniforms.is_some_and(|u| u.len() != n_rows) {
+            return Err(Error::Invalid(format!("{} inputs for a step of {n_rows} rows", inputs.len())));
         }
-        let mut rows = Vec::with_capacity(inputs.len());
-        let (mut ids, mut positions) = (vec![0; inputs.len()], vec![0; inputs.len()]);
-        for (r, input) in inputs.iter().enumerate() {
-            rows.push(match *input {
-                Some((seq, id)) => {
-                    let pos = cache.reserve(seq, 1)?.start;
-                    (ids[r], positions[r]) = (id, pos as u32);
-                    Some((seq, pos))
-                }
-                None => None,
-            });
-        }
-        self.rows.set(cache, &rows)?;
-        self.ids.write_words(&self.ctx, &ids)?;
-        self.positions.write_words(&self.ctx, &positions)?;
-        if let Some(u) = uniforms {
-            self.sampler.set_uniforms(&self.ctx, u)?;
+        for (k, gr) in self.groups.iter().enumerate() {
+            let span = k * GEMV_MAX_M..k * GEMV_MAX_M + gr.rows.n_rows();
+            let mut rows = Vec::with_capacity(span.len());
+            let (mut ids, mut positions) = (vec![0; span.len()], vec![0; span.len()]);
+            for (r, input) in inputs[span.clone()].iter().enumerate() {
+                rows.push(match *input {
+                    Some((seq, id)) => {
+                        let pos = cache.reserve(seq, 1)?.start;
+                        (ids[r], positions[r]) = (id, pos as u32);
+                        Some((seq, pos))
+                    }
+                    None => None,
+                });
+            }
+            gr.rows.set(cache, &rows)?;
+            gr.ids.write_words(&self.ctx, &ids)?;
+            gr.positions.write_words(&self.ctx, &positions)?;
+            if let Some(u) = uniforms {
+                gr.sampler.set_uniforms(&self.ctx, &u[span])?;
+            }
         }
         self.plan.run()?;
-        let words = self.plan.read_words(self.chosen)?;
-        if words.len() != self.n_rows() {
-            return Err(Error::Gpu(format!("the sampler returned {} ids for {} rows", words.len(), self.n_rows())));
+        let mut out = Vec::with_capacity(n_rows);
+        for gr in &self.groups {
+            let words = self.plan.read_words(gr.chosen)?;
+            if words.len() != gr.rows.n_rows() {
+                return Err(Error::Gpu(format!(
+                    "the sampler returned {} ids for {} rows",
+                    words.len(),
+                    gr.rows.n_rows()
+                )));
+            }
+            out.extend(words);
         }
-        Ok(words)
+        Ok(out)
     }
 }
