@@ -157,3 +157,50 @@ pub(super) fn only<T>(mut out: Vec<T>) -> Result<T> {
         _ => Err(Error::Gpu("internal: a batch of one gave other than one output".into())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::step::{cache_for, DecodeStep};
+    use crate::generate::LoadOptions;
+    use std::path::Path;
+
+    fn bark() -> Bark {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let opts = LoadOptions {
+            tokenizer: Some(root.join("tests/fixtures/tokenizer/tokenizer.json")),
+            ..LoadOptions::default()
+        };
+        Bark::load(root.join("tests/fixtures/tiny"), &opts).unwrap()
+    }
+
+    #[test]
+    fn finished_sequences_give_back_every_page() {
+        let b = bark();
+        let opts = GenerateOptions { max_semantic_tokens: 3, ..GenerateOptions::greedy() };
+        let settings = opts.semantic_settings();
+        let history = semantic::history_window(None);
+        let prompts: Vec<_> = ["Hi.", "One two.", "Three."]
+            .iter()
+            .map(|t| semantic::Prompt { text: b.text_window(t).unwrap(), history: history.clone() })
+            .collect();
+        // Two rows for three prompts: the third joins in pages the first gave back.
+        let mut cache = cache_for(&b.ctx, &b.semantic, 2).unwrap();
+        let all = cache.free_pages();
+        let step = DecodeStep::new(&b.ctx, &b.semantic, &cache, 2).unwrap();
+        let mut rngs = vec![None, None, None];
+        let sem =
+            semantic::generate_in(&b.ctx, &b.semantic, &mut cache, &step, &prompts, &settings, 3, &mut rngs).unwrap();
+        assert_eq!(sem.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3]);
+        assert_eq!(cache.free_pages(), all, "semantic stage");
+
+        let mut cache = cache_for(&b.ctx, &b.coarse, 2).unwrap();
+        let all = cache.free_pages();
+        let step = DecodeStep::new(&b.ctx, &b.coarse, &cache, 2).unwrap();
+        let jobs = sem.iter().map(|s| coarse::Job::new(s, None).unwrap()).collect();
+        let settings = coarse::codebook_settings(&b.coarse, &opts.settings(1.0), opts.coarse_mask);
+        let out = coarse::generate_in(&b.ctx, &b.coarse, &mut cache, &step, jobs, &settings, &mut rngs).unwrap();
+        assert!(out.iter().all(|c| !c.is_empty()));
+        assert_eq!(cache.free_pages(), all, "coarse stage");
+    }
+}

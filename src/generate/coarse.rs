@@ -162,7 +162,7 @@ impl Job {
 
 /// The sampling settings of even (codebook 0) and odd (codebook 1) steps: `base`'s
 /// temperature and filters over each codebook's ids.
-fn codebook_settings(model: &CausalGpt, base: &SampleSettings, mask: CoarseMask) -> [SampleSettings; 2] {
+pub(crate) fn codebook_settings(model: &CausalGpt, base: &SampleSettings, mask: CoarseMask) -> [SampleSettings; 2] {
     let vocab = model.config().output_vocab_size as u32;
     let end_1 = match mask {
         CoarseMask::Transformers => vocab,
