@@ -185,7 +185,7 @@ mod tests {
             .map(|t| semantic::Prompt { text: b.text_window(t).unwrap(), history: history.clone() })
             .collect();
         // Two rows for three prompts: the third joins in pages the first gave back.
-        let mut cache = cache_for(&b.ctx, &b.semantic, 2).unwrap();
+        let mut cache = cache_for(&b.ctx, &b.semantic, 2, 259).unwrap();
         let all = cache.free_pages();
         let step = DecodeStep::new(&b.ctx, &b.semantic, &cache, 2).unwrap();
         let mut rngs = vec![None, None, None];
@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(sem.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3]);
         assert_eq!(cache.free_pages(), all, "semantic stage");
 
-        let mut cache = cache_for(&b.ctx, &b.coarse, 2).unwrap();
+        let mut cache = cache_for(&b.ctx, &b.coarse, 2, 1024).unwrap();
         let all = cache.free_pages();
         let step = DecodeStep::new(&b.ctx, &b.coarse, &cache, 2).unwrap();
         let jobs = sem.iter().map(|s| coarse::Job::new(s, None).unwrap()).collect();

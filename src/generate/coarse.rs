@@ -200,10 +200,9 @@ pub(crate) fn generate(
     if busy == 0 {
         return Ok(jobs.into_iter().map(Job::finish).collect());
     }
-    let slots = max_batch.min(busy);
-    let mut cache = cache_for(ctx, model, slots)?;
+    let mut cache = cache_for(ctx, model, max_batch.min(busy), model.config().block_size)?;
     let n_pages = cache.free_pages();
-    let step = DecodeStep::new(ctx, model, &cache, slots)?;
+    let step = DecodeStep::new(ctx, model, &cache, cache.geometry().max_seqs as usize)?;
     let out = generate_in(ctx, model, &mut cache, &step, jobs, &codebook_settings(model, base, mask), rngs)?;
     check_all_free(&cache, n_pages)?;
     Ok(out)

@@ -65,10 +65,11 @@ pub(crate) fn generate(
     if prompts.is_empty() {
         return Ok(Vec::new());
     }
-    let slots = max_batch.min(prompts.len());
-    let mut cache = cache_for(ctx, model, slots)?;
+    // The prompt's 256 positions, then one per token fed back (the last one never is).
+    let positions = MAX_TEXT_TOKENS + max_tokens;
+    let mut cache = cache_for(ctx, model, max_batch.min(prompts.len()), positions)?;
     let n_pages = cache.free_pages();
-    let step = DecodeStep::new(ctx, model, &cache, slots)?;
+    let step = DecodeStep::new(ctx, model, &cache, cache.geometry().max_seqs as usize)?;
     let out = generate_in(ctx, model, &mut cache, &step, prompts, settings, max_tokens, rngs)?;
     check_all_free(&cache, n_pages)?;
     Ok(out)

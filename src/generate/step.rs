@@ -18,17 +18,23 @@ use crate::{Error, Result};
 /// Positions per cache page.
 const PAGE_SIZE: usize = 16;
 
-/// A cache for `seqs` sequences live at once, each of up to the model's block size, with pages
-/// for all of them at full length (a sequence never waits for pages).
-pub(crate) fn cache_for(ctx: &Context, model: &CausalGpt, seqs: usize) -> Result<PagedKvCache> {
+/// A cache for up to `seqs` sequences live at once, each of up to `positions` (at most the
+/// model's block size), with pages for all of them at full length (a sequence never waits for
+/// pages). Fewer sequences when one layer's pool for `seqs` would pass the adapter's binding
+/// limit: the caller sizes its decode step by the cache's `max_seqs`.
+pub(crate) fn cache_for(ctx: &Context, model: &CausalGpt, seqs: usize, positions: usize) -> Result<PagedKvCache> {
     let cfg = model.config();
-    let max_seq_len = cfg.block_size;
+    let max_seq_len = positions.clamp(1, cfg.block_size);
+    let pages_per_seq = max_seq_len.div_ceil(PAGE_SIZE);
+    let seq_bytes = (pages_per_seq * PAGE_SIZE * cfg.hidden_size * 4) as u64;
+    let fit = (ctx.max_binding_bytes() / seq_bytes.max(1)).max(1) as usize;
+    let seqs = seqs.min(fit).max(1);
     let kv = KvCacheConfig {
         layers: cfg.num_layers,
         n_heads: cfg.num_heads,
         head_dim: cfg.head_dim(),
         page_size: PAGE_SIZE,
-        n_pages: seqs * max_seq_len.div_ceil(PAGE_SIZE),
+        n_pages: seqs * pages_per_seq,
         max_seqs: seqs,
         max_seq_len,
     };
