@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Say a text: write it as speech to a WAV file.
+    /// Say a text: write it as speech to a WAV file (or each line of a file, --input, to one
+    /// WAV per line).
     Say(Box<SayArgs>),
     /// List the voice presets a model ships (speaker_embeddings_path.json).
     Voices {

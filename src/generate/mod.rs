@@ -17,6 +17,13 @@
 //! Sampling draws its uniforms from a seeded xorshift per stage ([`GenerateOptions::seed`]):
 //! the same seed on the same device gives the same output.
 //!
+//! # Several texts at once
+//!
+//! [`Bark::generate_batch`] (and `semantic_batch`, `coarse_batch`, `fine_batch`) run several
+//! texts through every decode step together, at most `max_batch` live at once; output `i`
+//! equals the one-text run of input `i`, greedy or seeded (see `batch.rs` for how each stage
+//! batches). The one-text methods are batches of one.
+//!
 //! The text is whitespace-normalised first, as the original does (transformers does not; for
 //! text with single spaces and no leading/trailing blanks both agree).
 //!
