@@ -1,6 +1,8 @@
 //! The `bark-wgpu` command line: argument parsing and printing, nothing else. The contract of
 //! `say` is stable: other tools drive it.
 
+mod say_lines;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -21,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Say a text: write it as speech to a WAV file.
+    /// Say a text: write it as speech to a WAV file (or each line of a file, --input, to one
+    /// WAV per line).
     Say(Box<SayArgs>),
     /// List the voice presets a model ships (speaker_embeddings_path.json).
     Voices {
@@ -44,11 +47,24 @@ struct SayArgs {
     model: String,
     /// The text to say; text over one 256-token window is split at sentences and generated
     /// piece by piece in one voice.
-    #[arg(long)]
-    text: String,
+    #[arg(long, required_unless_present = "input", conflicts_with = "input")]
+    text: Option<String>,
     /// The WAV file to write (24 kHz mono).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "input", conflicts_with = "input")]
+    out: Option<PathBuf>,
+    /// A text file to say line by line instead of --text: one WAV per non-blank line, named by
+    /// its 1-based line number in --out-dir (line 7 -> line-0007.wav), each as `--text LINE`
+    /// with the same flags would make it. Lines that fit one 256-token window share every
+    /// decode step (see --batch); longer lines are split and generated one by one afterwards.
+    /// Nothing is written unless every line succeeds.
+    #[arg(long, requires = "out_dir")]
+    input: Option<PathBuf>,
+    /// The directory the WAVs of --input go to (created if missing).
+    #[arg(long, requires = "input")]
+    out_dir: Option<PathBuf>,
+    /// With --input: the most lines generated at once (each stage batches up to this many).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..), requires = "input")]
+    batch: u32,
     /// A Suno voice prompt (.npz) or a preset name such as v2/en_speaker_6.
     #[arg(long)]
     voice: Option<String>,
@@ -81,8 +97,8 @@ struct SayArgs {
     #[arg(long)]
     max_semantic_tokens: Option<usize>,
     /// Also save this generation's tokens as a voice prompt (.npz) for later use with --voice
-    /// (for long text split into pieces: the last piece's).
-    #[arg(long)]
+    /// (for long text split into pieces: the last piece's). Not with --input.
+    #[arg(long, conflicts_with = "input")]
     save_prompt: Option<PathBuf>,
     /// Keep the large weight matrices in f16 (half the memory, not bit-exact).
     #[arg(long)]
@@ -169,9 +185,11 @@ fn resolve_model_on_demand(model: &str, voice: Option<&str>, show: bool) -> Resu
 }
 
 fn say(a: SayArgs) -> Result<()> {
-    if a.text.trim().is_empty() {
-        bail!("the text is empty");
-    }
+    let lines = match (&a.input, &a.out_dir, &a.text) {
+        (Some(input), Some(out_dir), _) => Some(say_lines::read_lines(input, out_dir)?),
+        (_, _, Some(text)) if text.trim().is_empty() => bail!("the text is empty"),
+        _ => None,
+    };
     let show = !a.quiet && std::io::stderr().is_terminal();
     let note = |m: &str| {
         if show {
@@ -194,15 +212,19 @@ fn say(a: SayArgs) -> Result<()> {
         }
         _ => voice,
     };
-    // Long text is split into pieces; text that fits one window generates exactly as `generate`.
-    let out = bark.generate_long(&a.text, &opts, voice.as_ref())?;
     let format = if a.pcm16 { WavFormat::Pcm16 } else { WavFormat::Float32 };
-    write_wav(&a.out, &out.audio.samples, out.audio.sample_rate, format)?;
+    let (Some(text), Some(out_path)) = (&a.text, &a.out) else {
+        let lines = lines.context("--input or --text is needed")?;
+        return say_lines::say_lines(&bark, lines, &opts, voice.as_ref(), a.batch as usize, format, &note);
+    };
+    // Long text is split into pieces; text that fits one window generates exactly as `generate`.
+    let out = bark.generate_long(text, &opts, voice.as_ref())?;
+    write_wav(out_path, &out.audio.samples, out.audio.sample_rate, format)?;
     if let Some(p) = &a.save_prompt {
         out.voice_prompt()?.save_npz(p)?;
     }
     let secs = out.audio.samples.len() as f64 / out.audio.sample_rate as f64;
-    note(&format!("wrote {} ({secs:.2} s of audio)", a.out.display()));
+    note(&format!("wrote {} ({secs:.2} s of audio)", out_path.display()));
     Ok(())
 }
 

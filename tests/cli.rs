@@ -126,3 +126,66 @@ fn clone_from_a_recording_saves_its_codes_as_the_prompt() {
     assert!(!o.status.success() && !prompt.exists());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn say_input_writes_one_wav_per_line_equal_to_say_text() {
+    let dir = scratch("input");
+    let input = dir.join("lines.txt");
+    // A blank line in between: WAVs are named by line number, blank lines are skipped.
+    let lines = ["Hi.", "Hello, my name is Suno.", "One."];
+    std::fs::write(&input, format!("{}\n\n  {}\n{}\n", lines[0], lines[1], lines[2])).unwrap();
+    let out_dir = dir.join("wavs");
+    // Sampled with a seed, so every line must also draw its own random streams as `--text` does.
+    let flags = ["--model", MODEL, "--seed", "3", "--max-semantic-tokens", "2"];
+    let o = bin()
+        .arg("say")
+        .args(flags)
+        .arg("--input")
+        .arg(&input)
+        .arg("--out-dir")
+        .arg(&out_dir)
+        .args(["--batch", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut names: Vec<String> =
+        std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["line-0001.wav", "line-0003.wav", "line-0004.wav"]);
+    for (line, name) in lines.iter().zip(&names) {
+        let single = dir.join("single.wav");
+        let status = bin().arg("say").args(flags).args(["--text", line]).arg("--out").arg(&single).status().unwrap();
+        assert!(status.success());
+        // Float WAVs hold the f32 samples exactly, and a batched line computes exactly what
+        // it computes alone (tests/batch.rs): equal bit for bit.
+        assert_eq!(read_wav(out_dir.join(name)).unwrap(), read_wav(&single).unwrap(), "{line:?}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn say_input_bad_input_is_one_clear_error_and_no_file() {
+    let dir = scratch("input-bad");
+    let good = dir.join("good.txt");
+    std::fs::write(&good, "Hi.\n").unwrap();
+    let blank = dir.join("blank.txt");
+    std::fs::write(&blank, "\n   \n\t\n").unwrap();
+    let out_dir = dir.join("wavs");
+    let (g, b, od) = (good.to_str().unwrap(), blank.to_str().unwrap(), out_dir.to_str().unwrap());
+    let missing = dir.join("missing.txt");
+    fails_with(&["say", "--model", MODEL, "--input", b, "--out-dir", od], "every line is blank");
+    fails_with(&["say", "--model", MODEL, "--input", missing.to_str().unwrap(), "--out-dir", od], "cannot read");
+    // A directory below a regular file cannot be made.
+    let under_file = dir.join("good.txt/wavs");
+    fails_with(&["say", "--model", MODEL, "--input", g, "--out-dir", under_file.to_str().unwrap()], "output directory");
+    fails_with(&["say", "--model", MODEL, "--input", g], "--out-dir");
+    fails_with(&["say", "--model", MODEL, "--input", g, "--out-dir", od, "--text", "Hi."], "--text");
+    fails_with(&["say", "--model", MODEL, "--input", g, "--out-dir", od, "--save-prompt", "v.npz"], "--save-prompt");
+    fails_with(&["say", "--model", MODEL, "--input", g, "--out-dir", od, "--batch", "0"], "--batch");
+    // A model that cannot load: the output directory this run created goes again.
+    fails_with(&["say", "--model", "/no/such/model", "--input", g, "--out-dir", od], "/no/such/model");
+    let mut left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    left.sort();
+    assert_eq!(left, ["blank.txt", "good.txt"], "files left behind");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -20,9 +20,11 @@
 //! and what greedy parity with transformers needs); [`CoarseMask::Original`] is the original's.
 
 use super::rng::Rng;
+use super::semantic::draw_uniforms;
 use super::semantic::SEMANTIC_EOS;
-use super::step::{one_sequence_cache, prefill, DecodeStep};
+use super::step::{cache_for, check_all_free, prefill, DecodeStep};
 use crate::gpu::Context;
+use crate::kv::{PagedKvCache, SeqId};
 use crate::model::gpt::CausalGpt;
 use crate::ops::sampling::SampleSettings;
 use crate::{Error, Result};
@@ -85,76 +87,196 @@ fn histories(semantic: &[u32], coarse: &[Vec<u32>]) -> (Vec<u32>, Vec<u32>) {
     (sem_h, co_h)
 }
 
-/// Generates the interleaved coarse tokens for `semantic` (the semantic stage's output, EOS
-/// and all). `history`: the voice's semantic prompt and its coarse prompt (2 rows of codes,
-/// already validated). `base` gives temperature and filters; the allowed ranges are set here.
-pub(crate) fn generate(
-    ctx: &Context,
-    model: &CausalGpt,
-    semantic: &[u32],
-    history: Option<(&[u32], &[Vec<u32>])>,
-    base: &SampleSettings,
-    mask: CoarseMask,
-    mut rng: Option<&mut Rng>,
-) -> Result<Vec<u32>> {
-    if let Some((i, &bad)) = semantic.iter().enumerate().find(|(_, &id)| id > SEMANTIC_EOS) {
-        return Err(Error::Invalid(format!("semantic token {bad} at {i} is above {SEMANTIC_EOS}")));
+/// One sequence of the coarse stage: its semantic input (with the voice's semantic history in
+/// front) and its coarse tokens so far (the voice's coarse history, then the generated ones).
+/// Every window's prompt is made here, for the one-sequence and the batched runs alike.
+pub(crate) struct Job {
+    /// Semantic history then the semantic tokens, EOS replaced by the pad.
+    semantic: Vec<u32>,
+    /// Where the semantic tokens start in `semantic` (the history's length).
+    base_idx: usize,
+    /// Coarse history then generated tokens.
+    coarse: Vec<u32>,
+    hist_len: usize,
+    /// Coarse tokens to generate.
+    max_len: usize,
+}
+
+impl Job {
+    /// Checks `semantic` (the semantic stage's output, EOS and all). `history`: the voice's
+    /// semantic prompt and its coarse prompt (2 rows of codes, already validated).
+    pub fn new(semantic: &[u32], history: Option<(&[u32], &[Vec<u32>])>) -> Result<Job> {
+        if let Some((i, &bad)) = semantic.iter().enumerate().find(|(_, &id)| id > SEMANTIC_EOS) {
+            return Err(Error::Invalid(format!("semantic token {bad} at {i} is above {SEMANTIC_EOS}")));
+        }
+        let sem: Vec<u32> =
+            semantic.iter().map(|&id| if id == SEMANTIC_EOS { COARSE_SEMANTIC_PAD } else { id }).collect();
+        let max_len = coarse_len(sem.iter().filter(|&&id| id != COARSE_SEMANTIC_PAD).count());
+        let (sem_h, coarse) = match history {
+            Some((s, c)) => histories(s, c),
+            None => (Vec::new(), Vec::new()),
+        };
+        let base_idx = sem_h.len();
+        let hist_len = coarse.len();
+        Ok(Job { semantic: sem_h.into_iter().chain(sem).collect(), base_idx, coarse, hist_len, max_len })
     }
+
+    fn generated(&self) -> usize {
+        self.coarse.len() - self.hist_len
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.generated() >= self.max_len
+    }
+
+    /// The next window's prompt, `semantic[idx - 209 ..][..256]` (right-padded with 12048)
+    /// `++ [12050] ++ coarse[-630..]`, and how many tokens the window makes; checked against a
+    /// context of `block_size` positions.
+    pub fn window(&self, block_size: usize) -> Result<(Vec<u32>, usize)> {
+        let generated = self.generated();
+        let idx = self.base_idx + (generated as f64 / semantic_to_coarse_ratio()).round_ties_even() as usize;
+        let from = idx.saturating_sub(max_semantic_history()).min(self.semantic.len());
+        let mut prompt: Vec<u32> = self.semantic[from..].iter().copied().take(MAX_COARSE_INPUT).collect();
+        prompt.resize(MAX_COARSE_INPUT, COARSE_SEMANTIC_PAD);
+        prompt.push(COARSE_INFER);
+        prompt.extend_from_slice(&self.coarse[self.coarse.len().saturating_sub(MAX_COARSE_HISTORY)..]);
+        let n_new = SLIDING_WINDOW.min(self.max_len - generated);
+        let needed = prompt.len() + n_new - 1;
+        if needed > block_size {
+            return Err(Error::Invalid(format!(
+                "a coarse window needs {needed} positions; the model has {block_size}"
+            )));
+        }
+        Ok((prompt, n_new))
+    }
+
+    pub fn push(&mut self, id: u32) {
+        self.coarse.push(id);
+    }
+
+    /// The generated tokens.
+    pub fn finish(mut self) -> Vec<u32> {
+        self.coarse.split_off(self.hist_len)
+    }
+}
+
+/// The sampling settings of even (codebook 0) and odd (codebook 1) steps: `base`'s
+/// temperature and filters over each codebook's ids.
+pub(crate) fn codebook_settings(model: &CausalGpt, base: &SampleSettings, mask: CoarseMask) -> [SampleSettings; 2] {
     let vocab = model.config().output_vocab_size as u32;
     let end_1 = match mask {
         CoarseMask::Transformers => vocab,
         CoarseMask::Original => COARSE_OFFSET + 2 * CODEBOOK_SIZE,
     };
-    let codebook_0 = SampleSettings { allowed: (COARSE_OFFSET, COARSE_OFFSET + CODEBOOK_SIZE), ..*base };
-    let codebook_1 = SampleSettings { allowed: (COARSE_OFFSET + CODEBOOK_SIZE, end_1), ..*base };
+    [
+        SampleSettings { allowed: (COARSE_OFFSET, COARSE_OFFSET + CODEBOOK_SIZE), ..*base },
+        SampleSettings { allowed: (COARSE_OFFSET + CODEBOOK_SIZE, end_1), ..*base },
+    ]
+}
 
-    let sem: Vec<u32> = semantic.iter().map(|&id| if id == SEMANTIC_EOS { COARSE_SEMANTIC_PAD } else { id }).collect();
-    let max_len = coarse_len(sem.iter().filter(|&&id| id != COARSE_SEMANTIC_PAD).count());
-    let (sem_h, mut x) = match history {
-        Some((s, c)) => histories(s, c),
-        None => (Vec::new(), Vec::new()),
-    };
-    let base_idx = sem_h.len();
-    let seq: Vec<u32> = sem_h.into_iter().chain(sem).collect();
-    let hist_len = x.len();
-    if max_len == 0 {
-        return Ok(Vec::new());
+/// Generates the interleaved coarse tokens of every job, at most `max_batch` sequences sharing
+/// each decode step. Sequences advance in lockstep windows: each window starts with every live
+/// sequence's cache reset and its window prompt prefilled, then up to 60 steps over all live
+/// rows (a row whose last window is shorter idles for the rest). A finished sequence leaves at
+/// a window's end and a waiting job takes its row. `rngs[i]`: job `i`'s stream (one uniform
+/// per token when sampling). `base` gives temperature and filters; the allowed ranges are set
+/// here. Output `i` belongs to job `i`.
+pub(crate) fn generate(
+    ctx: &Context,
+    model: &CausalGpt,
+    jobs: Vec<Job>,
+    base: &SampleSettings,
+    mask: CoarseMask,
+    rngs: &mut [Option<Rng>],
+    max_batch: usize,
+) -> Result<Vec<Vec<u32>>> {
+    if max_batch == 0 {
+        return Err(Error::Invalid("a batch of at most 0 sequences".into()));
     }
-
-    let ratio = semantic_to_coarse_ratio();
-    let max_sem_hist = max_semantic_history();
-    let (mut cache, seqid) = one_sequence_cache(ctx, model)?;
-    let step = DecodeStep::new(ctx, model, &cache)?;
-    let mut generated = 0;
-    for _ in 0..max_len.div_ceil(SLIDING_WINDOW) {
-        let idx = base_idx + (generated as f64 / ratio).round_ties_even() as usize;
-        let from = idx.saturating_sub(max_sem_hist).min(seq.len());
-        let mut prompt: Vec<u32> = seq[from..].iter().copied().take(MAX_COARSE_INPUT).collect();
-        prompt.resize(MAX_COARSE_INPUT, COARSE_SEMANTIC_PAD);
-        prompt.push(COARSE_INFER);
-        prompt.extend_from_slice(&x[x.len().saturating_sub(MAX_COARSE_HISTORY)..]);
-
-        let n_new = SLIDING_WINDOW.min(max_len - generated);
-        let needed = prompt.len() + n_new - 1;
-        if needed > model.config().block_size {
-            return Err(Error::Invalid(format!(
-                "a coarse window needs {needed} positions; the model has {}",
-                model.config().block_size
-            )));
-        }
-        cache.reset(seqid)?;
-        let (last, head) = prompt.split_last().ok_or_else(|| Error::Invalid("empty coarse prompt".into()))?;
-        prefill(ctx, model, &mut cache, seqid, head, None)?;
-        let mut id = *last;
-        for k in 0..n_new {
-            step.set_settings(if k % 2 == 0 { &codebook_0 } else { &codebook_1 })?;
-            let u = rng.as_deref_mut().map(Rng::uniform);
-            id = step.run(&mut cache, seqid, id, u)?;
-            x.push(id);
-        }
-        generated = x.len() - hist_len;
+    if rngs.len() != jobs.len() {
+        return Err(Error::Invalid(format!("{} random streams for {} coarse jobs", rngs.len(), jobs.len())));
     }
-    Ok(x.split_off(hist_len))
+    let busy = jobs.iter().filter(|j| !j.is_done()).count();
+    if busy == 0 {
+        return Ok(jobs.into_iter().map(Job::finish).collect());
+    }
+    let mut cache = cache_for(ctx, model, max_batch.min(busy), model.config().block_size)?;
+    let n_pages = cache.free_pages();
+    let step = DecodeStep::new(ctx, model, &cache, cache.geometry().max_seqs as usize)?;
+    let out = generate_in(ctx, model, &mut cache, &step, jobs, &codebook_settings(model, base, mask), rngs)?;
+    check_all_free(&cache, n_pages)?;
+    Ok(out)
+}
+
+/// A job holding a decode row.
+struct Live {
+    index: usize,
+    seq: SeqId,
+    job: Job,
+    /// The token to feed next, and the tokens left in the current window.
+    next: u32,
+    left: usize,
+}
+
+/// [`generate`] in a given cache (empty, room for `step.n_rows()` full sequences), which it
+/// leaves empty again.
+pub(crate) fn generate_in(
+    ctx: &Context,
+    model: &CausalGpt,
+    cache: &mut PagedKvCache,
+    step: &DecodeStep,
+    jobs: Vec<Job>,
+    codebooks: &[SampleSettings; 2],
+    rngs: &mut [Option<Rng>],
+) -> Result<Vec<Vec<u32>>> {
+    let block_size = model.config().block_size;
+    let mut done: Vec<Option<Vec<u32>>> = (0..jobs.len()).map(|_| None).collect();
+    let mut waiting = jobs.into_iter().enumerate();
+    let mut rows: Vec<Option<Live>> = (0..step.n_rows()).map(|_| None).collect();
+    loop {
+        // Window boundary: finished jobs leave, waiting ones join, every live job's cache
+        // restarts from its window prompt.
+        for row in rows.iter_mut() {
+            if row.as_ref().is_some_and(|l| l.job.is_done()) {
+                let live = row.take().expect("the row is busy");
+                cache.free(live.seq)?;
+                done[live.index] = Some(live.job.finish());
+            }
+            while row.is_none() {
+                let Some((index, job)) = waiting.next() else { break };
+                if job.is_done() {
+                    done[index] = Some(job.finish());
+                } else {
+                    *row = Some(Live { index, seq: cache.add_sequence()?, job, next: 0, left: 0 });
+                }
+            }
+            if let Some(live) = row {
+                let (prompt, n_new) = live.job.window(block_size)?;
+                let (last, head) = prompt.split_last().ok_or_else(|| Error::Invalid("empty coarse prompt".into()))?;
+                cache.reset(live.seq)?;
+                prefill(ctx, model, cache, live.seq, head, None)?;
+                (live.next, live.left) = (*last, n_new);
+            }
+        }
+        if rows.iter().all(Option::is_none) {
+            break;
+        }
+        let window = rows.iter().flatten().map(|l| l.left).max().unwrap_or(0);
+        for k in 0..window {
+            step.set_settings(&codebooks[k % 2])?;
+            let inputs: Vec<_> =
+                rows.iter().map(|r| r.as_ref().filter(|l| l.left > 0).map(|l| (l.seq, l.next))).collect();
+            let busy: Vec<Option<&Live>> = rows.iter().map(|r| r.as_ref().filter(|l| l.left > 0)).collect();
+            let uniforms = draw_uniforms(&busy, rngs, |l| l.index);
+            let chosen = step.run(cache, &inputs, uniforms.as_deref())?;
+            for (row, &id) in rows.iter_mut().zip(&chosen) {
+                let Some(live) = row.as_mut().filter(|l| l.left > 0) else { continue };
+                live.job.push(id);
+                (live.next, live.left) = (id, live.left - 1);
+            }
+        }
+    }
+    Ok(done.into_iter().map(Option::unwrap_or_default).collect())
 }
 
 /// Interleaved coarse tokens to their codes, `[codebook][frame]` in `0..1024` (the fine

@@ -17,6 +17,13 @@
 //! Sampling draws its uniforms from a seeded xorshift per stage ([`GenerateOptions::seed`]):
 //! the same seed on the same device gives the same output.
 //!
+//! # Several texts at once
+//!
+//! [`Bark::generate_batch`] (and `semantic_batch`, `coarse_batch`, `fine_batch`) run several
+//! texts through every decode step together, at most `max_batch` live at once; output `i`
+//! equals the one-text run of input `i`, greedy or seeded (see `batch.rs` for how each stage
+//! batches). The one-text methods are batches of one.
+//!
 //! The text is whitespace-normalised first, as the original does (transformers does not; for
 //! text with single spaces and no leading/trailing blanks both agree).
 //!
@@ -36,6 +43,7 @@
 //! # Ok::<(), bark_wgpu::Error>(())
 //! ```
 
+mod batch;
 mod clone;
 pub mod coarse;
 pub mod fine;
@@ -279,45 +287,17 @@ impl Bark {
 
     /// Text to semantic tokens.
     pub fn semantic(&self, text: &str, opts: &GenerateOptions, voice: Option<&VoicePrompt>) -> Result<Vec<u32>> {
-        let window = self.text_window(text)?;
-        if let Some(v) = voice {
-            check_voice(v)?;
-        }
-        let history = semantic::history_window(voice.map(|v| v.semantic.as_slice()));
-        let settings = opts.semantic_settings();
-        let mut rng = opts.rng(SEMANTIC_STREAM, settings.temperature > 0.0);
-        semantic::generate(
-            &self.ctx,
-            &self.semantic,
-            &window,
-            &history,
-            &settings,
-            opts.max_semantic_tokens,
-            rng.as_mut(),
-        )
+        batch::only(self.semantic_batch(&[text], opts, voice, 1)?)
     }
 
     /// Semantic tokens to interleaved coarse tokens.
     pub fn coarse(&self, semantic: &[u32], opts: &GenerateOptions, voice: Option<&VoicePrompt>) -> Result<Vec<u32>> {
-        if let Some(v) = voice {
-            check_voice(v)?;
-        }
-        let base = opts.settings(opts.waveform_temp);
-        let mut rng = opts.rng(COARSE_STREAM, base.temperature > 0.0);
-        let history = voice.map(|v| (v.semantic.as_slice(), v.coarse.as_slice()));
-        coarse::generate(&self.ctx, &self.coarse, semantic, history, &base, opts.coarse_mask, rng.as_mut())
+        batch::only(self.coarse_batch(&[semantic.to_vec()], opts, voice, 1)?)
     }
 
     /// Interleaved coarse tokens to `[codebook][frame]` codes of all 8 codebooks.
     pub fn fine(&self, coarse: &[u32], opts: &GenerateOptions, voice: Option<&VoicePrompt>) -> Result<Vec<Vec<u32>>> {
-        if let Some(v) = voice {
-            check_voice(v)?;
-        }
-        let temperature = opts.fine_temperature();
-        let samples = SampleSettings::fine(temperature).temperature > 0.0;
-        let mut rng = opts.rng(FINE_STREAM, samples);
-        let history = voice.map(|v| v.fine.as_slice());
-        fine::generate(&self.ctx, &self.fine, coarse, history, temperature, rng.as_mut())
+        batch::only(self.fine_batch(&[coarse.to_vec()], opts, voice, 1)?)
     }
 
     /// `[codebook][frame]` codes (8 rows of equal length, each below 1024) to audio.

@@ -5,11 +5,13 @@
 //! (the voice's semantic prompt, last 256 tokens, right-padded with 10000, or all 10000), and at
 //! position 256 the SEMANTIC_INFER token alone. Then one token per KV-cached step, candidates
 //! `[0, 10000]` (10001..10047 suppressed), stopping after the EOS 10000 (kept in the output, as
-//! transformers keeps it) or after `max_tokens` tokens.
+//! transformers keeps it) or after `max_tokens` tokens. Several prompts may share every decode
+//! step ([`generate`]); one prompt alone is a batch of one.
 
 use super::rng::Rng;
-use super::step::{one_sequence_cache, prefill, DecodeStep};
+use super::step::{cache_for, check_all_free, prefill, DecodeStep};
 use crate::gpu::Context;
+use crate::kv::{PagedKvCache, SeqId};
 use crate::model::gpt::CausalGpt;
 use crate::ops::sampling::SampleSettings;
 use crate::text::MAX_TEXT_TOKENS;
@@ -38,41 +40,135 @@ pub fn max_tokens_for(block_size: usize) -> usize {
     block_size.saturating_sub(MAX_TEXT_TOKENS)
 }
 
-/// Generates semantic tokens from a text window (256 ids) and a history window (256 ids).
-/// `rng` gives one uniform per step when sampling (`None` for greedy settings).
+/// One sequence's prompt: the text window and the history window (256 ids each).
+#[derive(Clone, Debug)]
+pub(crate) struct Prompt {
+    pub text: Vec<u32>,
+    pub history: Vec<u32>,
+}
+
+/// Generates semantic tokens for every prompt, at most `max_batch` sequences sharing each
+/// decode step (continuous batching: a finished sequence frees its row and its pages, and the
+/// next waiting prompt is prefilled and takes the row from the next step on). `rngs[i]` gives
+/// prompt `i` one uniform per step when sampling (`None` for greedy settings), so each
+/// sequence draws exactly what it would draw alone. Output `i` belongs to prompt `i`.
 pub(crate) fn generate(
     ctx: &Context,
     model: &CausalGpt,
-    text_window: &[u32],
-    history: &[u32],
+    prompts: &[Prompt],
     settings: &SampleSettings,
     max_tokens: usize,
-    mut rng: Option<&mut Rng>,
-) -> Result<Vec<u32>> {
-    if text_window.len() != MAX_TEXT_TOKENS || history.len() != MAX_TEXT_TOKENS {
-        return Err(Error::Invalid(format!(
-            "semantic prompt windows of {} and {} tokens, want {MAX_TEXT_TOKENS} each",
-            text_window.len(),
-            history.len()
-        )));
+    rngs: &mut [Option<Rng>],
+    max_batch: usize,
+) -> Result<Vec<Vec<u32>>> {
+    check(model, prompts, max_tokens, rngs.len(), max_batch)?;
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The prompt's 256 positions, then one per token fed back (the last one never is).
+    let positions = MAX_TEXT_TOKENS + max_tokens;
+    let mut cache = cache_for(ctx, model, max_batch.min(prompts.len()), positions)?;
+    let n_pages = cache.free_pages();
+    let step = DecodeStep::new(ctx, model, &cache, cache.geometry().max_seqs as usize)?;
+    let out = generate_in(ctx, model, &mut cache, &step, prompts, settings, max_tokens, rngs)?;
+    check_all_free(&cache, n_pages)?;
+    Ok(out)
+}
+
+fn check(model: &CausalGpt, prompts: &[Prompt], max_tokens: usize, n_rngs: usize, max_batch: usize) -> Result<()> {
+    if max_batch == 0 {
+        return Err(Error::Invalid("a batch of at most 0 sequences".into()));
+    }
+    if n_rngs != prompts.len() {
+        return Err(Error::Invalid(format!("{n_rngs} random streams for {} prompts", prompts.len())));
+    }
+    for p in prompts {
+        if p.text.len() != MAX_TEXT_TOKENS || p.history.len() != MAX_TEXT_TOKENS {
+            return Err(Error::Invalid(format!(
+                "semantic prompt windows of {} and {} tokens, want {MAX_TEXT_TOKENS} each",
+                p.text.len(),
+                p.history.len()
+            )));
+        }
     }
     let cap = max_tokens_for(model.config().block_size);
     if max_tokens == 0 || max_tokens > cap {
         return Err(Error::Invalid(format!("max semantic tokens is {max_tokens}; want 1..={cap}")));
     }
-    let (mut cache, seq) = one_sequence_cache(ctx, model)?;
-    prefill(ctx, model, &mut cache, seq, text_window, Some(history))?;
-    let step = DecodeStep::new(ctx, model, &cache)?;
+    Ok(())
+}
+
+/// A sequence being decoded: its prompt's index, its cache sequence, the token to feed next
+/// and its tokens so far.
+struct Live {
+    index: usize,
+    seq: SeqId,
+    next: u32,
+    out: Vec<u32>,
+}
+
+/// [`generate`] in a given cache (empty, room for `step.n_rows()` full sequences), which it
+/// leaves empty again. Arguments already checked.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn generate_in(
+    ctx: &Context,
+    model: &CausalGpt,
+    cache: &mut PagedKvCache,
+    step: &DecodeStep,
+    prompts: &[Prompt],
+    settings: &SampleSettings,
+    max_tokens: usize,
+    rngs: &mut [Option<Rng>],
+) -> Result<Vec<Vec<u32>>> {
     step.set_settings(settings)?;
-    let mut out = Vec::with_capacity(max_tokens);
-    let mut id = SEMANTIC_INFER;
-    while out.len() < max_tokens {
-        let u = rng.as_deref_mut().map(Rng::uniform);
-        id = step.run(&mut cache, seq, id, u)?;
-        out.push(id);
-        if id == SEMANTIC_EOS {
+    let mut done: Vec<Option<Vec<u32>>> = vec![None; prompts.len()];
+    let mut rows: Vec<Option<Live>> = (0..step.n_rows()).map(|_| None).collect();
+    let mut waiting = 0..prompts.len();
+    loop {
+        for row in rows.iter_mut().filter(|r| r.is_none()) {
+            let Some(index) = waiting.next() else { break };
+            let seq = cache.add_sequence()?;
+            let p = &prompts[index];
+            prefill(ctx, model, cache, seq, &p.text, Some(&p.history))?;
+            *row = Some(Live { index, seq, next: SEMANTIC_INFER, out: Vec::with_capacity(max_tokens) });
+        }
+        if rows.iter().all(Option::is_none) {
             break;
         }
+        let inputs: Vec<_> = rows.iter().map(|r| r.as_ref().map(|l| (l.seq, l.next))).collect();
+        let uniforms = draw_uniforms(&rows, rngs, |l| l.index);
+        let chosen = step.run(cache, &inputs, uniforms.as_deref())?;
+        for (row, &id) in rows.iter_mut().zip(&chosen) {
+            let Some(live) = row else { continue };
+            live.out.push(id);
+            live.next = id;
+            if id == SEMANTIC_EOS || live.out.len() >= max_tokens {
+                cache.free(live.seq)?;
+                let live = row.take().expect("the row is busy");
+                done[live.index] = Some(live.out);
+            }
+        }
     }
-    Ok(out)
+    Ok(done.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// One uniform per row for a step: from the row's sequence's stream when it has one, 0 for
+/// idle rows and rows without a stream. `None` when no row samples.
+pub(crate) fn draw_uniforms<T>(
+    rows: &[Option<T>],
+    rngs: &mut [Option<Rng>],
+    index: impl Fn(&T) -> usize,
+) -> Option<Vec<f32>> {
+    let mut any = false;
+    let u = rows
+        .iter()
+        .map(|r| match r.as_ref().and_then(|l| rngs[index(l)].as_mut()) {
+            Some(rng) => {
+                any = true;
+                rng.uniform()
+            }
+            None => 0.0,
+        })
+        .collect();
+    any.then_some(u)
 }

@@ -1,5 +1,6 @@
-//! What the semantic and coarse stages share: a one-sequence KV cache, the prefill of all but
-//! the last prompt token, and one compiled decode step reused for every new token.
+//! What the semantic and coarse stages share: a KV cache for the sequences live at once, the
+//! prefill of all but the last prompt token of one sequence, and one compiled decode step (one
+//! row per live sequence) reused for every new token.
 //!
 //! The prompt's last token goes through the decode step rather than the prefill, so the prefill
 //! needs no LM head at all (its logits would be thrown away) and the step's sampler picks the
@@ -10,28 +11,42 @@ use crate::graph::{Graph, Plan, Val};
 use crate::kv::{KvCacheConfig, PagedKvCache, SeqId, StepRows};
 use crate::model::gpt::CausalGpt;
 use crate::ops::embedding::{embed, embed_range};
+use crate::ops::matmul::GEMV_MAX_M;
 use crate::ops::sampling::{sample, SampleSettings, SamplerInputs};
 use crate::{Error, Result};
 
 /// Positions per cache page.
 const PAGE_SIZE: usize = 16;
 
-/// A cache for one sequence of up to the model's block size, and that sequence.
-pub(crate) fn one_sequence_cache(ctx: &Context, model: &CausalGpt) -> Result<(PagedKvCache, SeqId)> {
+/// A cache for up to `seqs` sequences live at once, each of up to `positions` (at most the
+/// model's block size), with pages for all of them at full length (a sequence never waits for
+/// pages). Fewer sequences when one layer's pool for `seqs` would pass the adapter's binding
+/// limit: the caller sizes its decode step by the cache's `max_seqs`.
+pub(crate) fn cache_for(ctx: &Context, model: &CausalGpt, seqs: usize, positions: usize) -> Result<PagedKvCache> {
     let cfg = model.config();
-    let max_seq_len = cfg.block_size;
+    let max_seq_len = positions.clamp(1, cfg.block_size);
+    let pages_per_seq = max_seq_len.div_ceil(PAGE_SIZE);
+    let seq_bytes = (pages_per_seq * PAGE_SIZE * cfg.hidden_size * 4) as u64;
+    let fit = (ctx.max_binding_bytes() / seq_bytes.max(1)).max(1) as usize;
+    let seqs = seqs.min(fit).max(1);
     let kv = KvCacheConfig {
         layers: cfg.num_layers,
         n_heads: cfg.num_heads,
         head_dim: cfg.head_dim(),
         page_size: PAGE_SIZE,
-        n_pages: max_seq_len.div_ceil(PAGE_SIZE),
-        max_seqs: 1,
+        n_pages: seqs * pages_per_seq,
+        max_seqs: seqs,
         max_seq_len,
     };
-    let mut cache = PagedKvCache::new(ctx, &kv)?;
-    let seq = cache.add_sequence()?;
-    Ok((cache, seq))
+    PagedKvCache::new(ctx, &kv)
+}
+
+/// Fails when a stage left pages behind: every sequence of a finished stage has freed its own.
+pub(crate) fn check_all_free(cache: &PagedKvCache, n_pages: usize) -> Result<()> {
+    match cache.free_pages() {
+        n if n == n_pages => Ok(()),
+        n => Err(Error::Gpu(format!("internal: {} KV cache pages still held after generation", n_pages - n))),
+    }
 }
 
 /// Runs `ids` (summed with `extra`'s rows when given, ids `NO_ROW` adding nothing) at positions
@@ -71,56 +86,120 @@ pub(crate) fn prefill(
     plan.run()
 }
 
-/// One token through `model` at a given position, appended to the cache, and the sampled next
-/// token: one compiled plan whose small inputs (id, position, step rows, sampler settings and
-/// uniform) are rewritten before each run; only the chosen id is read back.
+/// One token per row through `model`, each appended to its sequence's cache, and each row's
+/// sampled next token: one compiled plan for a fixed number of rows whose small inputs (ids,
+/// positions, step rows, sampler settings and uniforms) are rewritten before each run; only the
+/// chosen ids are read back. A row may be idle (no sequence): the kernels skip it and its
+/// output is ignored.
+///
+/// A row's result must not depend on how many rows share the step (a batched sequence must
+/// decode exactly as it does alone). `linear` runs up to [`GEMV_MAX_M`] rows as a GEMV whose
+/// per-row sums do not depend on the row count, and more rows as a tiled GEMM whose sums are
+/// ordered differently (a few ulp apart; tests/batch.rs shows both). So the plan runs its rows
+/// in groups of at most `GEMV_MAX_M`, each group its own chain of kernels, all in one submit.
 pub(crate) struct DecodeStep {
     ctx: Context,
-    id: Tensor,
-    position: Tensor,
+    groups: Vec<RowGroup>,
+    plan: Plan,
+}
+
+/// The inputs and output of one group of at most `GEMV_MAX_M` rows.
+struct RowGroup {
+    ids: Tensor,
+    positions: Tensor,
     rows: StepRows,
     sampler: SamplerInputs,
-    plan: Plan,
     chosen: Val,
 }
 
 impl DecodeStep {
-    pub fn new(ctx: &Context, model: &CausalGpt, cache: &PagedKvCache) -> Result<DecodeStep> {
+    pub fn new(ctx: &Context, model: &CausalGpt, cache: &PagedKvCache, n_rows: usize) -> Result<DecodeStep> {
+        if n_rows == 0 {
+            return Err(Error::Invalid("a decode step needs at least one row".into()));
+        }
         let vocab = model.config().output_vocab_size;
-        let id = Tensor::from_u32(ctx, &[0], &[1])?;
-        let position = Tensor::from_u32(ctx, &[0], &[1])?;
-        let rows = cache.step_rows(1)?;
-        let sampler = SamplerInputs::new(ctx, 1, vocab)?;
         let mut g = Graph::new(ctx);
-        let (i, p) = (g.input(&id), g.input(&position));
-        let x = model.embed(&mut g, i, p)?;
-        let kv = cache.bind(&mut g, &rows);
-        let h = model.record(&mut g, x, &kv)?;
-        let logits = model.logits(&mut g, h)?;
-        let (settings, uniforms) = (g.input(sampler.settings()), g.input(sampler.uniforms()));
-        let s = sample(&mut g, logits, settings, uniforms)?;
-        g.readback(s.ids);
+        let mut groups = Vec::with_capacity(n_rows.div_ceil(GEMV_MAX_M));
+        for first in (0..n_rows).step_by(GEMV_MAX_M) {
+            let n = GEMV_MAX_M.min(n_rows - first);
+            let ids = Tensor::from_u32(ctx, &vec![0; n], &[n])?;
+            let positions = Tensor::from_u32(ctx, &vec![0; n], &[n])?;
+            let rows = cache.step_rows(n)?;
+            let sampler = SamplerInputs::new(ctx, n, vocab)?;
+            let (i, p) = (g.input(&ids), g.input(&positions));
+            let x = model.embed(&mut g, i, p)?;
+            let kv = cache.bind(&mut g, &rows);
+            let h = model.record(&mut g, x, &kv)?;
+            let logits = model.logits(&mut g, h)?;
+            let (settings, uniforms) = (g.input(sampler.settings()), g.input(sampler.uniforms()));
+            let s = sample(&mut g, logits, settings, uniforms)?;
+            g.readback(s.ids);
+            groups.push(RowGroup { ids, positions, rows, sampler, chosen: s.ids });
+        }
         let plan = g.compile()?;
-        Ok(DecodeStep { ctx: ctx.clone(), id, position, rows, sampler, plan, chosen: s.ids })
+        Ok(DecodeStep { ctx: ctx.clone(), groups, plan })
     }
 
-    /// How the next runs choose their token (written to the GPU now).
+    pub fn n_rows(&self) -> usize {
+        self.groups.iter().map(|gr| gr.rows.n_rows()).sum()
+    }
+
+    /// How the next runs choose their tokens (written to the GPU now), one setting for every
+    /// row.
     pub fn set_settings(&self, settings: &SampleSettings) -> Result<()> {
-        self.sampler.set_settings(&self.ctx, std::slice::from_ref(settings))
+        for gr in &self.groups {
+            gr.sampler.set_settings(&self.ctx, std::slice::from_ref(settings))?;
+        }
+        Ok(())
     }
 
-    /// Feeds `id` at the next position of `seq` (reserving it) and returns the chosen token.
-    /// `uniform` (in `[0, 1)`) is written only when given: greedy settings do not read it.
-    pub fn run(&self, cache: &mut PagedKvCache, seq: SeqId, id: u32, uniform: Option<f32>) -> Result<u32> {
-        let pos = cache.reserve(seq, 1)?.start;
-        self.rows.set_span(cache, seq, pos)?;
-        self.id.write_words(&self.ctx, &[id])?;
-        self.position.write_words(&self.ctx, &[pos as u32])?;
-        if let Some(u) = uniform {
-            self.sampler.set_uniforms(&self.ctx, &[u])?;
+    /// Feeds each busy row's `(seq, id)` at the next position of `seq` (reserving it) and
+    /// returns every row's chosen token (idle rows: meaningless). `uniforms` (one per row, in
+    /// `[0, 1)`) are written only when given: greedy settings do not read them.
+    pub fn run(
+        &self,
+        cache: &mut PagedKvCache,
+        inputs: &[Option<(SeqId, u32)>],
+        uniforms: Option<&[f32]>,
+    ) -> Result<Vec<u32>> {
+        let n_rows = self.n_rows();
+        if inputs.len() != n_rows || uniforms.is_some_and(|u| u.len() != n_rows) {
+            return Err(Error::Invalid(format!("{} inputs for a step of {n_rows} rows", inputs.len())));
+        }
+        for (k, gr) in self.groups.iter().enumerate() {
+            let span = k * GEMV_MAX_M..k * GEMV_MAX_M + gr.rows.n_rows();
+            let mut rows = Vec::with_capacity(span.len());
+            let (mut ids, mut positions) = (vec![0; span.len()], vec![0; span.len()]);
+            for (r, input) in inputs[span.clone()].iter().enumerate() {
+                rows.push(match *input {
+                    Some((seq, id)) => {
+                        let pos = cache.reserve(seq, 1)?.start;
+                        (ids[r], positions[r]) = (id, pos as u32);
+                        Some((seq, pos))
+                    }
+                    None => None,
+                });
+            }
+            gr.rows.set(cache, &rows)?;
+            gr.ids.write_words(&self.ctx, &ids)?;
+            gr.positions.write_words(&self.ctx, &positions)?;
+            if let Some(u) = uniforms {
+                gr.sampler.set_uniforms(&self.ctx, &u[span])?;
+            }
         }
         self.plan.run()?;
-        let words = self.plan.read_words(self.chosen)?;
-        words.first().copied().ok_or_else(|| Error::Gpu("the sampler returned no id".into()))
+        let mut out = Vec::with_capacity(n_rows);
+        for gr in &self.groups {
+            let words = self.plan.read_words(gr.chosen)?;
+            if words.len() != gr.rows.n_rows() {
+                return Err(Error::Gpu(format!(
+                    "the sampler returned {} ids for {} rows",
+                    words.len(),
+                    gr.rows.n_rows()
+                )));
+            }
+            out.extend(words);
+        }
+        Ok(out)
     }
 }

@@ -1,0 +1,206 @@
+//! Batched generation: several texts share every decode step of the semantic and coarse
+//! stages and every run of the fine model ([`Bark::generate_batch`] and the per-stage
+//! `*_batch` methods). The one-text methods ([`Bark::semantic`] and the others) are batches of
+//! one, so both go through the same code.
+//!
+//! Each sequence keeps what it would have alone: its own prompt, its own random stream (the
+//! same `seed` and stage stream as a one-text run) and its own KV cache pages. A row of a batch
+//! does not depend on the others (decode steps of at most 16 rows run every matrix product as
+//! a GEMV whose per-row sums do not depend on the row count; the fine model always runs the
+//! tiled GEMM), so greedy batch outputs equal one-text outputs token for token, and seeded
+//! sampling rows equal the one-text runs too.
+//!
+//! How the stages batch:
+//! * semantic: continuous batching. A sequence ending (EOS or its cap) frees its pages and its
+//!   row; the next waiting text is prefilled and takes the row from the next step on.
+//! * coarse: lockstep windows of 60 tokens; sequences leave and join at window boundaries.
+//! * fine: the 1024-frame windows of up to `max_batch` sequences run as one `[B, 1024, 8]`
+//!   batch (fewer when the adapter's binding limit needs it).
+//! * decode: one sequence at a time (the codec is small).
+
+use super::{check_voice, coarse, fine, semantic, Bark, GenerateOptions, Generation, VoicePrompt};
+use super::{COARSE_STREAM, FINE_STREAM, SEMANTIC_STREAM};
+use crate::ops::sampling::SampleSettings;
+use crate::{Error, Result};
+
+fn check_batch(max_batch: usize) -> Result<()> {
+    if max_batch == 0 {
+        return Err(Error::Invalid("max_batch is 0; at least 1 sequence must be live at once".into()));
+    }
+    Ok(())
+}
+
+/// Names the input an error is about when there are several.
+fn about_item(i: usize, n: usize, what: &str) -> impl FnOnce(Error) -> Error + '_ {
+    move |e| match e {
+        Error::Invalid(m) if n > 1 => Error::Invalid(format!("{what} {}: {m}", i + 1)),
+        e => e,
+    }
+}
+
+impl Bark {
+    /// Texts to semantic tokens, at most `max_batch` (>= 1) sequences live at once. Output `i`
+    /// belongs to `texts[i]` and equals [`Bark::semantic`] of it.
+    pub fn semantic_batch(
+        &self,
+        texts: &[&str],
+        opts: &GenerateOptions,
+        voice: Option<&VoicePrompt>,
+        max_batch: usize,
+    ) -> Result<Vec<Vec<u32>>> {
+        check_batch(max_batch)?;
+        if let Some(v) = voice {
+            check_voice(v)?;
+        }
+        let history = semantic::history_window(voice.map(|v| v.semantic.as_slice()));
+        let prompts = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let text = self.text_window(t).map_err(about_item(i, texts.len(), "text"))?;
+                Ok(semantic::Prompt { text, history: history.clone() })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let settings = opts.semantic_settings();
+        let mut rngs: Vec<_> = texts.iter().map(|_| opts.rng(SEMANTIC_STREAM, settings.temperature > 0.0)).collect();
+        semantic::generate(
+            &self.ctx,
+            &self.semantic,
+            &prompts,
+            &settings,
+            opts.max_semantic_tokens,
+            &mut rngs,
+            max_batch,
+        )
+    }
+
+    /// Semantic token sequences to interleaved coarse tokens, at most `max_batch` (>= 1) live at
+    /// once. Output `i` equals [`Bark::coarse`] of `semantic[i]`.
+    pub fn coarse_batch(
+        &self,
+        semantic: &[Vec<u32>],
+        opts: &GenerateOptions,
+        voice: Option<&VoicePrompt>,
+        max_batch: usize,
+    ) -> Result<Vec<Vec<u32>>> {
+        check_batch(max_batch)?;
+        if let Some(v) = voice {
+            check_voice(v)?;
+        }
+        let history = voice.map(|v| (v.semantic.as_slice(), v.coarse.as_slice()));
+        let jobs = semantic
+            .iter()
+            .enumerate()
+            .map(|(i, s)| coarse::Job::new(s, history).map_err(about_item(i, semantic.len(), "semantic sequence")))
+            .collect::<Result<Vec<_>>>()?;
+        let base = opts.settings(opts.waveform_temp);
+        let mut rngs: Vec<_> = jobs.iter().map(|_| opts.rng(COARSE_STREAM, base.temperature > 0.0)).collect();
+        coarse::generate(&self.ctx, &self.coarse, jobs, &base, opts.coarse_mask, &mut rngs, max_batch)
+    }
+
+    /// Interleaved coarse token sequences to `[codebook][frame]` codes of all 8 codebooks, the
+    /// windows of at most `max_batch` (>= 1) sequences per model run. Output `i` equals
+    /// [`Bark::fine`] of `coarse[i]`.
+    pub fn fine_batch(
+        &self,
+        coarse: &[Vec<u32>],
+        opts: &GenerateOptions,
+        voice: Option<&VoicePrompt>,
+        max_batch: usize,
+    ) -> Result<Vec<Vec<Vec<u32>>>> {
+        check_batch(max_batch)?;
+        if let Some(v) = voice {
+            check_voice(v)?;
+        }
+        let n_cb = self.fine.config().n_codes_total;
+        let history = voice.map(|v| v.fine.as_slice());
+        let jobs = coarse
+            .iter()
+            .enumerate()
+            .map(|(i, c)| fine::Job::new(c, history, n_cb).map_err(about_item(i, coarse.len(), "coarse sequence")))
+            .collect::<Result<Vec<_>>>()?;
+        let temperature = opts.fine_temperature();
+        let samples = SampleSettings::fine(temperature).temperature > 0.0;
+        let mut rngs: Vec<_> = jobs.iter().map(|_| opts.rng(FINE_STREAM, samples)).collect();
+        fine::generate(&self.ctx, &self.fine, jobs, temperature, &mut rngs, max_batch)
+    }
+
+    /// All four stages for several texts (each of at most 256 tokens), at most `max_batch`
+    /// (>= 1) sequences live at once in each stage; audio is decoded one text at a time.
+    /// Output `i` equals [`Bark::generate`] of `texts[i]`.
+    pub fn generate_batch(
+        &self,
+        texts: &[&str],
+        opts: &GenerateOptions,
+        voice: Option<&VoicePrompt>,
+        max_batch: usize,
+    ) -> Result<Vec<Generation>> {
+        let semantic = self.semantic_batch(texts, opts, voice, max_batch)?;
+        let coarse = self.coarse_batch(&semantic, opts, voice, max_batch)?;
+        let fine = self.fine_batch(&coarse, opts, voice, max_batch)?;
+        semantic
+            .into_iter()
+            .zip(coarse)
+            .zip(fine)
+            .map(|((semantic, coarse), fine)| {
+                let audio = self.decode(&fine)?;
+                Ok(Generation { semantic, coarse, fine, audio })
+            })
+            .collect()
+    }
+}
+
+/// The one output of a batch of one.
+pub(super) fn only<T>(mut out: Vec<T>) -> Result<T> {
+    match (out.pop(), out.is_empty()) {
+        (Some(x), true) => Ok(x),
+        _ => Err(Error::Gpu("internal: a batch of one gave other than one output".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::step::{cache_for, DecodeStep};
+    use crate::generate::LoadOptions;
+    use std::path::Path;
+
+    fn bark() -> Bark {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let opts = LoadOptions {
+            tokenizer: Some(root.join("tests/fixtures/tokenizer/tokenizer.json")),
+            ..LoadOptions::default()
+        };
+        Bark::load(root.join("tests/fixtures/tiny"), &opts).unwrap()
+    }
+
+    #[test]
+    fn finished_sequences_give_back_every_page() {
+        let b = bark();
+        let opts = GenerateOptions { max_semantic_tokens: 3, ..GenerateOptions::greedy() };
+        let settings = opts.semantic_settings();
+        let history = semantic::history_window(None);
+        let prompts: Vec<_> = ["Hi.", "One two.", "Three."]
+            .iter()
+            .map(|t| semantic::Prompt { text: b.text_window(t).unwrap(), history: history.clone() })
+            .collect();
+        // Two rows for three prompts: the third joins in pages the first gave back.
+        let mut cache = cache_for(&b.ctx, &b.semantic, 2, 259).unwrap();
+        let all = cache.free_pages();
+        let step = DecodeStep::new(&b.ctx, &b.semantic, &cache, 2).unwrap();
+        let mut rngs = vec![None, None, None];
+        let sem =
+            semantic::generate_in(&b.ctx, &b.semantic, &mut cache, &step, &prompts, &settings, 3, &mut rngs).unwrap();
+        assert_eq!(sem.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3]);
+        assert_eq!(cache.free_pages(), all, "semantic stage");
+
+        let mut cache = cache_for(&b.ctx, &b.coarse, 2, 1024).unwrap();
+        let all = cache.free_pages();
+        let step = DecodeStep::new(&b.ctx, &b.coarse, &cache, 2).unwrap();
+        let jobs = sem.iter().map(|s| coarse::Job::new(s, None).unwrap()).collect();
+        let settings = coarse::codebook_settings(&b.coarse, &opts.settings(1.0), opts.coarse_mask);
+        let out = coarse::generate_in(&b.ctx, &b.coarse, &mut cache, &step, jobs, &settings, &mut rngs).unwrap();
+        assert!(out.iter().all(|c| !c.is_empty()));
+        assert_eq!(cache.free_pages(), all, "coarse stage");
+    }
+}
