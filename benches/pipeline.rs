@@ -31,7 +31,8 @@ use common::ModelSpec;
 use serde_json::{json, Value};
 
 /// Every stage of a benched text (whitespace-normalised; the fixture's tokenizer).
-const TEXT: &str = "Hello, my name is Suno. And, uh, and I like pizza. But I also have other interests such as playing tic tac toe.";
+const TEXT: &str =
+    "Hello, my name is Suno. And, uh, and I like pizza. But I also have other interests such as playing tic tac toe.";
 const SAMPLE_RATE: f64 = 24_000.0;
 
 /// One run of the four stages over a batch; counts are summed over the batch.
@@ -186,7 +187,7 @@ fn report(spec: &ModelSpec, dtype: &str, batch: usize, m: &StageTimes, mem: (u64
     let coarse_bytes = causal_step_bytes(spec, spec.vocab("coarse"), wb);
     let per_seq_tokens = m.semantic_tokens / batch;
     // Decode steps after the first token; a batch shares each step's weight reads.
-    let sem_rate = (m.semantic_tokens - batch) as f64 / (m.semantic_s - m.prefill_s);
+    let sem_rate = m.semantic_tokens.saturating_sub(batch) as f64 / (m.semantic_s - m.prefill_s);
     let sem_gbs = sem_rate / batch as f64 * sem_bytes / 1e9;
     let coarse_rate = m.coarse_tokens as f64 / m.coarse_s;
     let coarse_gbs = coarse_rate / batch as f64 * coarse_bytes / 1e9;
@@ -225,7 +226,14 @@ fn report(spec: &ModelSpec, dtype: &str, batch: usize, m: &StageTimes, mem: (u64
 }
 
 /// Loads `spec` in `dtype` on a fresh context and benches every batch size; returns rows.
-fn bench_model(spec: &ModelSpec, dir: &std::path::Path, dtype: &str, batches: &[usize], sem_tokens: usize, runs: usize) -> Vec<(String, Value)> {
+fn bench_model(
+    spec: &ModelSpec,
+    dir: &std::path::Path,
+    dtype: &str,
+    batches: &[usize],
+    sem_tokens: usize,
+    runs: usize,
+) -> Vec<(String, Value)> {
     let ctx = Context::new(&ContextOptions::default()).expect("a wgpu adapter");
     let t = Instant::now();
     let load = LoadOptions { f16: dtype == "f16", ..LoadOptions::default() };
@@ -233,7 +241,8 @@ fn bench_model(spec: &ModelSpec, dir: &std::path::Path, dtype: &str, batches: &[
     ctx.wait().expect("wait");
     let weights = ctx.stats().bytes_created;
     eprintln!("  {} {dtype}: loaded in {:.1} s", spec.name, t.elapsed().as_secs_f64());
-    let opts = GenerateOptions { max_semantic_tokens: sem_tokens, min_eos_p: None, seed: 7, ..GenerateOptions::default() };
+    let opts =
+        GenerateOptions { max_semantic_tokens: sem_tokens, min_eos_p: None, seed: 7, ..GenerateOptions::default() };
     let mut out = Vec::new();
     for &batch in batches {
         let texts = vec![TEXT; batch];
@@ -310,9 +319,10 @@ fn main() {
         "results": results,
     });
     let path = common::json_path("bench-pipeline.json");
-    let written = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|_| {
-        std::fs::write(&path, serde_json::to_string_pretty(&doc).expect("JSON") + "\n")
-    });
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|_| std::fs::write(&path, serde_json::to_string_pretty(&doc).expect("JSON") + "\n"));
     match written {
         Ok(()) => println!("wrote {}", path.display()),
         Err(e) => eprintln!("could not write {}: {e}", path.display()),
