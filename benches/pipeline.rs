@@ -55,7 +55,7 @@ impl StageTimes {
     }
 }
 
-/// Runs every stage once for `texts` (the batch). Batch 1 uses the single-sequence API.
+/// Runs every stage once for `texts`, all in one batch.
 fn run_stages(bark: &Bark, texts: &[&str], opts: &GenerateOptions) -> Result<StageTimes, String> {
     let ctx = bark.context();
     let timed = |f: &mut dyn FnMut() -> bark_wgpu::Result<()>| -> Result<f64, String> {
@@ -67,41 +67,23 @@ fn run_stages(bark: &Bark, texts: &[&str], opts: &GenerateOptions) -> Result<Sta
     };
     let first_token = GenerateOptions { max_semantic_tokens: 1, ..opts.clone() };
     let mut s = StageTimes::default();
-    if let [text] = texts {
-        let (mut semantic, mut coarse, mut fine) = (Vec::new(), Vec::new(), Vec::new());
-        let mut samples = Vec::new();
-        s.prefill_s = timed(&mut || bark.semantic(text, &first_token, None).map(drop))?;
-        s.semantic_s = timed(&mut || bark.semantic(text, opts, None).map(|t| semantic = t))?;
-        s.coarse_s = timed(&mut || bark.coarse(&semantic, opts, None).map(|t| coarse = t))?;
-        s.fine_s = timed(&mut || bark.fine(&coarse, opts, None).map(|t| fine = t))?;
-        s.codec_s = timed(&mut || bark.decode(&fine).map(|a| samples = a.samples))?;
-        s.semantic_tokens = semantic.len();
-        s.coarse_tokens = coarse.len();
-        s.fine_frames = fine.first().map_or(0, Vec::len);
-        s.samples = samples.len();
-        return Ok(s);
-    }
-    // ---- BATCH > 1: SWITCH ON AFTER MERGING Bark::*_batch ------------------------------------
-    // Replace the `Err` below with this (max_batch = texts.len(): one batch, no splitting):
-    //
-    // let n = texts.len();
-    // let (mut semantic, mut coarse, mut fine) = (Vec::new(), Vec::new(), Vec::new());
-    // let mut audio = Vec::new();
-    // s.prefill_s = timed(&mut || bark.semantic_batch(texts, &first_token, None, n).map(drop))?;
-    // s.semantic_s = timed(&mut || bark.semantic_batch(texts, opts, None, n).map(|t| semantic = t))?;
-    // s.coarse_s = timed(&mut || bark.coarse_batch(&semantic, opts, None, n).map(|t| coarse = t))?;
-    // s.fine_s = timed(&mut || bark.fine_batch(&coarse, opts, None, n).map(|t| fine = t))?;
-    // s.codec_s = timed(&mut || {
-    //     audio = fine.iter().map(|f| bark.decode(f)).collect::<bark_wgpu::Result<Vec<_>>>()?;
-    //     Ok(())
-    // })?;
-    // s.semantic_tokens = semantic.iter().map(Vec::len).sum();
-    // s.coarse_tokens = coarse.iter().map(Vec::len).sum();
-    // s.fine_frames = fine.iter().map(|f| f.first().map_or(0, Vec::len)).sum();
-    // s.samples = audio.iter().map(|a| a.samples.len()).sum();
-    // return Ok(s);
-    // ------------------------------------------------------------------------------------------
-    Err(format!("batch {}: pending (needs Bark::*_batch)", texts.len()))
+    // One batch of every text (max_batch = the count); batch 1 is exactly `Bark::semantic` etc.
+    let n = texts.len();
+    let (mut semantic, mut coarse, mut fine) = (Vec::new(), Vec::new(), Vec::new());
+    let mut audio = Vec::new();
+    s.prefill_s = timed(&mut || bark.semantic_batch(texts, &first_token, None, n).map(drop))?;
+    s.semantic_s = timed(&mut || bark.semantic_batch(texts, opts, None, n).map(|t| semantic = t))?;
+    s.coarse_s = timed(&mut || bark.coarse_batch(&semantic, opts, None, n).map(|t| coarse = t))?;
+    s.fine_s = timed(&mut || bark.fine_batch(&coarse, opts, None, n).map(|t| fine = t))?;
+    s.codec_s = timed(&mut || {
+        audio = fine.iter().map(|f| bark.decode(f)).collect::<bark_wgpu::Result<Vec<_>>>()?;
+        Ok(())
+    })?;
+    s.semantic_tokens = semantic.iter().map(Vec::len).sum();
+    s.coarse_tokens = coarse.iter().map(Vec::len).sum();
+    s.fine_frames = fine.iter().map(|f| f.first().map_or(0, Vec::len)).sum();
+    s.samples = audio.iter().map(|a| a.samples.len()).sum();
+    Ok(s)
 }
 
 /// Weight bytes one causal decode step reads: every layer's four matrices (`12 h^2`), the LM

@@ -202,8 +202,11 @@ fn say(a: SayArgs) -> Result<()> {
         None => None,
     };
     note(&format!("loading {}", dir.display()));
-    let bark = Bark::load(&dir, &LoadOptions { f16: a.f16, ..Default::default() })?;
+    let mut bark = Bark::load(&dir, &LoadOptions { f16: a.f16, ..Default::default() })?;
     note(&format!("generating on {}", bark.context().summary().name));
+    if show {
+        bark.set_progress(Some(std::sync::Arc::new(bark_wgpu::progress::TerminalBars::new())));
+    }
     let opts = options(&a);
     let voice = match (&a.clone_from, &a.clone_text) {
         (Some(wav), Some(text)) => {

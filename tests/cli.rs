@@ -31,15 +31,17 @@ fn fixture_text() -> String {
 fn say_greedy_writes_transformers_audio_and_a_reusable_prompt() {
     let dir = scratch("say");
     let (out, prompt) = (dir.join("out.wav"), dir.join("voice.npz"));
-    let status = bin()
+    let run = bin()
         .args(["say", "--model", MODEL, "--text", &fixture_text(), "--greedy", "--max-semantic-tokens", "24"])
         .arg("--out")
         .arg(&out)
         .arg("--save-prompt")
         .arg(&prompt)
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    // Off a terminal (stderr is a pipe here) there are no progress bars or notes: nothing at all.
+    assert!(run.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&run.stderr));
     let (samples, rate) = read_wav(&out).unwrap();
     assert_eq!(rate, 24_000);
     let want =

@@ -21,6 +21,7 @@
 use super::{check_voice, coarse, fine, semantic, Bark, GenerateOptions, Generation, VoicePrompt};
 use super::{COARSE_STREAM, FINE_STREAM, SEMANTIC_STREAM};
 use crate::ops::sampling::SampleSettings;
+use crate::progress::Stage;
 use crate::{Error, Result};
 
 fn check_batch(max_batch: usize) -> Result<()> {
@@ -63,7 +64,9 @@ impl Bark {
             .collect::<Result<Vec<_>>>()?;
         let settings = opts.semantic_settings();
         let mut rngs: Vec<_> = texts.iter().map(|_| opts.rng(SEMANTIC_STREAM, settings.temperature > 0.0)).collect();
-        semantic::generate(
+        let progress = self.reporter();
+        progress.start(Stage::Semantic, prompts.len() * opts.max_semantic_tokens);
+        let out = semantic::generate(
             &self.ctx,
             &self.semantic,
             &prompts,
@@ -71,7 +74,10 @@ impl Bark {
             opts.max_semantic_tokens,
             &mut rngs,
             max_batch,
-        )
+            progress,
+        )?;
+        progress.finish(Stage::Semantic);
+        Ok(out)
     }
 
     /// Semantic token sequences to interleaved coarse tokens, at most `max_batch` (>= 1) live at
@@ -95,7 +101,12 @@ impl Bark {
             .collect::<Result<Vec<_>>>()?;
         let base = opts.settings(opts.waveform_temp);
         let mut rngs: Vec<_> = jobs.iter().map(|_| opts.rng(COARSE_STREAM, base.temperature > 0.0)).collect();
-        coarse::generate(&self.ctx, &self.coarse, jobs, &base, opts.coarse_mask, &mut rngs, max_batch)
+        let progress = self.reporter();
+        progress.start(Stage::Coarse, jobs.iter().map(coarse::Job::total).sum());
+        let out =
+            coarse::generate(&self.ctx, &self.coarse, jobs, &base, opts.coarse_mask, &mut rngs, max_batch, progress)?;
+        progress.finish(Stage::Coarse);
+        Ok(out)
     }
 
     /// Interleaved coarse token sequences to `[codebook][frame]` codes of all 8 codebooks, the
@@ -122,7 +133,11 @@ impl Bark {
         let temperature = opts.fine_temperature();
         let samples = SampleSettings::fine(temperature).temperature > 0.0;
         let mut rngs: Vec<_> = jobs.iter().map(|_| opts.rng(FINE_STREAM, samples)).collect();
-        fine::generate(&self.ctx, &self.fine, jobs, temperature, &mut rngs, max_batch)
+        let progress = self.reporter();
+        progress.start(Stage::Fine, jobs.iter().map(fine::Job::total_runs).sum());
+        let out = fine::generate(&self.ctx, &self.fine, jobs, temperature, &mut rngs, max_batch, progress)?;
+        progress.finish(Stage::Fine);
+        Ok(out)
     }
 
     /// All four stages for several texts (each of at most 256 tokens), at most `max_batch`
@@ -138,15 +153,20 @@ impl Bark {
         let semantic = self.semantic_batch(texts, opts, voice, max_batch)?;
         let coarse = self.coarse_batch(&semantic, opts, voice, max_batch)?;
         let fine = self.fine_batch(&coarse, opts, voice, max_batch)?;
-        semantic
+        let progress = self.reporter();
+        progress.start(Stage::Decode, texts.len());
+        let out = semantic
             .into_iter()
             .zip(coarse)
             .zip(fine)
             .map(|((semantic, coarse), fine)| {
-                let audio = self.decode(&fine)?;
+                let audio = self.decode_quietly(&fine)?;
+                progress.advance(Stage::Decode, 1);
                 Ok(Generation { semantic, coarse, fine, audio })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        progress.finish(Stage::Decode);
+        Ok(out)
     }
 }
 
@@ -189,8 +209,18 @@ mod tests {
         let all = cache.free_pages();
         let step = DecodeStep::new(&b.ctx, &b.semantic, &cache, 2).unwrap();
         let mut rngs = vec![None, None, None];
-        let sem =
-            semantic::generate_in(&b.ctx, &b.semantic, &mut cache, &step, &prompts, &settings, 3, &mut rngs).unwrap();
+        let sem = semantic::generate_in(
+            &b.ctx,
+            &b.semantic,
+            &mut cache,
+            &step,
+            &prompts,
+            &settings,
+            3,
+            &mut rngs,
+            b.reporter(),
+        )
+        .unwrap();
         assert_eq!(sem.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3]);
         assert_eq!(cache.free_pages(), all, "semantic stage");
 
@@ -199,7 +229,8 @@ mod tests {
         let step = DecodeStep::new(&b.ctx, &b.coarse, &cache, 2).unwrap();
         let jobs = sem.iter().map(|s| coarse::Job::new(s, None).unwrap()).collect();
         let settings = coarse::codebook_settings(&b.coarse, &opts.settings(1.0), opts.coarse_mask);
-        let out = coarse::generate_in(&b.ctx, &b.coarse, &mut cache, &step, jobs, &settings, &mut rngs).unwrap();
+        let out = coarse::generate_in(&b.ctx, &b.coarse, &mut cache, &step, jobs, &settings, &mut rngs, b.reporter())
+            .unwrap();
         assert!(out.iter().all(|c| !c.is_empty()));
         assert_eq!(cache.free_pages(), all, "coarse stage");
     }

@@ -27,6 +27,7 @@ use crate::gpu::Context;
 use crate::kv::{PagedKvCache, SeqId};
 use crate::model::gpt::CausalGpt;
 use crate::ops::sampling::SampleSettings;
+use crate::progress::{Reporter, Stage};
 use crate::{Error, Result};
 
 /// Codebook 0 of the coarse tokens starts here (the semantic vocabulary's size).
@@ -129,6 +130,11 @@ impl Job {
         self.generated() >= self.max_len
     }
 
+    /// Coarse tokens this job makes in all.
+    pub fn total(&self) -> usize {
+        self.max_len
+    }
+
     /// The next window's prompt, `semantic[idx - 209 ..][..256]` (right-padded with 12048)
     /// `++ [12050] ++ coarse[-630..]`, and how many tokens the window makes; checked against a
     /// context of `block_size` positions.
@@ -181,6 +187,7 @@ pub(crate) fn codebook_settings(model: &CausalGpt, base: &SampleSettings, mask: 
 /// a window's end and a waiting job takes its row. `rngs[i]`: job `i`'s stream (one uniform
 /// per token when sampling). `base` gives temperature and filters; the allowed ranges are set
 /// here. Output `i` belongs to job `i`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn generate(
     ctx: &Context,
     model: &CausalGpt,
@@ -189,6 +196,7 @@ pub(crate) fn generate(
     mask: CoarseMask,
     rngs: &mut [Option<Rng>],
     max_batch: usize,
+    progress: &Reporter,
 ) -> Result<Vec<Vec<u32>>> {
     if max_batch == 0 {
         return Err(Error::Invalid("a batch of at most 0 sequences".into()));
@@ -203,7 +211,8 @@ pub(crate) fn generate(
     let mut cache = cache_for(ctx, model, max_batch.min(busy), model.config().block_size)?;
     let n_pages = cache.free_pages();
     let step = DecodeStep::new(ctx, model, &cache, cache.geometry().max_seqs as usize)?;
-    let out = generate_in(ctx, model, &mut cache, &step, jobs, &codebook_settings(model, base, mask), rngs)?;
+    let codebooks = codebook_settings(model, base, mask);
+    let out = generate_in(ctx, model, &mut cache, &step, jobs, &codebooks, rngs, progress)?;
     check_all_free(&cache, n_pages)?;
     Ok(out)
 }
@@ -220,6 +229,7 @@ struct Live {
 
 /// [`generate`] in a given cache (empty, room for `step.n_rows()` full sequences), which it
 /// leaves empty again.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn generate_in(
     ctx: &Context,
     model: &CausalGpt,
@@ -228,6 +238,7 @@ pub(crate) fn generate_in(
     jobs: Vec<Job>,
     codebooks: &[SampleSettings; 2],
     rngs: &mut [Option<Rng>],
+    progress: &Reporter,
 ) -> Result<Vec<Vec<u32>>> {
     let block_size = model.config().block_size;
     let mut done: Vec<Option<Vec<u32>>> = (0..jobs.len()).map(|_| None).collect();
@@ -269,6 +280,7 @@ pub(crate) fn generate_in(
             let busy: Vec<Option<&Live>> = rows.iter().map(|r| r.as_ref().filter(|l| l.left > 0)).collect();
             let uniforms = draw_uniforms(&busy, rngs, |l| l.index);
             let chosen = step.run(cache, &inputs, uniforms.as_deref())?;
+            progress.advance(Stage::Coarse, inputs.iter().flatten().count());
             for (row, &id) in rows.iter_mut().zip(&chosen) {
                 let Some(live) = row.as_mut().filter(|l| l.left > 0) else { continue };
                 live.job.push(id);

@@ -20,6 +20,7 @@ use crate::gpu::{Context, Tensor};
 use crate::graph::{Graph, Plan, Val};
 use crate::model::gpt::FineGpt;
 use crate::ops::sampling::{sample, SampleSettings, SamplerInputs};
+use crate::progress::{Reporter, Stage};
 use crate::{Error, Result};
 
 /// Frames the fine model sees at once.
@@ -83,6 +84,11 @@ impl Job {
         self.f.len() / self.n_cb
     }
 
+    /// Model runs this job takes: one per window and predicted codebook.
+    pub fn total_runs(&self) -> usize {
+        self.n_loops * (self.n_cb - N_COARSE_CODEBOOKS)
+    }
+
     pub fn is_done(&self) -> bool {
         self.next >= self.n_loops
     }
@@ -140,6 +146,7 @@ pub(crate) fn generate(
     temperature: Option<f32>,
     rngs: &mut [Option<Rng>],
     max_batch: usize,
+    progress: &Reporter,
 ) -> Result<Vec<Vec<Vec<u32>>>> {
     if max_batch == 0 {
         return Err(Error::Invalid("a batch of at most 0 sequences".into()));
@@ -189,6 +196,7 @@ pub(crate) fn generate(
             }
             let sampling = !greedy && live.iter().any(|&i| rngs[i].is_some());
             let preds = runner.run(ctx, cb, &window, sampling.then_some(uniforms.as_slice()))?;
+            progress.advance(Stage::Fine, live.len());
             for (&i, p) in live.iter().zip(preds.chunks(MAX_FINE_INPUT)) {
                 jobs[i].apply(cb, p);
             }

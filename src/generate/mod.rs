@@ -53,6 +53,7 @@ pub mod semantic;
 mod step;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use coarse::{coarse_codes, CoarseMask};
 pub use longform::{LongGeneration, PIECE_GAP_SECONDS};
@@ -64,6 +65,7 @@ use crate::model::gpt::{CausalGpt, FineGpt};
 use crate::model::BarkConfig;
 use crate::ops::embedding::check_ids;
 use crate::ops::sampling::{EosRule, SampleSettings, SamplingOrder};
+use crate::progress::{Progress, Reporter, Stage};
 use crate::text::{normalize_whitespace, semantic_text_window, TextTokenizer};
 use crate::weights::Weights;
 use crate::{Error, Result};
@@ -235,6 +237,7 @@ pub struct Bark {
     coarse: CausalGpt,
     fine: FineGpt,
     codec: EncodecDecoder,
+    progress: Reporter,
 }
 
 impl Bark {
@@ -263,7 +266,7 @@ impl Bark {
         // The codec is small (7 M parameters) and stays f32.
         let mut fetch = checkpoint_fetch(ctx, &weights);
         let codec = EncodecDecoder::load(ctx, &config.codec_config, fine_cfg.n_codes_total, &mut fetch)?;
-        Ok(Bark { ctx: ctx.clone(), config, tokenizer, semantic, coarse, fine, codec })
+        Ok(Bark { ctx: ctx.clone(), config, tokenizer, semantic, coarse, fine, codec, progress: Reporter::default() })
     }
 
     pub fn context(&self) -> &Context {
@@ -300,8 +303,27 @@ impl Bark {
         batch::only(self.fine_batch(&[coarse.to_vec()], opts, voice, 1)?)
     }
 
+    /// Where the stages report their progress from now on (`None`: nowhere, the default).
+    /// [`crate::progress::TerminalBars`] draws bars on a terminal.
+    pub fn set_progress(&mut self, progress: Option<Arc<dyn Progress>>) {
+        self.progress = Reporter::new(progress);
+    }
+
+    pub(crate) fn reporter(&self) -> &Reporter {
+        &self.progress
+    }
+
     /// `[codebook][frame]` codes (8 rows of equal length, each below 1024) to audio.
     pub fn decode(&self, fine: &[Vec<u32>]) -> Result<Audio> {
+        self.progress.start(Stage::Decode, 1);
+        let audio = self.decode_quietly(fine)?;
+        self.progress.advance(Stage::Decode, 1);
+        self.progress.finish(Stage::Decode);
+        Ok(audio)
+    }
+
+    /// [`Bark::decode`] without progress reports (for callers that report a batch of them).
+    pub(crate) fn decode_quietly(&self, fine: &[Vec<u32>]) -> Result<Audio> {
         let n_q = self.config.fine_acoustics_config.n_codes_total;
         let sample_rate = self.config.codec_config.sampling_rate as u32;
         if fine.len() != n_q {

@@ -14,6 +14,7 @@ use crate::gpu::Context;
 use crate::kv::{PagedKvCache, SeqId};
 use crate::model::gpt::CausalGpt;
 use crate::ops::sampling::SampleSettings;
+use crate::progress::{Reporter, Stage};
 use crate::text::MAX_TEXT_TOKENS;
 use crate::{Error, Result};
 
@@ -52,6 +53,7 @@ pub(crate) struct Prompt {
 /// next waiting prompt is prefilled and takes the row from the next step on). `rngs[i]` gives
 /// prompt `i` one uniform per step when sampling (`None` for greedy settings), so each
 /// sequence draws exactly what it would draw alone. Output `i` belongs to prompt `i`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn generate(
     ctx: &Context,
     model: &CausalGpt,
@@ -60,6 +62,7 @@ pub(crate) fn generate(
     max_tokens: usize,
     rngs: &mut [Option<Rng>],
     max_batch: usize,
+    progress: &Reporter,
 ) -> Result<Vec<Vec<u32>>> {
     check(model, prompts, max_tokens, rngs.len(), max_batch)?;
     if prompts.is_empty() {
@@ -70,7 +73,7 @@ pub(crate) fn generate(
     let mut cache = cache_for(ctx, model, max_batch.min(prompts.len()), positions)?;
     let n_pages = cache.free_pages();
     let step = DecodeStep::new(ctx, model, &cache, cache.geometry().max_seqs as usize)?;
-    let out = generate_in(ctx, model, &mut cache, &step, prompts, settings, max_tokens, rngs)?;
+    let out = generate_in(ctx, model, &mut cache, &step, prompts, settings, max_tokens, rngs, progress)?;
     check_all_free(&cache, n_pages)?;
     Ok(out)
 }
@@ -119,6 +122,7 @@ pub(crate) fn generate_in(
     settings: &SampleSettings,
     max_tokens: usize,
     rngs: &mut [Option<Rng>],
+    progress: &Reporter,
 ) -> Result<Vec<Vec<u32>>> {
     step.set_settings(settings)?;
     let mut done: Vec<Option<Vec<u32>>> = vec![None; prompts.len()];
@@ -138,6 +142,7 @@ pub(crate) fn generate_in(
         let inputs: Vec<_> = rows.iter().map(|r| r.as_ref().map(|l| (l.seq, l.next))).collect();
         let uniforms = draw_uniforms(&rows, rngs, |l| l.index);
         let chosen = step.run(cache, &inputs, uniforms.as_deref())?;
+        progress.advance(Stage::Semantic, inputs.iter().flatten().count());
         for (row, &id) in rows.iter_mut().zip(&chosen) {
             let Some(live) = row else { continue };
             live.out.push(id);
