@@ -22,8 +22,9 @@
 use super::rng::Rng;
 use super::semantic::draw_uniforms;
 use super::semantic::SEMANTIC_EOS;
-use super::step::{cache_for, check_all_free, prefill, DecodeStep};
+use super::step::{cache_for, check_all_free, prefill, DecodeStep, Feed};
 use crate::gpu::Context;
+use crate::graph::Run;
 use crate::kv::{PagedKvCache, SeqId};
 use crate::model::gpt::CausalGpt;
 use crate::ops::sampling::SampleSettings;
@@ -222,7 +223,7 @@ struct Live {
     index: usize,
     seq: SeqId,
     job: Job,
-    /// The token to feed next, and the tokens left in the current window.
+    /// The current window's first token (its prompt's last) and how many tokens it makes.
     next: u32,
     left: usize,
 }
@@ -272,20 +273,33 @@ pub(crate) fn generate_in(
         if rows.iter().all(Option::is_none) {
             break;
         }
+        // Step k + 1 is queued (feeding the GPU's own choice of step k) before step k is read.
         let window = rows.iter().flatten().map(|l| l.left).max().unwrap_or(0);
-        for k in 0..window {
-            step.set_settings(&codebooks[k % 2])?;
-            let inputs: Vec<_> =
-                rows.iter().map(|r| r.as_ref().filter(|l| l.left > 0).map(|l| (l.seq, l.next))).collect();
-            let busy: Vec<Option<&Live>> = rows.iter().map(|r| r.as_ref().filter(|l| l.left > 0)).collect();
-            let uniforms = draw_uniforms(&busy, rngs, |l| l.index);
-            let chosen = step.run(cache, &inputs, uniforms.as_deref())?;
-            progress.advance(Stage::Coarse, inputs.iter().flatten().count());
-            for (row, &id) in rows.iter_mut().zip(&chosen) {
-                let Some(live) = row.as_mut().filter(|l| l.left > 0) else { continue };
-                live.job.push(id);
-                (live.next, live.left) = (id, live.left - 1);
+        let mut in_flight: Option<(Run, Vec<bool>)> = None;
+        for k in 0..=window {
+            let next = if k < window {
+                step.set_settings(&codebooks[k % 2])?;
+                let busy: Vec<Option<&Live>> = rows.iter().map(|r| r.as_ref().filter(|l| k < l.left)).collect();
+                let inputs: Vec<_> = busy
+                    .iter()
+                    .map(|l| l.map(|l| (l.seq, if k == 0 { Feed::Token(l.next) } else { Feed::Chosen })))
+                    .collect();
+                let uniforms = draw_uniforms(&busy, rngs, |l| l.index);
+                let mask = busy.iter().map(Option::is_some).collect();
+                Some((step.submit(cache, &inputs, uniforms.as_deref())?, mask))
+            } else {
+                None
+            };
+            if let Some((run, mask)) = in_flight.take() {
+                let chosen = step.read(&run)?;
+                progress.advance(Stage::Coarse, mask.iter().filter(|&&b| b).count());
+                for ((row, &id), busy) in rows.iter_mut().zip(&chosen).zip(mask) {
+                    if let Some(live) = row.as_mut().filter(|_| busy) {
+                        live.job.push(id);
+                    }
+                }
             }
+            in_flight = next;
         }
     }
     Ok(done.into_iter().map(Option::unwrap_or_default).collect())

@@ -9,8 +9,9 @@
 //! step ([`generate`]); one prompt alone is a batch of one.
 
 use super::rng::Rng;
-use super::step::{cache_for, check_all_free, prefill, DecodeStep};
+use super::step::{cache_for, check_all_free, prefill, DecodeStep, Feed};
 use crate::gpu::Context;
+use crate::graph::Run;
 use crate::kv::{PagedKvCache, SeqId};
 use crate::model::gpt::CausalGpt;
 use crate::ops::sampling::SampleSettings;
@@ -101,17 +102,24 @@ fn check(model: &CausalGpt, prompts: &[Prompt], max_tokens: usize, n_rngs: usize
     Ok(())
 }
 
-/// A sequence being decoded: its prompt's index, its cache sequence, the token to feed next
-/// and its tokens so far.
+/// A sequence being decoded: its prompt's index, its cache sequence, its tokens so far, the
+/// steps submitted for it, and whether its next step is its first.
 struct Live {
     index: usize,
     seq: SeqId,
-    next: u32,
     out: Vec<u32>,
+    submitted: usize,
+    first: bool,
 }
 
 /// [`generate`] in a given cache (empty, room for `step.n_rows()` full sequences), which it
 /// leaves empty again. Arguments already checked.
+///
+/// One step is always in flight ahead of the host: step `k + 1` is queued (each row feeding the
+/// token the GPU chose for it in step `k`) before step `k` is read, so the GPU does not idle
+/// while the host reads. A row whose step `k` ends it (EOS) has one more step computed and
+/// dropped; its cache is freed and the row's next occupant never sees that result (results
+/// are matched to rows by prompt index).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn generate_in(
     ctx: &Context,
@@ -128,29 +136,55 @@ pub(crate) fn generate_in(
     let mut done: Vec<Option<Vec<u32>>> = vec![None; prompts.len()];
     let mut rows: Vec<Option<Live>> = (0..step.n_rows()).map(|_| None).collect();
     let mut waiting = 0..prompts.len();
+    // The step in flight and, per row, the prompt it was computing for.
+    let mut in_flight: Option<(Run, Vec<Option<usize>>)> = None;
     loop {
         for row in rows.iter_mut().filter(|r| r.is_none()) {
             let Some(index) = waiting.next() else { break };
             let seq = cache.add_sequence()?;
             let p = &prompts[index];
             prefill(ctx, model, cache, seq, &p.text, Some(&p.history))?;
-            *row = Some(Live { index, seq, next: SEMANTIC_INFER, out: Vec::with_capacity(max_tokens) });
+            *row = Some(Live { index, seq, out: Vec::with_capacity(max_tokens), submitted: 0, first: true });
         }
-        if rows.iter().all(Option::is_none) {
-            break;
+        // Queue the next step for every row that may still need a token.
+        let mut inputs = vec![None; rows.len()];
+        let mut tags = vec![None; rows.len()];
+        for (r, row) in rows.iter_mut().enumerate() {
+            let Some(live) = row.as_mut().filter(|l| l.submitted < max_tokens) else { continue };
+            let feed = if live.first { Feed::Token(SEMANTIC_INFER) } else { Feed::Chosen };
+            inputs[r] = Some((live.seq, feed));
+            tags[r] = Some(live.index);
+            (live.first, live.submitted) = (false, live.submitted + 1);
         }
-        let inputs: Vec<_> = rows.iter().map(|r| r.as_ref().map(|l| (l.seq, l.next))).collect();
-        let uniforms = draw_uniforms(&rows, rngs, |l| l.index);
-        let chosen = step.run(cache, &inputs, uniforms.as_deref())?;
-        progress.advance(Stage::Semantic, inputs.iter().flatten().count());
-        for (row, &id) in rows.iter_mut().zip(&chosen) {
-            let Some(live) = row else { continue };
-            live.out.push(id);
-            live.next = id;
-            if id == SEMANTIC_EOS || live.out.len() >= max_tokens {
-                cache.free(live.seq)?;
-                let live = row.take().expect("the row is busy");
-                done[live.index] = Some(live.out);
+        let next = if tags.iter().any(Option::is_some) {
+            let uniforms = draw_uniforms(&tags, rngs, |&i| i);
+            Some((step.submit(cache, &inputs, uniforms.as_deref())?, tags))
+        } else {
+            None
+        };
+        // Read the step before it and apply it to the rows still holding its sequences.
+        if let Some((run, tags)) = in_flight.take() {
+            let chosen = step.read(&run)?;
+            let mut applied = 0;
+            for ((row, &id), tag) in rows.iter_mut().zip(&chosen).zip(tags) {
+                let Some(live) = row.as_mut().filter(|l| Some(l.index) == tag) else { continue };
+                live.out.push(id);
+                applied += 1;
+                if id == SEMANTIC_EOS || live.out.len() >= max_tokens {
+                    cache.free(live.seq)?;
+                    let live = row.take().expect("the row is busy");
+                    done[live.index] = Some(live.out);
+                }
+            }
+            progress.advance(Stage::Semantic, applied);
+        }
+        in_flight = next;
+        if in_flight.is_none() {
+            if rows.iter().any(Option::is_some) {
+                return Err(Error::Gpu("internal: a semantic sequence neither ended nor asked for a token".into()));
+            }
+            if waiting.is_empty() {
+                break;
             }
         }
     }

@@ -7,7 +7,7 @@
 //! first token exactly as it picks the others.
 
 use crate::gpu::{Context, Tensor};
-use crate::graph::{Graph, Plan, Val};
+use crate::graph::{Graph, Plan, Run, Val};
 use crate::kv::{KvCacheConfig, PagedKvCache, SeqId, StepRows};
 use crate::model::gpt::CausalGpt;
 use crate::ops::embedding::{embed, embed_range};
@@ -86,11 +86,26 @@ pub(crate) fn prefill(
     plan.run()
 }
 
+/// What a busy row feeds at its next position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Feed {
+    /// This token: the first step of a sequence or of a window.
+    Token(u32),
+    /// The token this row chose in the previous run, which the GPU already copied into the
+    /// step's ids: so the next step can be queued before the host has read that token.
+    Chosen,
+}
+
 /// One token per row through `model`, each appended to its sequence's cache, and each row's
 /// sampled next token: one compiled plan for a fixed number of rows whose small inputs (ids,
 /// positions, step rows, sampler settings and uniforms) are rewritten before each run; only the
 /// chosen ids are read back. A row may be idle (no sequence): the kernels skip it and its
 /// output is ignored.
+///
+/// The plan copies the chosen ids into its own id inputs after each run, so a loop can submit
+/// step `k + 1` ([`Feed::Chosen`]) and only then read step `k` ([`DecodeStep::submit`],
+/// [`DecodeStep::read`]): the GPU never waits for the host's round trip. At most two runs may
+/// be unread at once.
 ///
 /// A row's result must not depend on how many rows share the step (a batched sequence must
 /// decode exactly as it does alone). `linear` runs up to [`GEMV_MAX_M`] rows as a GEMV whose
@@ -134,6 +149,7 @@ impl DecodeStep {
             let (settings, uniforms) = (g.input(sampler.settings()), g.input(sampler.uniforms()));
             let s = sample(&mut g, logits, settings, uniforms)?;
             g.readback(s.ids);
+            g.copy(s.ids, i)?;
             groups.push(RowGroup { ids, positions, rows, sampler, chosen: s.ids });
         }
         let plan = g.compile()?;
@@ -153,15 +169,14 @@ impl DecodeStep {
         Ok(())
     }
 
-    /// Feeds each busy row's `(seq, id)` at the next position of `seq` (reserving it) and
-    /// returns every row's chosen token (idle rows: meaningless). `uniforms` (one per row, in
-    /// `[0, 1)`) are written only when given: greedy settings do not read them.
-    pub fn run(
+    /// Queues one step without waiting: each busy row's `(seq, feed)` at the next position of
+    /// `seq` (reserving it). Read its tokens with [`DecodeStep::read`].
+    pub fn submit(
         &self,
         cache: &mut PagedKvCache,
-        inputs: &[Option<(SeqId, u32)>],
+        inputs: &[Option<(SeqId, Feed)>],
         uniforms: Option<&[f32]>,
-    ) -> Result<Vec<u32>> {
+    ) -> Result<Run> {
         let n_rows = self.n_rows();
         if inputs.len() != n_rows || uniforms.is_some_and(|u| u.len() != n_rows) {
             return Err(Error::Invalid(format!("{} inputs for a step of {n_rows} rows", inputs.len())));
@@ -169,28 +184,36 @@ impl DecodeStep {
         for (k, gr) in self.groups.iter().enumerate() {
             let span = k * GEMV_MAX_M..k * GEMV_MAX_M + gr.rows.n_rows();
             let mut rows = Vec::with_capacity(span.len());
-            let (mut ids, mut positions) = (vec![0; span.len()], vec![0; span.len()]);
+            let mut positions = vec![0; span.len()];
             for (r, input) in inputs[span.clone()].iter().enumerate() {
                 rows.push(match *input {
-                    Some((seq, id)) => {
+                    Some((seq, feed)) => {
                         let pos = cache.reserve(seq, 1)?.start;
-                        (ids[r], positions[r]) = (id, pos as u32);
+                        positions[r] = pos as u32;
+                        // Only given tokens are written, word by word: the other rows' ids are
+                        // the GPU's copy of their last choice and must stay.
+                        if let Feed::Token(id) = feed {
+                            gr.ids.write_words_at(&self.ctx, r, &[id])?;
+                        }
                         Some((seq, pos))
                     }
                     None => None,
                 });
             }
             gr.rows.set(cache, &rows)?;
-            gr.ids.write_words(&self.ctx, &ids)?;
             gr.positions.write_words(&self.ctx, &positions)?;
             if let Some(u) = uniforms {
                 gr.sampler.set_uniforms(&self.ctx, &u[span])?;
             }
         }
-        self.plan.run()?;
-        let mut out = Vec::with_capacity(n_rows);
+        self.plan.submit()
+    }
+
+    /// Every row's chosen token of a submitted step (waits for that step only).
+    pub fn read(&self, run: &Run) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(self.n_rows());
         for gr in &self.groups {
-            let words = self.plan.read_words(gr.chosen)?;
+            let words = self.plan.read_run(gr.chosen, run)?;
             if words.len() != gr.rows.n_rows() {
                 return Err(Error::Gpu(format!(
                     "the sampler returned {} ids for {} rows",

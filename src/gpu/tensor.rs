@@ -150,11 +150,16 @@ impl Tensor {
 
     /// Overwrites the leading words of the buffer (no conversion).
     pub fn write_words(&self, ctx: &Context, words: &[u32]) -> Result<()> {
-        if words.len() as u64 * 4 > self.buffer().size() {
-            return Err(Error::Invalid(format!("{} words do not fit in {:?}", words.len(), self)));
+        self.write_words_at(ctx, 0, words)
+    }
+
+    /// Overwrites words `at..at + words.len()` of the buffer (no conversion).
+    pub fn write_words_at(&self, ctx: &Context, at: usize, words: &[u32]) -> Result<()> {
+        if (at + words.len()) as u64 * 4 > self.buffer().size() {
+            return Err(Error::Invalid(format!("{} words at {at} do not fit in {:?}", words.len(), self)));
         }
         if !words.is_empty() {
-            ctx.queue().write_buffer(self.buffer(), 0, bytemuck::cast_slice(words));
+            ctx.queue().write_buffer(self.buffer(), at as u64 * 4, bytemuck::cast_slice(words));
             ctx.note_upload(words.len() as u64 * 4)?;
         }
         Ok(())
