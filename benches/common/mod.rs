@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 
 /// `benches/configs.json`: one source of truth for the sizes.
 const CONFIGS: &str = include_str!("../configs.json");
+/// The fixture's tokenizer (Bark's BERT vocabulary).
+const TOKENIZER: &[u8] = include_bytes!("../../tests/fixtures/tiny/tokenizer.json");
 
 /// One configuration of `configs.json`.
 #[derive(Clone, Debug)]
@@ -96,8 +98,8 @@ pub fn random_model_dir(spec: &ModelSpec, tag: &str, with_tokenizer: bool) -> st
     dir.tensors = tensors.len();
     dir.checkpoint_bytes = write_checkpoint(&dir.path.join("model.safetensors"), &tensors)?;
     if with_tokenizer {
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/tokenizer.json");
-        std::fs::copy(fixture, dir.path.join("tokenizer.json"))?;
+        // Embedded, so a bench binary carried to another machine (a GPU box) needs no checkout.
+        std::fs::write(dir.path.join("tokenizer.json"), TOKENIZER)?;
     }
     Ok(dir)
 }

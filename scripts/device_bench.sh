@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The speed suite on a GPU machine, ours and transformers' back to back (../shared/benchmarking.md).
+#
+# Prepare on the build machine (once per session; the GPU box has no Rust and no network):
+#   echo /.gl/ >> .git/info/exclude; echo /.bin/ >> .git/info/exclude
+#   (Vulkan loader debs into .gl/: see the device tool's README)
+#   cargo bench --no-run --bench kernels --bench pipeline   # release bench binaries
+#   cargo build --release
+#   mkdir -p .bin && cp target/release/bark-wgpu .bin/ &&
+#     for b in kernels pipeline; do cp "$(ls -t target/release/deps/$b-* | grep -v '\.d$' | head -1)" .bin/$b; done
+# Then on the GPU box, from the repository root (carry .gl and .bin):
+#   bash scripts/device_bench.sh "$OUT"            # all of it (about 10-20 minutes on an H100)
+#   STEPS=pipeline bash scripts/device_bench.sh "$OUT"   # or some of: devices kernels pipeline transformers
+# Results: OUTDIR/{devices,kernels,pipeline,transformers}.txt and the benches' JSON.
+
+set -uo pipefail
+out=${1:?usage: device_bench.sh OUTDIR}
+steps=${STEPS:-devices kernels pipeline transformers}
+mkdir -p "$out"
+
+if ! ldconfig -p | grep -q libvulkan; then
+    for f in .gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+fi
+if [ -e /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+    export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+fi
+export CARGO_TARGET_DIR=$out   # where the benches write their JSON
+
+for step in $steps; do
+    echo "== $step ($(date -u +%H:%M:%S))"
+    case $step in
+        devices) .bin/bark-wgpu devices 2>&1 | tee "$out/devices.txt" ;;
+        kernels) .bin/kernels --bench 2>&1 | tee "$out/kernels.txt" ;;
+        pipeline)
+            BENCH_MODEL=${BENCH_MODEL:-small,large} BENCH_BATCH=${BENCH_BATCH:-1,16} \
+                BENCH_JSON=$out/pipeline.json .bin/pipeline --bench 2>&1 | tee "$out/pipeline.txt" ;;
+        transformers)
+            PYTHONUNBUFFERED=1 python3 scripts/bench_transformers.py --model "${BENCH_MODEL:-small,large}" \
+                --batch "${BENCH_BATCH:-1,16}" --json "$out/transformers.json" 2>&1 | tee "$out/transformers.txt" ;;
+        *) echo "unknown step $step" >&2; exit 2 ;;
+    esac
+done
