@@ -10,18 +10,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use bark_wgpu::generate::{Bark, GenerateOptions, LoadOptions, VoicePrompt};
 use bark_wgpu::ops::matmul::{linear, Epilogue};
-use bark_wgpu::weights::WeightSource;
 use bark_wgpu::{DType, Graph, Tensor};
+use common::generation::{dir, ids, rows, voice};
 use common::{ctx, Rng};
-
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")
-}
 
 fn bark() -> &'static Bark {
     static BARK: OnceLock<Bark> = OnceLock::new();
@@ -30,29 +26,6 @@ fn bark() -> &'static Bark {
         let opts = LoadOptions { tokenizer: Some(tokenizer), ..LoadOptions::default() };
         Bark::load_on(ctx(), dir(), &opts).unwrap()
     })
-}
-
-fn fixture() -> &'static WeightSource {
-    static F: OnceLock<WeightSource> = OnceLock::new();
-    F.get_or_init(|| WeightSource::open(dir().join("generation.safetensors")).unwrap())
-}
-
-fn ids(name: &str) -> Vec<u32> {
-    fixture().to_i64(name).unwrap().into_iter().map(|v| u32::try_from(v).unwrap()).collect()
-}
-
-fn rows(name: &str, n: usize) -> Vec<Vec<u32>> {
-    let all = ids(name);
-    all.chunks(all.len() / n).map(<[u32]>::to_vec).collect()
-}
-
-/// The voice prompt of the parity fixture (40 semantic tokens, 60 frames).
-fn voice() -> VoicePrompt {
-    VoicePrompt {
-        semantic: ids("prompt.semantic_prompt"),
-        coarse: rows("prompt.coarse_prompt", 2),
-        fine: rows("prompt.fine_prompt", 8),
-    }
 }
 
 const TEXTS: [&str; 5] = [

@@ -5,16 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
-use bark_wgpu::generate::{Bark, CoarseMask, GenerateOptions, LoadOptions, VoicePrompt};
-use bark_wgpu::weights::WeightSource;
+use bark_wgpu::generate::{Bark, CoarseMask, GenerateOptions, LoadOptions};
+use common::generation::{dir, fixture, ids, voice};
 use common::{assert_close, ctx};
-
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")
-}
 
 fn load(file: &str) -> Bark {
     let opts = LoadOptions {
@@ -31,20 +27,6 @@ fn bark() -> &'static Bark {
     BARK.get_or_init(|| load("model.safetensors"))
 }
 
-fn fixture() -> &'static WeightSource {
-    static F: OnceLock<WeightSource> = OnceLock::new();
-    F.get_or_init(|| WeightSource::open(dir().join("generation.safetensors")).unwrap())
-}
-
-fn ids(name: &str) -> Vec<u32> {
-    fixture().to_i64(name).unwrap().into_iter().map(|v| u32::try_from(v).unwrap()).collect()
-}
-
-fn rows(name: &str, n: usize) -> Vec<Vec<u32>> {
-    let all = ids(name);
-    all.chunks(all.len() / n).map(<[u32]>::to_vec).collect()
-}
-
 fn text() -> String {
     let json = std::fs::read_to_string(dir().join("generation.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -55,14 +37,6 @@ fn semantic_cap() -> usize {
     let json = std::fs::read_to_string(dir().join("generation.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     v["semantic_max_new_tokens"].as_u64().unwrap() as usize
-}
-
-fn voice() -> VoicePrompt {
-    VoicePrompt {
-        semantic: ids("prompt.semantic_prompt"),
-        coarse: rows("prompt.coarse_prompt", 2),
-        fine: rows("prompt.fine_prompt", 8),
-    }
 }
 
 fn greedy() -> GenerateOptions {

@@ -1,6 +1,8 @@
 //! Shared by the kernel tests: one device per test binary, seeded random data, comparisons.
 #![allow(dead_code)]
 
+pub mod generation;
+
 use std::sync::OnceLock;
 
 use bark_wgpu::{Context, ContextOptions};
