@@ -21,14 +21,15 @@
 use super::{check_voice, coarse, fine, semantic, Bark, GenerateOptions, Generation, VoicePrompt};
 use super::{COARSE_STREAM, FINE_STREAM, SEMANTIC_STREAM};
 use crate::ops::sampling::SampleSettings;
-use crate::progress::Stage;
+use crate::progress::{Reporter, Stage};
 use crate::{Error, Result};
 
-fn check_batch(max_batch: usize) -> Result<()> {
+/// What every batch entry point checks first: a batch size of at least 1 and a usable voice.
+fn check_inputs(max_batch: usize, voice: Option<&VoicePrompt>) -> Result<()> {
     if max_batch == 0 {
         return Err(Error::Invalid("max_batch is 0; at least 1 sequence must be live at once".into()));
     }
-    Ok(())
+    voice.map_or(Ok(()), check_voice)
 }
 
 /// Names the input an error is about when there are several.
@@ -40,6 +41,20 @@ fn about_item(i: usize, n: usize, what: &str) -> impl FnOnce(Error) -> Error + '
 }
 
 impl Bark {
+    /// Runs one stage between its progress start (with `total` units) and finish.
+    pub(super) fn in_stage<T>(
+        &self,
+        stage: Stage,
+        total: usize,
+        run: impl FnOnce(&Reporter) -> Result<T>,
+    ) -> Result<T> {
+        let progress = self.reporter();
+        progress.start(stage, total);
+        let out = run(progress)?;
+        progress.finish(stage);
+        Ok(out)
+    }
+
     /// Texts to semantic tokens, at most `max_batch` (>= 1) sequences live at once. Output `i`
     /// belongs to `texts[i]` and equals [`Bark::semantic`] of it.
     pub fn semantic_batch(
@@ -49,10 +64,7 @@ impl Bark {
         voice: Option<&VoicePrompt>,
         max_batch: usize,
     ) -> Result<Vec<Vec<u32>>> {
-        check_batch(max_batch)?;
-        if let Some(v) = voice {
-            check_voice(v)?;
-        }
+        check_inputs(max_batch, voice)?;
         let history = semantic::history_window(voice.map(|v| v.semantic.as_slice()));
         let prompts = texts
             .iter()
@@ -64,20 +76,11 @@ impl Bark {
             .collect::<Result<Vec<_>>>()?;
         let settings = opts.semantic_settings();
         let mut rngs: Vec<_> = texts.iter().map(|_| opts.rng(SEMANTIC_STREAM, settings.temperature > 0.0)).collect();
-        let progress = self.reporter();
-        progress.start(Stage::Semantic, prompts.len() * opts.max_semantic_tokens);
-        let out = semantic::generate(
-            &self.ctx,
-            &self.semantic,
-            &prompts,
-            &settings,
-            opts.max_semantic_tokens,
-            &mut rngs,
-            max_batch,
-            progress,
-        )?;
-        progress.finish(Stage::Semantic);
-        Ok(out)
+        let max_tokens = opts.max_semantic_tokens;
+        self.in_stage(Stage::Semantic, prompts.len() * max_tokens, |progress| {
+            let model = &self.semantic;
+            semantic::generate(&self.ctx, model, &prompts, &settings, max_tokens, &mut rngs, max_batch, progress)
+        })
     }
 
     /// Semantic token sequences to interleaved coarse tokens, at most `max_batch` (>= 1) live at
@@ -89,10 +92,7 @@ impl Bark {
         voice: Option<&VoicePrompt>,
         max_batch: usize,
     ) -> Result<Vec<Vec<u32>>> {
-        check_batch(max_batch)?;
-        if let Some(v) = voice {
-            check_voice(v)?;
-        }
+        check_inputs(max_batch, voice)?;
         let history = voice.map(|v| (v.semantic.as_slice(), v.coarse.as_slice()));
         let jobs = semantic
             .iter()
@@ -101,12 +101,9 @@ impl Bark {
             .collect::<Result<Vec<_>>>()?;
         let base = opts.settings(opts.waveform_temp);
         let mut rngs: Vec<_> = jobs.iter().map(|_| opts.rng(COARSE_STREAM, base.temperature > 0.0)).collect();
-        let progress = self.reporter();
-        progress.start(Stage::Coarse, jobs.iter().map(coarse::Job::total).sum());
-        let out =
-            coarse::generate(&self.ctx, &self.coarse, jobs, &base, opts.coarse_mask, &mut rngs, max_batch, progress)?;
-        progress.finish(Stage::Coarse);
-        Ok(out)
+        self.in_stage(Stage::Coarse, jobs.iter().map(coarse::Job::total).sum(), |progress| {
+            coarse::generate(&self.ctx, &self.coarse, jobs, &base, opts.coarse_mask, &mut rngs, max_batch, progress)
+        })
     }
 
     /// Interleaved coarse token sequences to `[codebook][frame]` codes of all 8 codebooks, the
@@ -119,10 +116,7 @@ impl Bark {
         voice: Option<&VoicePrompt>,
         max_batch: usize,
     ) -> Result<Vec<Vec<Vec<u32>>>> {
-        check_batch(max_batch)?;
-        if let Some(v) = voice {
-            check_voice(v)?;
-        }
+        check_inputs(max_batch, voice)?;
         let n_cb = self.fine.config().n_codes_total;
         let history = voice.map(|v| v.fine.as_slice());
         let jobs = coarse
@@ -133,11 +127,9 @@ impl Bark {
         let temperature = opts.fine_temperature();
         let samples = SampleSettings::fine(temperature).temperature > 0.0;
         let mut rngs: Vec<_> = jobs.iter().map(|_| opts.rng(FINE_STREAM, samples)).collect();
-        let progress = self.reporter();
-        progress.start(Stage::Fine, jobs.iter().map(fine::Job::total_runs).sum());
-        let out = fine::generate(&self.ctx, &self.fine, jobs, temperature, &mut rngs, max_batch, progress)?;
-        progress.finish(Stage::Fine);
-        Ok(out)
+        self.in_stage(Stage::Fine, jobs.iter().map(fine::Job::total_runs).sum(), |progress| {
+            fine::generate(&self.ctx, &self.fine, jobs, temperature, &mut rngs, max_batch, progress)
+        })
     }
 
     /// All four stages for several texts (each of at most 256 tokens), at most `max_batch`
@@ -153,20 +145,18 @@ impl Bark {
         let semantic = self.semantic_batch(texts, opts, voice, max_batch)?;
         let coarse = self.coarse_batch(&semantic, opts, voice, max_batch)?;
         let fine = self.fine_batch(&coarse, opts, voice, max_batch)?;
-        let progress = self.reporter();
-        progress.start(Stage::Decode, texts.len());
-        let out = semantic
-            .into_iter()
-            .zip(coarse)
-            .zip(fine)
-            .map(|((semantic, coarse), fine)| {
-                let audio = self.decode_quietly(&fine)?;
-                progress.advance(Stage::Decode, 1);
-                Ok(Generation { semantic, coarse, fine, audio })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        progress.finish(Stage::Decode);
-        Ok(out)
+        self.in_stage(Stage::Decode, texts.len(), |progress| {
+            semantic
+                .into_iter()
+                .zip(coarse)
+                .zip(fine)
+                .map(|((semantic, coarse), fine)| {
+                    let audio = self.decode_quietly(&fine)?;
+                    progress.advance(Stage::Decode, 1);
+                    Ok(Generation { semantic, coarse, fine, audio })
+                })
+                .collect()
+        })
     }
 }
 

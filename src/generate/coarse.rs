@@ -199,9 +199,6 @@ pub(crate) fn generate(
     max_batch: usize,
     progress: &Reporter,
 ) -> Result<Vec<Vec<u32>>> {
-    if max_batch == 0 {
-        return Err(Error::Invalid("a batch of at most 0 sequences".into()));
-    }
     if rngs.len() != jobs.len() {
         return Err(Error::Invalid(format!("{} random streams for {} coarse jobs", rngs.len(), jobs.len())));
     }

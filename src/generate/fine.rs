@@ -148,9 +148,6 @@ pub(crate) fn generate(
     max_batch: usize,
     progress: &Reporter,
 ) -> Result<Vec<Vec<Vec<u32>>>> {
-    if max_batch == 0 {
-        return Err(Error::Invalid("a batch of at most 0 sequences".into()));
-    }
     if rngs.len() != jobs.len() {
         return Err(Error::Invalid(format!("{} random streams for {} fine jobs", rngs.len(), jobs.len())));
     }
@@ -164,7 +161,7 @@ pub(crate) fn generate(
     }
     let settings = SampleSettings::fine(temperature);
     let greedy = settings.temperature <= 0.0;
-    let slots = max_batch.min(busy).min(max_rows_in_binding(ctx, model));
+    let slots = max_batch.max(1).min(busy).min(max_rows_in_binding(ctx, model));
     // One runner per batch size met (the last rounds may hold fewer sequences).
     let mut runners: Vec<Option<FineRunner>> = (0..=slots).map(|_| None).collect();
     let mut waiting = (0..jobs.len()).filter(|&i| !jobs[i].is_done()).collect::<Vec<_>>().into_iter();

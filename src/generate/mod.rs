@@ -315,11 +315,11 @@ impl Bark {
 
     /// `[codebook][frame]` codes (8 rows of equal length, each below 1024) to audio.
     pub fn decode(&self, fine: &[Vec<u32>]) -> Result<Audio> {
-        self.progress.start(Stage::Decode, 1);
-        let audio = self.decode_quietly(fine)?;
-        self.progress.advance(Stage::Decode, 1);
-        self.progress.finish(Stage::Decode);
-        Ok(audio)
+        self.in_stage(Stage::Decode, 1, |progress| {
+            let audio = self.decode_quietly(fine)?;
+            progress.advance(Stage::Decode, 1);
+            Ok(audio)
+        })
     }
 
     /// [`Bark::decode`] without progress reports (for callers that report a batch of them).

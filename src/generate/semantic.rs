@@ -65,7 +65,7 @@ pub(crate) fn generate(
     max_batch: usize,
     progress: &Reporter,
 ) -> Result<Vec<Vec<u32>>> {
-    check(model, prompts, max_tokens, rngs.len(), max_batch)?;
+    check(model, prompts, max_tokens, rngs.len())?;
     if prompts.is_empty() {
         return Ok(Vec::new());
     }
@@ -79,10 +79,7 @@ pub(crate) fn generate(
     Ok(out)
 }
 
-fn check(model: &CausalGpt, prompts: &[Prompt], max_tokens: usize, n_rngs: usize, max_batch: usize) -> Result<()> {
-    if max_batch == 0 {
-        return Err(Error::Invalid("a batch of at most 0 sequences".into()));
-    }
+fn check(model: &CausalGpt, prompts: &[Prompt], max_tokens: usize, n_rngs: usize) -> Result<()> {
     if n_rngs != prompts.len() {
         return Err(Error::Invalid(format!("{n_rngs} random streams for {} prompts", prompts.len())));
     }
