@@ -39,7 +39,7 @@ fn load(dir: &Path, dtype: DType) {
     let codec = EncodecDecoder::load(&ctx, &cfg.codec_config, n_q, &mut fetch).expect("codec");
     ctx.wait().expect("wait");
     let secs = t.elapsed().as_secs_f64();
-    let gpu = ctx.stats().bytes_created;
+    let gpu = ctx.stats().bytes_live;
     drop((semantic, coarse, fine, codec));
     let mb = |b: u64| b as f64 / 1e6;
     println!(

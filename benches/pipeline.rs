@@ -160,7 +160,7 @@ fn env_usize(key: &str) -> Option<usize> {
     std::env::var(key).ok().map(|v| v.trim().parse().unwrap_or_else(|_| panic!("{key}={v} is not a count")))
 }
 
-const HEADER: &str = "| model | dtype | batch | semantic tokens | prefill ms | semantic tok/s | semantic GB/s | coarse tokens | coarse tok/s | coarse GB/s | fine frames | fine frames/s | fine GFLOP/s | samples | codec samples/s | end-to-end s | RTF | GPU MB weights / all |";
+const HEADER: &str = "| model | dtype | batch | semantic tokens | prefill ms | semantic tok/s | semantic GB/s | coarse tokens | coarse tok/s | coarse GB/s | fine frames | fine frames/s | fine GFLOP/s | samples | codec samples/s | end-to-end s | RTF | GPU MB weights / peak |";
 
 /// One table row and its JSON.
 fn report(spec: &ModelSpec, dtype: &str, batch: usize, m: &StageTimes, mem: (u64, u64)) -> (String, Value) {
@@ -202,7 +202,7 @@ fn report(spec: &ModelSpec, dtype: &str, batch: usize, m: &StageTimes, mem: (u64
         "fine_frames": m.fine_frames, "fine_s": m.fine_s, "fine_frames_per_s": fine_rate,
         "fine_flops": fine_flops, "codec_samples": m.samples, "codec_s": m.codec_s,
         "codec_samples_per_s": codec_rate, "end_to_end_s": e2e, "audio_s": m.samples as f64 / SAMPLE_RATE,
-        "rtf": rtf, "gpu_weight_bytes": mem.0, "gpu_bytes_created": mem.1,
+        "rtf": rtf, "gpu_weight_bytes": mem.0, "gpu_peak_bytes": mem.1,
     });
     (row, json)
 }
@@ -221,13 +221,14 @@ fn bench_model(
     let load = LoadOptions { f16: dtype == "f16", ..LoadOptions::default() };
     let bark = Bark::load_on(&ctx, dir, &load).expect("load the random model");
     ctx.wait().expect("wait");
-    let weights = ctx.stats().bytes_created;
+    let weights = ctx.stats().bytes_live;
     eprintln!("  {} {dtype}: loaded in {:.1} s", spec.name, t.elapsed().as_secs_f64());
     let opts =
         GenerateOptions { max_semantic_tokens: sem_tokens, min_eos_p: None, seed: 7, ..GenerateOptions::default() };
     let mut out = Vec::new();
     for &batch in batches {
         let texts = vec![TEXT; batch];
+        ctx.reset_peak();
         let t = Instant::now();
         if let Err(e) = run_stages(&bark, &texts, &opts) {
             println!("| {} | {dtype} | {batch} | {e} |", spec.name);
@@ -236,7 +237,7 @@ fn bench_model(
         eprintln!("  batch {batch}: warm-up {:.1} s, {runs} timed runs", t.elapsed().as_secs_f64());
         let times: Vec<StageTimes> =
             (0..runs).map(|_| run_stages(&bark, &texts, &opts).expect("a run after a good warm-up")).collect();
-        let (row, json) = report(spec, dtype, batch, &median_times(&times), (weights, ctx.stats().bytes_created));
+        let (row, json) = report(spec, dtype, batch, &median_times(&times), (weights, ctx.stats().bytes_peak));
         println!("{row}");
         out.push((row, json));
     }
@@ -260,8 +261,10 @@ fn main() {
     println!("adapter: {} ({}, {}), driver: {}", a.name, a.backend, a.device_type, a.driver);
     println!("features: shader_f16={} subgroup={}; {date}, commit {commit}", a.shader_f16, a.subgroup);
     println!("median of {runs} runs after a warm-up; sampled (0.7/0.7/0.5), min_eos_p off, seed 7");
-    println!("GPU MB: bytes of GPU buffers created (weights after loading / everything by the end: caches, pooled");
-    println!("intermediates, staging); buffers are never counted twice, so 'all' bounds peak GPU memory from above.\n");
+    println!("GPU MB: bytes of the GPU buffers the crate holds: the weights after loading / the most at any moment of");
+    println!(
+        "this batch size's runs (weights, KV caches, intermediates, staging; what the driver adds is not counted).\n"
+    );
 
     let mut results = Vec::new();
     let mut rows = Vec::new();

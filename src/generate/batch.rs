@@ -41,7 +41,9 @@ fn about_item(i: usize, n: usize, what: &str) -> impl FnOnce(Error) -> Error + '
 }
 
 impl Bark {
-    /// Runs one stage between its progress start (with `total` units) and finish.
+    /// Runs one stage between its progress start (with `total` units) and finish, then frees
+    /// the intermediates its plans left in the pool: the next stage's sizes differ, so keeping
+    /// them would only raise the peak GPU memory to the sum of the stages instead of the largest.
     pub(super) fn in_stage<T>(
         &self,
         stage: Stage,
@@ -50,7 +52,9 @@ impl Bark {
     ) -> Result<T> {
         let progress = self.reporter();
         progress.start(stage, total);
-        let out = run(progress)?;
+        let out = run(progress);
+        self.ctx.trim_pool();
+        let out = out?;
         progress.finish(stage);
         Ok(out)
     }
@@ -151,7 +155,10 @@ impl Bark {
                 .zip(coarse)
                 .zip(fine)
                 .map(|((semantic, coarse), fine)| {
-                    let audio = self.decode_quietly(&fine)?;
+                    let audio = self.decode_quietly(&fine);
+                    // Each length has its own intermediates: free one text's before the next.
+                    self.ctx.trim_pool();
+                    let audio = audio?;
                     progress.advance(Stage::Decode, 1);
                     Ok(Generation { semantic, coarse, fine, audio })
                 })

@@ -58,6 +58,9 @@ impl AdapterSummary {
 pub(crate) struct Counters {
     pub buffers_created: AtomicU64,
     pub bytes_created: AtomicU64,
+    /// Bytes of buffers that exist now (in use or idle in the pool), and the most there were.
+    pub bytes_live: AtomicU64,
+    pub bytes_peak: AtomicU64,
     /// Bytes queued by `write_buffer` since the last flush (see `Context::note_upload`).
     pub pending_upload: AtomicU64,
     pub pipelines_created: AtomicU64,
@@ -70,6 +73,11 @@ pub struct Stats {
     pub buffers_created: u64,
     /// Bytes of all buffers ever created (weights, caches, pooled intermediates, staging).
     pub bytes_created: u64,
+    /// Bytes of the buffers that exist now: held by tensors, plans and caches, or idle in the
+    /// pool until [`Context::trim_pool`].
+    pub bytes_live: u64,
+    /// The most `bytes_live` has been since the context was made or [`Context::reset_peak`].
+    pub bytes_peak: u64,
     pub pipelines_created: u64,
     pub bind_groups_created: u64,
 }
@@ -217,6 +225,8 @@ impl Context {
         Stats {
             buffers_created: c.buffers_created.load(Ordering::Relaxed),
             bytes_created: c.bytes_created.load(Ordering::Relaxed),
+            bytes_live: c.bytes_live.load(Ordering::Relaxed),
+            bytes_peak: c.bytes_peak.load(Ordering::Relaxed),
             pipelines_created: c.pipelines_created.load(Ordering::Relaxed),
             bind_groups_created: c.bind_groups_created.load(Ordering::Relaxed),
         }
@@ -244,13 +254,38 @@ impl Context {
         self.inner.counters.buffers_created.fetch_add(1, Ordering::Relaxed);
         // Round to 4 bytes: copies and mappings need it; storage bindings see the logical size.
         let size = size.max(4).div_ceil(4) * 4;
-        self.inner.counters.bytes_created.fetch_add(size, Ordering::Relaxed);
+        let c = &self.inner.counters;
+        c.bytes_created.fetch_add(size, Ordering::Relaxed);
+        let live = c.bytes_live.fetch_add(size, Ordering::Relaxed) + size;
+        c.bytes_peak.fetch_max(live, Ordering::Relaxed);
         Ok(self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage,
             mapped_at_creation: false,
         }))
+    }
+
+    /// Destroys a buffer made by [`Context::create_buffer`] now (not when wgpu gets round to
+    /// it) and takes it off the live count.
+    pub(crate) fn destroy_buffer(&self, buffer: wgpu::Buffer) {
+        self.inner.counters.bytes_live.fetch_sub(buffer.size(), Ordering::Relaxed);
+        buffer.destroy();
+    }
+
+    /// Frees every idle buffer of the pool. The pool keeps a finished plan's intermediates for
+    /// the next plan of the same sizes; between stages (whose sizes differ) that would only add
+    /// each stage's intermediates to the next one's peak, so `Bark` trims after every stage.
+    pub fn trim_pool(&self) {
+        for buffer in self.inner.pool.drain() {
+            self.destroy_buffer(buffer);
+        }
+    }
+
+    /// Starts a new peak: [`Stats::bytes_peak`] becomes the bytes live now.
+    pub fn reset_peak(&self) {
+        let c = &self.inner.counters;
+        c.bytes_peak.store(c.bytes_live.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// Records `bytes` queued with `Queue::write_buffer`; past 64 MB, submits and waits so wgpu

@@ -17,4 +17,8 @@ impl BufferPool {
         let key = (buffer.size(), buffer.usage());
         self.free.lock().unwrap().entry(key).or_default().push(buffer);
     }
+    /// Every idle buffer, leaving the pool empty.
+    pub fn drain(&self) -> Vec<wgpu::Buffer> {
+        self.free.lock().unwrap().drain().flat_map(|(_, v)| v).collect()
+    }
 }

@@ -39,10 +39,12 @@ impl DType {
 pub(crate) const USAGE: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
-/// A buffer that goes back to the context's pool when its last user drops it.
+/// A counted buffer: when its last user drops it, it goes back to the context's pool (pooled)
+/// or is destroyed.
 pub(crate) struct Storage {
     buffer: Option<wgpu::Buffer>,
-    pool: Option<Context>,
+    ctx: Context,
+    pooled: bool,
 }
 
 impl Storage {
@@ -53,7 +55,12 @@ impl Storage {
             Some(b) => b,
             None => ctx.create_buffer(size, usage, label)?,
         };
-        Ok(Storage { buffer: Some(buffer), pool: Some(ctx.clone()) })
+        Ok(Storage { buffer: Some(buffer), ctx: ctx.clone(), pooled: true })
+    }
+    /// A new buffer of its own, destroyed when dropped.
+    pub fn owned(ctx: &Context, size: u64, usage: wgpu::BufferUsages, label: &str) -> Result<Storage> {
+        let buffer = ctx.create_buffer(size, usage, label)?;
+        Ok(Storage { buffer: Some(buffer), ctx: ctx.clone(), pooled: false })
     }
     pub fn buffer(&self) -> &wgpu::Buffer {
         self.buffer.as_ref().expect("live buffer")
@@ -62,8 +69,12 @@ impl Storage {
 
 impl Drop for Storage {
     fn drop(&mut self) {
-        if let (Some(b), Some(ctx)) = (self.buffer.take(), self.pool.take()) {
-            ctx.inner.pool.give(b);
+        if let Some(b) = self.buffer.take() {
+            if self.pooled {
+                self.ctx.inner.pool.give(b);
+            } else {
+                self.ctx.destroy_buffer(b);
+            }
         }
     }
 }
@@ -106,8 +117,8 @@ fn check_len(shape: &[usize], len: usize) -> Result<()> {
 impl Tensor {
     /// An uninitialised (zeroed by wgpu) tensor with its own, unpooled buffer.
     pub fn empty(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Tensor> {
-        let buffer = ctx.create_buffer(dtype.bytes(shape), USAGE, "tensor")?;
-        Ok(Tensor { storage: Arc::new(Storage { buffer: Some(buffer), pool: None }), shape: shape.to_vec(), dtype })
+        let storage = Storage::owned(ctx, dtype.bytes(shape), USAGE, "tensor")?;
+        Ok(Tensor { storage: Arc::new(storage), shape: shape.to_vec(), dtype })
     }
 
     /// A tensor whose buffer comes from, and returns to, the context's pool.
@@ -205,11 +216,11 @@ impl Tensor {
     pub fn read_words(&self, ctx: &Context) -> Result<Vec<u32>> {
         let size = self.buffer().size();
         let staging =
-            ctx.create_buffer(size, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, "readback")?;
+            Storage::owned(ctx, size, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, "readback")?;
         let mut enc = ctx.device().create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(self.buffer(), 0, &staging, 0, size);
+        enc.copy_buffer_to_buffer(self.buffer(), 0, staging.buffer(), 0, size);
         ctx.queue().submit([enc.finish()]);
-        map_read(ctx, &staging, size, None)
+        map_read(ctx, staging.buffer(), size, None)
     }
 
     /// The values as f32 (F16 widened; U32/I32 rejected).
