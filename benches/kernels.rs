@@ -172,6 +172,7 @@ fn time_attention(ctx: &Context, case: &str, heads: usize, t: usize, runs: Runs)
             n_pages: t.div_ceil(16),
             max_seqs: 1,
             max_seq_len: t,
+            dtype: DType::F32,
         };
         let mut cache = PagedKvCache::new(ctx, &cfg).expect("cache");
         let seq = cache.add_sequence().expect("sequence");

@@ -11,7 +11,10 @@ imports them from here):
   the f32 layer-norm weights (Bark has no biases) and the LM head; w = 4 (f32) or 2 (f16) bytes. The
   token and position embedding rows (2 h w bytes) are left out. A batch of B sequences reads the same
   bytes once per step, so its ceiling is B times higher until it becomes compute-bound.
-- KV-cache bytes a step also reads at context T: 2 * L * T * h * 4 (the cache is f32 in bark-wgpu).
+- KV-cache bytes a step also reads at context T: 2 * L * T * h * w (the cache stores the weights' dtype).
+- GPU memory of a batch of B at the semantic stage (the largest causal cache): all weights (every GPT's
+  embeddings, blocks and heads, plus EnCodec's ~43 MB of f32) and the semantic cache of B full-length
+  sequences, 2 * L * 1024 * h * w * B; the decode step's own buffers are a few MB.
 - FLOPs of one fine pass over a 1024-frame window: L * (2 T 12 h^2 + 4 T^2 h) + 2 T h * 1056, T = 1024
   (linears, full non-causal attention QK^T and PV, one codebook head); a window takes 6 passes
   (codebooks 2..7), windows advance by 512 frames.
@@ -43,8 +46,24 @@ def causal_step_bytes(m, vocab_out, w):
     return layers * (12 * h * h * w + 2 * h * 4) + h * 4 + vocab_out * h * w
 
 
-def kv_step_bytes(m, context):
-    return 2 * m["num_layers"] * context * m["hidden_size"] * 4
+def kv_step_bytes(m, context, w):
+    return 2 * m["num_layers"] * context * m["hidden_size"] * w
+
+
+# EnCodec 24 kHz decoder and quantizer codebooks, f32: the load bench measured 833 MB (f16) and
+# 1,623 MB (f32) of GPU buffers for bark-small, 43 MB above weight_bytes' GPTs in both.
+CODEC_BYTES = 43e6
+
+
+def weight_bytes(m, v, w):
+    """Every GPT's matrices in dtype w (token and position embeddings, blocks, heads; f32 norms) and
+    the codec."""
+    h, layers, t = m["hidden_size"], m["num_layers"], v["block_size"]
+    trunk = layers * (12 * h * h * w + 4 * h * 4) + 2 * h * 4 + t * h * w
+    semantic = trunk + (v["semantic_input"] + v["semantic_output"]) * h * w
+    coarse = trunk + 2 * v["coarse"] * h * w
+    fine = trunk + (v["n_codes_total"] * v["fine"] + (v["n_codes_total"] - v["n_codes_given"]) * 1024) * h * w
+    return semantic + coarse + fine + CODEC_BYTES
 
 
 def fine_pass_flops(m, vocab_fine):
@@ -72,8 +91,8 @@ def floor_10s(m, v, w, bandwidth, flops):
     """Seconds of the bandwidth / compute floor of 10 s of audio at batch 1: 499 semantic and 1500
     coarse decode steps (weights + KV at the mean context), the coarse window prefills and one fine
     window (6 passes) at `flops`; the semantic prefill and the codec are left out (small)."""
-    sem = 499 * (causal_step_bytes(m, v["semantic_output"], w) + kv_step_bytes(m, 513 + 250)) / bandwidth
-    coarse = 1500 * (causal_step_bytes(m, v["coarse"], w) + kv_step_bytes(m, 600)) / bandwidth
+    sem = 499 * (causal_step_bytes(m, v["semantic_output"], w) + kv_step_bytes(m, 513 + 250, w)) / bandwidth
+    coarse = 1500 * (causal_step_bytes(m, v["coarse"], w) + kv_step_bytes(m, 600, w)) / bandwidth
     prefill = coarse_prefill_flops(m, v["coarse"], 1500) / flops
     fine = 6 * fine_pass_flops(m, v["fine"]) / flops
     return sem, coarse, prefill, fine
@@ -89,7 +108,7 @@ def main():
         for dtype, w in [("f32", 4), ("f16", 2)]:
             for stage, vocab in [("semantic", v["semantic_output"]), ("coarse", v["coarse"])]:
                 b = causal_step_bytes(m, vocab, w)
-                kv = kv_step_bytes(m, 1024)
+                kv = kv_step_bytes(m, 1024, w)
                 print(f"| {name} | {dtype} | {stage} | {b / 1e6:.1f} | {kv / 1e6:.1f} | "
                       f"{H100_SXM / b:,.0f} ({H100_SXM / (b + kv):,.0f} with KV) | "
                       f"{H100_PCIE / b:,.0f} ({H100_PCIE / (b + kv):,.0f} with KV) |")
@@ -113,6 +132,15 @@ def main():
             parts = floor_10s(m, v, w, H100_SXM, H100_SXM_F32)
             cells = " | ".join(f"{p * 1e3:.0f}" for p in parts)
             print(f"| {name} | {dtype} | {cells} | {sum(parts) * 1e3:.0f} | {sum(parts) / 10:.3f} |")
+    print()
+    print("GPU memory at the semantic stage (weights + a full-length semantic KV cache per sequence), GB:")
+    print("| model | dtype | weights | KV per sequence | batch 1 | batch 16 |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for name in ["small", "large"]:
+        m = c["models"][name]
+        for dtype, w in [("f32", 4), ("f16", 2)]:
+            wb, kv = weight_bytes(m, v, w), kv_step_bytes(m, v["block_size"], w)
+            print(f"| {name} | {dtype} | {wb / 1e9:.3f} | {kv / 1e9:.3f} | {(wb + kv) / 1e9:.2f} | {(wb + 16 * kv) / 1e9:.2f} |")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@
 //   paged:  queries are rows of qkv [n_rows, 3H]; row i belongs to sequence slot rows[i].x at
 //           position rows[i].y; its keys/values are read from the K/V pools of one layer
 //           [n_pages, page_size, H] through page_table [max_seqs, max_pages_per_seq].
-//           Causal: keys 0..=position; full: keys 0..seq_lens[slot].
+//           Causal: keys 0..=position; full: keys 0..seq_lens[slot]. The pools hold f32 bits,
+//           or (KV_F16) two f16 halves per word, widened to f32 as they are read.
 //   dense:  qkv [batch * T, 3H] holds queries, keys and values (bound three times, at 1, 2, 3);
 //           row i is position i % T of batch item i / T and sees the keys of its own item.
 //
@@ -58,20 +59,18 @@ const D4: u32 = D / 4u;
 // Threads of a workgroup, and the keys of a chunk (one per thread and row quad, see CG).
 const WG: u32 = 64u;
 const BK: u32 = WG;
-// Query rows per workgroup: 1, 4 or 16 (so that ColVec below is f32 or vec4). Rows are handled
+// Query rows per workgroup: 1, 4 or 16 (so that NV below is 1 or 4). Rows are handled
 // 4 at a time as vec4s ("row quads"; NV of them, RB rows with padding).
 const BQ: u32 = 16u;
 const NV: u32 = (BQ + 3u) / 4u;
 const RB: u32 = NV * 4u;
 // Register tiling: thread t = (row quad i = t / CG, column group cg = t % CG). For the scores it
 // takes keys cg, cg + CG, ... (NV of them) against the 4 rows of its quad. For the output a
-// head row is DC column vectors of NV columns (ColVec: f32 for BQ = 1 or 4, vec4<f32> for
-// BQ = 16; the host specialises it together with BQ); the thread owns vectors cg, cg + CG, ...
-// (OC of them) of its quad's 4 rows. At D = 64, DC = CG: one vector each, as many threads as
-// columns. Smaller D leaves column groups idle in the output product (tiny test models only),
-// larger D gives each thread two vectors. ALL_COLS: every thread's vectors are real, so the
-// bound check below folds away at compile time.
-alias ColVec = vec4<f32>;
+// head row is DC column vectors of NV consecutive columns; the thread owns vectors cg,
+// cg + CG, ... (OC of them) of its quad's 4 rows. At D = 64, DC = CG: one vector each, as many
+// threads as columns. Smaller D leaves column groups idle in the output product (tiny test
+// models only), larger D gives each thread two vectors. ALL_COLS: every thread's vectors are
+// real, so the bound check below folds away at compile time.
 const CG: u32 = WG / NV;
 const DC: u32 = D / NV;
 const OC: u32 = (DC + CG - 1u) / CG;
@@ -81,11 +80,14 @@ const QROWS: u32 = min(BQ, 4u);
 // A masked score. Finite (WGSL has no infinity literal); any real score is far above NEG_VALID.
 const NEG: f32 = -3.0e38;
 const NEG_VALID: f32 = -1.0e38;
+// paged: the pools hold two f16 halves per word (true) or f32 bits (false). dense reads f32.
+const KV_F16: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> kbuf: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> vbuf: array<ColVec>;
+// Keys and values as words (see KV_F16), read through key4 and values.
+@group(0) @binding(2) var<storage, read> kbuf: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> vbuf: array<vec4<u32>>;
 // The output [n_rows, H], or the partials [n_rows, n_heads, n_split, D + 2] when split.
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 // paged only: the step's rows and the page table.
@@ -118,9 +120,35 @@ var<workgroup> n_pass_s: u32;
 var<workgroup> pass_grp_s: array<u32, BQ>;
 var<workgroup> pass_nk_s: array<u32, BQ>;
 
-// This thread's output tile, unnormalised: o[c * OC + j] = row 4i + c, its column vector
-// cg + j * CG.
-var<private> o: array<ColVec, 4u * OC>;
+// This thread's output tile, unnormalised: o[(c * OC + j) * NV + e] = row 4i + c, column e of
+// its column vector cg + j * CG.
+var<private> o: array<f32, 4u * OC * NV>;
+
+// Keys 4i .. 4i + 3 of the K words, as f32.
+fn key4(i: u32) -> vec4<f32> {
+    if KV_F16 {
+        let w = kbuf[i / 2u];
+        let h = select(w.xy, w.zw, (i & 1u) == 1u);
+        return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
+    }
+    return bitcast<vec4<f32>>(kbuf[i]);
+}
+
+// Values idx .. idx + NV - 1 of the V words (idx a multiple of NV) in the first NV lanes.
+fn values(idx: u32) -> vec4<f32> {
+    var v: vec4<f32>;
+    if KV_F16 {
+        let w = vbuf[idx / 8u];
+        let h = select(w.xy, w.zw, (idx & 4u) != 0u);
+        v = vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
+    } else {
+        v = bitcast<vec4<f32>>(vbuf[idx / 4u]);
+    }
+    if NV == 1u {
+        return vec4<f32>(v[idx & 3u]);
+    }
+    return v;
+}
 
 // After nk_s/grp_s are set (and a barrier): state reset, the pass list, the scaled queries.
 fn start_block(t: u32, block: u32, head: u32) {
@@ -128,8 +156,8 @@ fn start_block(t: u32, block: u32, head: u32) {
         m_s[t] = vec4<f32>(NEG);
         l_s[t] = vec4<f32>(0.0);
     }
-    for (var c = 0u; c < 4u * OC; c++) {
-        o[c] = ColVec(0.0);
+    for (var c = 0u; c < 4u * OC * NV; c++) {
+        o[c] = 0.0;
     }
     if t == 0u {
         var n = 0u;
@@ -188,7 +216,7 @@ fn chunk(t: u32, c0: u32, kmax: u32, g: u32) {
             q[c] = q_s[(4u * i + c) * D4 + d4];
         }
         for (var m = 0u; m < NV; m++) {
-            let k = kbuf[kb[m] + d4];
+            let k = key4(kb[m] + d4);
             for (var c = 0u; c < QROWS; c++) {
                 sc[m][c] += dot(q[c], k);
             }
@@ -227,8 +255,8 @@ fn chunk(t: u32, c0: u32, kmax: u32, g: u32) {
     // The output tile, and (one thread per quad) the running sums.
     let alpha = alpha_s[i];
     for (var c = 0u; c < QROWS; c++) {
-        for (var j = 0u; j < OC; j++) {
-            o[c * OC + j] *= alpha[c];
+        for (var j = 0u; j < OC * NV; j++) {
+            o[c * OC * NV + j] *= alpha[c];
         }
     }
     for (var k = 0u; k < kmax; k++) {
@@ -236,9 +264,11 @@ fn chunk(t: u32, c0: u32, kmax: u32, g: u32) {
         for (var j = 0u; j < OC; j++) {
             let cv = cg + j * CG;
             if ALL_COLS | (cv < DC) {
-                let v = vbuf[vb_s[k] / NV + cv];
+                let v = values(vb_s[k] + cv * NV);
                 for (var c = 0u; c < QROWS; c++) {
-                    o[c * OC + j] += pr[c] * v;
+                    for (var e = 0u; e < NV; e++) {
+                        o[(c * OC + j) * NV + e] += pr[c] * v[e];
+                    }
                 }
             }
         }
@@ -271,10 +301,9 @@ fn finish_block(t: u32, block: u32, head: u32, split: u32) {
             if !(ALL_COLS | (cv < DC)) {
                 continue;
             }
-            let v = vec4<f32>(o[c * OC + j]);
             for (var e = 0u; e < NV; e++) {
                 let col = cv * NV + e;
-                var value = v[e];
+                var value = o[(c * OC + j) * NV + e];
                 if p.n_split == 1u {
                     value = select(0.0, value / l, l > 0.0);
                 }

@@ -14,7 +14,7 @@
 mod attn_ref;
 mod common;
 
-use attn_ref::{attend, attend_seq, config, row, step, D};
+use attn_ref::{as_stored, attend, attend_seq, config, row, step, D};
 use bark_wgpu::kv::{KvCacheConfig, PagedKvCache};
 use bark_wgpu::ops::attention::{self, AttnOptions, Mask};
 use bark_wgpu::{Context, DType, Graph, Tensor};
@@ -92,22 +92,35 @@ fn every_kernel_variant_at_other_head_dims() {
 
 #[test]
 fn batch_of_three_sequences_with_interleaved_pages() {
-    batch_then_decode(ctx(), D, 4, [1, 37, 300], 20);
+    batch_then_decode(ctx(), D, 4, [1, 37, 300], 20, DType::F32);
 }
 
 #[test]
 fn batch_and_batched_decode_at_other_head_dims() {
     let ctx = ctx();
     for d in OTHER_DIMS {
-        batch_then_decode(ctx, d, 2, [1, 20, 70], 3);
+        batch_then_decode(ctx, d, 2, [1, 20, 70], 3, DType::F32);
+    }
+}
+
+#[test]
+fn f16_cache_batch_and_decode() {
+    // The kernels read the pools' f16 halves; the reference attends over the same rounded keys
+    // and values (as_stored checks the rounding), so the f32 tolerance still holds. Head dims:
+    // Bark's 64, 4 (four keys' halves share one word group) and 100 (a partial second vector).
+    let ctx = ctx();
+    batch_then_decode(ctx, D, 4, [1, 37, 300], 5, DType::F16);
+    for d in [4, 100] {
+        batch_then_decode(ctx, d, 2, [1, 20, 70], 3, DType::F16);
     }
 }
 
 /// Three sequences of `lens` prefilled in one step (rows in order, then shuffled), then
 /// `decode_steps` batched decode steps of one row each, heads of `d`.
-fn batch_then_decode(ctx: &Context, d: usize, heads: usize, lens: [usize; 3], decode_steps: usize) {
+fn batch_then_decode(ctx: &Context, d: usize, heads: usize, lens: [usize; 3], decode_steps: usize, dtype: DType) {
     let h = heads * d;
-    let mut cache = PagedKvCache::new(ctx, &config_d(d, 1, heads, 16, 40, 8)).unwrap();
+    let cfg = KvCacheConfig { dtype, ..config_d(d, 1, heads, 16, 40, 8) };
+    let mut cache = PagedKvCache::new(ctx, &cfg).unwrap();
     // Scramble the free list first: a sequence takes 5 pages and frees them.
     let tmp = cache.add_sequence().unwrap();
     cache.reserve(tmp, 70).unwrap();
@@ -145,8 +158,9 @@ fn batch_then_decode(ctx: &Context, d: usize, heads: usize, lens: [usize; 3], de
         let variants =
             [(Mask::Causal, AttnOptions::default()), (Mask::Full, AttnOptions::default()), (Mask::Causal, opts(1, 2))];
         let outs = step(ctx, &cache, &rows, &qkv, 0, &variants);
+        let stored: Vec<_> = (0..3).map(|s| as_stored(ctx, &cache, 0, seqs[s], &data[s])).collect();
         for (&(mask, o), got) in variants.iter().zip(&outs) {
-            let want: Vec<f32> = order.iter().flat_map(|&(s, p)| attend_seq(&data[s], heads, d, p, mask)).collect();
+            let want: Vec<f32> = order.iter().flat_map(|&(s, p)| attend_seq(&stored[s], heads, d, p, mask)).collect();
             eprintln!("batch d={d} shuffle={shuffle} {mask:?} {o:?}: max err {:e}", max_abs_diff(got, &want));
             assert_close(&format!("batch d={d} shuffle={shuffle} {mask:?} {o:?}"), got, &want, TOL, 0.0);
         }
@@ -175,8 +189,12 @@ fn batch_then_decode(ctx: &Context, d: usize, heads: usize, lens: [usize; 3], de
         x.write_f32(ctx, &new).unwrap();
         plan.run().unwrap();
         let got = plan.tensor(out).to_f32(ctx).unwrap();
-        let want: Vec<f32> =
-            (0..3).flat_map(|s| attend_seq(&data[s], heads, d, data[s].len() / (3 * h) - 1, Mask::Causal)).collect();
+        let want: Vec<f32> = (0..3)
+            .flat_map(|s| {
+                let stored = as_stored(ctx, &cache, 0, seqs[s], &data[s]);
+                attend_seq(&stored, heads, d, data[s].len() / (3 * h) - 1, Mask::Causal)
+            })
+            .collect();
         assert_close(&format!("batched decode d={d}"), &got, &want, TOL, 0.0);
     }
 }

@@ -75,6 +75,21 @@ fn more_than_sixteen_rows_decode_as_alone() {
     assert_eq!(bark().semantic_batch(&texts, &opts, None, 18).unwrap(), want);
 }
 
+#[test]
+fn f16_model_batches_equal_alone_runs() {
+    // f16 weights and the f16 KV caches that go with them: rows stay independent of each other.
+    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer/tokenizer.json");
+    let opts = LoadOptions { tokenizer: Some(tokenizer), f16: true, ..LoadOptions::default() };
+    let b = Bark::load_on(ctx(), dir(), &opts).unwrap();
+    let gen = GenerateOptions { max_semantic_tokens: 8, ..staggered() };
+    let texts = &TEXTS[..3];
+    let semantic: Vec<_> = texts.iter().map(|t| b.semantic(t, &gen, None).unwrap()).collect();
+    assert_eq!(b.semantic_batch(texts, &gen, None, 2).unwrap(), semantic);
+    let coarse: Vec<_> = semantic.iter().map(|s| b.coarse(s, &gen, None).unwrap()).collect();
+    assert!(coarse.iter().all(|c| !c.is_empty()));
+    assert_eq!(b.coarse_batch(&semantic, &gen, None, 3).unwrap(), coarse);
+}
+
 /// Semantic inputs of different lengths, including one with no coarse tokens at all: 3, 25
 /// (with EOS), 45 and 0 semantic tokens give 8, 72, 134 (three windows) and 0 coarse tokens.
 fn semantic_inputs() -> Vec<Vec<u32>> {

@@ -5,11 +5,12 @@ mod attn_ref;
 mod common;
 
 use attn_ref::{attend_seq, config, row, step, D};
-use bark_wgpu::kv::{PagedKvCache, SeqId};
+use bark_wgpu::kv::{KvCacheConfig, PagedKvCache, SeqId};
 use bark_wgpu::ops::attention::{AttnOptions, Mask};
 use bark_wgpu::ops::kv_cache;
 use bark_wgpu::{DType, Graph, Tensor};
 use common::{assert_close, ctx, Rng};
+use half::f16;
 
 /// Attention outputs are checked to 1e-5 absolute, as in tests/attention.rs (f32 rounding of
 /// O(1) values is below 1e-6; a stale or missing key moves an output by >= 1e-3).
@@ -17,10 +18,23 @@ const TOL: f32 = 1e-5;
 
 #[test]
 fn append_writes_each_row_to_its_page_and_nothing_else() {
+    append_case(DType::F32);
+}
+
+#[test]
+fn append_to_an_f16_cache_rounds_each_value_to_f16() {
+    append_case(DType::F16);
+}
+
+/// Rows of three sequences (out of order, one inactive) appended to layer 1 of a cache storing
+/// `dtype`: f32 copies are exact; f16 ones are the input rounded to an f16 neighbour (WGSL lets
+/// the conversion round either way; both lavapipe and NVIDIA round to nearest).
+fn append_case(dtype: DType) {
     let ctx = ctx();
     let (heads, ps) = (2, 4);
     let h = heads * D;
-    let mut cache = PagedKvCache::new(ctx, &config(2, heads, ps, 16, 3)).unwrap();
+    let cfg = KvCacheConfig { dtype, ..config(2, heads, ps, 16, 3) };
+    let mut cache = PagedKvCache::new(ctx, &cfg).unwrap();
     let seqs: Vec<SeqId> = (0..3).map(|_| cache.add_sequence().unwrap()).collect();
     for (s, n) in seqs.iter().zip([5, 9, 2]) {
         cache.reserve(*s, n).unwrap();
@@ -48,9 +62,23 @@ fn append_writes_each_row_to_its_page_and_nothing_else() {
             want_v[at..at + h].copy_from_slice(&row(&qkv, 3 * h, i)[2 * h..]);
         }
     }
-    // Copies are exact; layer 0 is untouched.
-    assert_eq!(cache.k_pool(1).unwrap().to_f32(ctx).unwrap(), want_k);
-    assert_eq!(cache.v_pool(1).unwrap().to_f32(ctx).unwrap(), want_v);
+    // Layer 1 holds the rows (rounded when f16); layer 0 is untouched.
+    let stored = |x: f32| match dtype {
+        DType::F16 => f16::from_f32(x).to_f32(),
+        _ => x,
+    };
+    for (name, pool, want) in [("K", cache.k_pool(1), want_k), ("V", cache.v_pool(1), want_v)] {
+        let got = pool.unwrap().to_f32(ctx).unwrap();
+        assert_eq!(got.len(), want.len());
+        for (i, (&g, &x)) in got.iter().zip(&want).enumerate() {
+            let near = stored(x);
+            let ulp = match dtype {
+                DType::F16 => (f16::from_bits(f16::from_f32(x).to_bits() + 1).to_f32() - near).abs(),
+                _ => 0.0,
+            };
+            assert!(stored(g) == g && (g - x).abs() <= ulp, "{name} pool word {i}: {g} stored for {x}");
+        }
+    }
     assert!(cache.k_pool(0).unwrap().to_f32(ctx).unwrap().iter().all(|&v| v == 0.0));
     assert!(cache.v_pool(0).unwrap().to_f32(ctx).unwrap().iter().all(|&v| v == 0.0));
 }
@@ -133,6 +161,10 @@ fn capacity_and_bad_handles_are_errors() {
     cfg.max_seq_len = 40; // rounded up to 48 = 3 pages
     let mut cache = PagedKvCache::new(ctx, &cfg).unwrap();
     assert_eq!(cache.max_seq_len(), 48);
+    // Pools store f32 or f16, and f16 pairs need an even row.
+    let odd = KvCacheConfig { head_dim: 3, dtype: DType::F16, ..cfg.clone() };
+    assert!(PagedKvCache::new(ctx, &odd).err().unwrap().to_string().contains("even"));
+    assert!(PagedKvCache::new(ctx, &KvCacheConfig { dtype: DType::U32, ..cfg.clone() }).is_err());
     let a = cache.add_sequence().unwrap();
     let b = cache.add_sequence().unwrap();
     assert!(cache.add_sequence().is_err(), "only 2 sequences");

@@ -31,7 +31,8 @@ fn ids_of(r: &WeightSource, name: &str) -> Vec<u32> {
     r.to_i64(name).unwrap().into_iter().map(|v| v as u32).collect()
 }
 
-fn cache_for(cfg: &SubModelConfig) -> PagedKvCache {
+/// A cache storing K and V in `dtype` (Bark's caches follow the weights' dtype).
+fn cache_for(cfg: &SubModelConfig, dtype: DType) -> PagedKvCache {
     let kv = KvCacheConfig {
         layers: cfg.num_layers,
         n_heads: cfg.num_heads,
@@ -40,6 +41,7 @@ fn cache_for(cfg: &SubModelConfig) -> PagedKvCache {
         n_pages: 16,
         max_seqs: 2,
         max_seq_len: 32,
+        dtype,
     };
     PagedKvCache::new(ctx(), &kv).unwrap()
 }
@@ -72,7 +74,7 @@ fn causal(variant: &str, file: &str, prefix: &str, key: &str, dtype: DType) -> (
     let w = Weights::open(dir(variant).join(file)).unwrap();
     let model = CausalGpt::load(ctx(), &w, prefix, sub, dtype).unwrap();
     let ids = ids_of(&reference(variant), &format!("{key}.input_ids"));
-    let mut cache = cache_for(sub);
+    let mut cache = cache_for(sub, dtype);
 
     let a = cache.add_sequence().unwrap();
     let full = step(&model, &mut cache, a, &ids, 0);
@@ -115,12 +117,15 @@ fn parity_coarse() {
 
 #[test]
 fn parity_f16_weights() {
-    // f16 weights round each weight by up to 2^-11 relative; over K <= 64 products of O(1)
-    // activations and two layers the logits move by ~1e-3. 1e-2 bounds that with margin yet
-    // catches a mis-packed half (which scrambles weights: errors of O(1)).
+    // f16 weights (and the f16 KV cache that goes with them) round each weight, key and value
+    // by up to 2^-11 relative; over K <= 64 products of O(1) activations and two layers the
+    // logits move by ~1e-3. 1e-2 bounds that with margin yet catches a mis-packed half (which
+    // scrambles weights or keys: errors of O(1)).
     let r = reference("tiny");
-    let (full, _, _) = causal("tiny", "model.safetensors", "semantic", "semantic", DType::F16);
+    let (full, _, steps) = causal("tiny", "model.safetensors", "semantic", "semantic", DType::F16);
     assert_close("tiny semantic f16", &full, &r.to_f32("semantic.logits").unwrap(), 1e-2, 0.0);
+    let want = r.to_f32("semantic.cached.step_logits").unwrap();
+    assert_close("tiny semantic f16 cached steps", &steps, &want, 1e-2, 0.0);
 }
 
 fn fine_logits(variant: &str, file: &str) -> Vec<Vec<f32>> {

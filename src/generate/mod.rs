@@ -215,7 +215,8 @@ impl Generation {
 /// How to load a checkpoint directory.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
-    /// Keep the GPTs' large matrices in f16 (halves memory and bandwidth; not bit-exact).
+    /// Keep the GPTs' large matrices and the semantic and coarse KV caches in f16 (halves memory
+    /// and bandwidth; not bit-exact).
     pub f16: bool,
     /// `tokenizer.json`; `None`: `<dir>/tokenizer.json`.
     pub tokenizer: Option<PathBuf>,

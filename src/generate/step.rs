@@ -21,12 +21,14 @@ const PAGE_SIZE: usize = 16;
 /// A cache for up to `seqs` sequences live at once, each of up to `positions` (at most the
 /// model's block size), with pages for all of them at full length (a sequence never waits for
 /// pages). Fewer sequences when one layer's pool for `seqs` would pass the adapter's binding
-/// limit: the caller sizes its decode step by the cache's `max_seqs`.
+/// limit: the caller sizes its decode step by the cache's `max_seqs`. The cache stores K and V in
+/// the model's weight dtype: an f16 model (already not bit-exact) halves its cache too.
 pub(crate) fn cache_for(ctx: &Context, model: &CausalGpt, seqs: usize, positions: usize) -> Result<PagedKvCache> {
     let cfg = model.config();
     let max_seq_len = positions.clamp(1, cfg.block_size);
     let pages_per_seq = max_seq_len.div_ceil(PAGE_SIZE);
-    let seq_bytes = (pages_per_seq * PAGE_SIZE * cfg.hidden_size * 4) as u64;
+    let dtype = model.dtype();
+    let seq_bytes = dtype.bytes(&[pages_per_seq * PAGE_SIZE, cfg.hidden_size]);
     let fit = (ctx.max_binding_bytes() / seq_bytes.max(1)).max(1) as usize;
     let seqs = seqs.min(fit).max(1);
     let kv = KvCacheConfig {
@@ -37,6 +39,7 @@ pub(crate) fn cache_for(ctx: &Context, model: &CausalGpt, seqs: usize, positions
         n_pages: seqs * pages_per_seq,
         max_seqs: seqs,
         max_seq_len,
+        dtype,
     };
     PagedKvCache::new(ctx, &kv)
 }

@@ -1,10 +1,11 @@
 //! The paged KV cache: per layer one K pool and one V pool of fixed-size pages, a host
 //! allocator handing pages to sequences, and a GPU page table the kernels read.
 //!
-//! Layout (f32): for layer `l`, `k_pool(l)` and `v_pool(l)` are `[n_pages, page_size, H]` with
+//! Layout: for layer `l`, `k_pool(l)` and `v_pool(l)` are `[n_pages, page_size, H]` with
 //! `H = n_heads * head_dim`, so position `p` of a sequence lives in row `p % page_size` of page
 //! `page_table[slot][p / page_size]`, heads contiguous inside the row exactly as in the QKV
-//! projection. One tensor per layer rather than one for all layers: Bark-large holds 96 KiB per
+//! projection. The pools store f32, or f16 ([`KvCacheConfig::dtype`]): half the memory and half
+//! the bytes attention reads per key, at f16's rounding of K and V. One tensor per layer rather than one for all layers: Bark-large holds 96 KiB per
 //! position per pool, so a few sequences of 1024 positions over 24 layers pass the storage
 //! binding limit of many adapters (128 MiB to 2 GiB), while one layer's pool stays far below.
 //!
@@ -41,6 +42,9 @@ pub struct KvCacheConfig {
     pub max_seqs: usize,
     /// Positions one sequence may hold (Bark's context is 1024).
     pub max_seq_len: usize,
+    /// How K and V are stored: `DType::F32` or `DType::F16` (pairs of halves per word; needs an
+    /// even `n_heads * head_dim`).
+    pub dtype: DType,
 }
 
 /// The numbers the kernels need, fixed for the life of a cache.
@@ -52,6 +56,8 @@ pub struct KvGeometry {
     pub n_pages: u32,
     pub max_seqs: u32,
     pub max_pages_per_seq: u32,
+    /// F32 or F16 pools.
+    pub kv_dtype: DType,
 }
 
 impl KvGeometry {
@@ -82,9 +88,19 @@ fn u32_of(what: &str, n: usize) -> Result<u32> {
 
 impl PagedKvCache {
     pub fn new(ctx: &Context, cfg: &KvCacheConfig) -> Result<PagedKvCache> {
-        let KvCacheConfig { layers, n_heads, head_dim, page_size, n_pages, max_seqs, max_seq_len } = *cfg;
+        let KvCacheConfig { layers, n_heads, head_dim, page_size, n_pages, max_seqs, max_seq_len, dtype } = *cfg;
         if [layers, n_heads, head_dim, page_size, n_pages, max_seqs, max_seq_len].contains(&0) {
             return Err(Error::Invalid(format!("every KV cache size must be positive: {cfg:?}")));
+        }
+        match dtype {
+            DType::F32 => {}
+            DType::F16 if (n_heads * head_dim).is_multiple_of(2) => {}
+            DType::F16 => {
+                return Err(Error::Invalid(format!(
+                    "an f16 KV cache packs pairs of values, so n_heads * head_dim must be even: {cfg:?}"
+                )))
+            }
+            d => return Err(Error::Invalid(format!("a KV cache stores f32 or f16, not {d:?}"))),
         }
         let max_pages_per_seq = max_seq_len.div_ceil(page_size);
         let geometry = KvGeometry {
@@ -94,6 +110,7 @@ impl PagedKvCache {
             n_pages: u32_of("n_pages", n_pages)?,
             max_seqs: u32_of("max_seqs", max_seqs)?,
             max_pages_per_seq: u32_of("max_pages_per_seq", max_pages_per_seq)?,
+            kv_dtype: dtype,
         };
         // Every word offset the kernels compute must fit in u32.
         let pool_words = n_pages as u64 * page_size as u64 * n_heads as u64 * head_dim as u64;
@@ -102,7 +119,7 @@ impl PagedKvCache {
             return Err(Error::Invalid(format!("KV cache {cfg:?} is too large to index with u32")));
         }
         let pool_shape = [n_pages, page_size, n_heads * head_dim];
-        let pool_bytes = DType::F32.bytes(&pool_shape);
+        let pool_bytes = dtype.bytes(&pool_shape);
         if pool_bytes > ctx.max_binding_bytes() {
             return Err(Error::Invalid(format!(
                 "one layer's KV pool of {pool_bytes} bytes is larger than this adapter's binding limit of {} bytes; \
@@ -113,8 +130,8 @@ impl PagedKvCache {
         let mut k = Vec::with_capacity(layers);
         let mut v = Vec::with_capacity(layers);
         for _ in 0..layers {
-            k.push(Tensor::empty(ctx, &pool_shape, DType::F32)?);
-            v.push(Tensor::empty(ctx, &pool_shape, DType::F32)?);
+            k.push(Tensor::empty(ctx, &pool_shape, dtype)?);
+            v.push(Tensor::empty(ctx, &pool_shape, dtype)?);
         }
         let page_table =
             Tensor::from_u32(ctx, &vec![INACTIVE; max_seqs * max_pages_per_seq], &[max_seqs, max_pages_per_seq])?;

@@ -106,6 +106,7 @@ pub struct CausalGpt {
     tokens: RowSplit,
     trunk: Trunk,
     lm_head: Affine,
+    dtype: DType,
 }
 
 impl CausalGpt {
@@ -116,11 +117,16 @@ impl CausalGpt {
             tokens: w.upload_rows(ctx, &format!("{prefix}.input_embeds_layer.weight"), vin, h, dtype)?,
             trunk: Trunk::load(ctx, w, prefix, cfg, dtype, cfg.bias)?,
             lm_head: Affine::load(ctx, w, &format!("{prefix}.lm_head"), &[vout, h], dtype, false)?,
+            dtype,
         })
     }
 
     pub fn config(&self) -> &SubModelConfig {
         &self.trunk.cfg
+    }
+    /// How the large matrices are stored (F32 or F16); the KV cache follows it.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
     /// The token embedding table (the semantic prompt sums two lookups of it).
     pub fn token_table(&self) -> &RowSplit {

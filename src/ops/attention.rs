@@ -80,15 +80,13 @@ fn head_dims() -> impl Iterator<Item = u32> {
     (4..=MAX_HEAD_DIM).step_by(4)
 }
 
-/// The attention kernel for heads of `head_dim` and `block_rows` rows per workgroup. Each
-/// thread's output columns come in vectors of `ceil(block_rows / 4)`, so the type holding them
-/// goes with it.
-fn kernel(entry: &'static str, head_dim: u32, block_rows: u32) -> Kernel {
-    let col_vec = if block_rows > 4 { "vec4<f32>" } else { "f32" };
+/// The attention kernel for heads of `head_dim`, `block_rows` rows per workgroup and keys and
+/// values stored as f16 pairs (`kv_f16`, paged only) or f32.
+fn kernel(entry: &'static str, head_dim: u32, block_rows: u32, kv_f16: bool) -> Kernel {
     Kernel::new("attention", entry)
         .with("D", format!("{head_dim}u"))
         .with("BQ", format!("{block_rows}u"))
-        .with("ColVec", col_vec)
+        .with("KV_F16", kv_f16)
 }
 
 /// The merge of split partials for heads of `head_dim`.
@@ -130,7 +128,7 @@ fn resolve(
 /// output. The kernel binds `before`, then the output (or the partials), then `after`.
 fn record(
     g: &mut Graph,
-    entry: &'static str,
+    (entry, kv_f16): (&'static str, bool),
     p: Params,
     (block_rows, blocks): (u32, u32),
     before: &[Val],
@@ -144,7 +142,7 @@ fn record(
     let mut all = before.to_vec();
     all.push(target);
     all.extend_from_slice(after);
-    g.dispatch(kernel(entry, head_dim, block_rows), &params(&p), &all, [blocks, p.n_heads, split]);
+    g.dispatch(kernel(entry, head_dim, block_rows, kv_f16), &params(&p), &all, [blocks, p.n_heads, split]);
     if split > 1 {
         g.dispatch(combine_kernel(head_dim), &params(&p), &[target, out], [p.n_rows, p.n_heads, 1]);
     }
@@ -193,7 +191,8 @@ pub fn paged_with(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, mask: Mask
         scale: 1.0 / (geo.head_dim as f32).sqrt(),
         _pad: 0,
     };
-    Ok(record(g, "paged", p, (block_rows, blocks), &[qkv, k, v], &[kv.rows, kv.page_table, kv.seq_lens]))
+    let entry = ("paged", geo.kv_dtype == DType::F16);
+    Ok(record(g, entry, p, (block_rows, blocks), &[qkv, k, v], &[kv.rows, kv.page_table, kv.seq_lens]))
 }
 
 /// Attention within each of `batch` items of `seq_len` rows, no cache: `qkv` is
@@ -253,15 +252,17 @@ pub fn dense_with(
         _pad: 0,
     };
     // qkv is bound as the queries, the keys and the values.
-    Ok(record(g, "dense", p, (block_rows, blocks), &[qkv, qkv, qkv], &[]))
+    Ok(record(g, ("dense", false), p, (block_rows, blocks), &[qkv, qkv, qkv], &[]))
 }
 
 /// Every specialisation this module dispatches: per head dimension, both entry points at each
-/// block size, and the merge.
+/// block size (paged over f32 and f16 pools), and the merge.
 pub fn kernels() -> Vec<Kernel> {
     head_dims()
         .flat_map(|d| {
-            let attend = BLOCK_ROWS.iter().flat_map(move |&bq| [kernel("paged", d, bq), kernel("dense", d, bq)]);
+            let attend = BLOCK_ROWS.iter().flat_map(move |&bq| {
+                [kernel("paged", d, bq, false), kernel("paged", d, bq, true), kernel("dense", d, bq, false)]
+            });
             attend.chain([combine_kernel(d)])
         })
         .collect()

@@ -40,7 +40,8 @@ pub(crate) fn check_qkv(g: &Graph, op: &'static str, qkv: Val, hidden: u32, n_ro
 }
 
 /// Writes the K and V parts of `qkv` (`[n_rows, 3H]`, rows as described by the step's
-/// [`crate::kv::StepRows`]) into layer `layer` of the cache. Inactive rows are skipped.
+/// [`crate::kv::StepRows`]) into layer `layer` of the cache, rounded to f16 when the cache
+/// stores f16. Inactive rows are skipped.
 pub fn append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Result<()> {
     let geo = kv.geometry;
     let (k, v) = kv.layer(layer)?;
@@ -53,17 +54,19 @@ pub fn append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Result<()> 
         max_seqs: geo.max_seqs,
         max_pages_per_seq: geo.max_pages_per_seq,
     };
-    let groups = groups_1d((n_rows * geo.hidden()).div_ceil(WG));
-    g.dispatch(
-        Kernel::new("kv_cache", "append"),
-        &params(&p),
-        &[qkv, k, v, kv.rows, kv.page_table, kv.seq_lens],
-        groups,
-    );
+    let f16 = geo.kv_dtype == DType::F16;
+    let words = n_rows * geo.hidden() / if f16 { 2 } else { 1 };
+    let groups = groups_1d(words.div_ceil(WG));
+    g.dispatch(kernel(f16), &params(&p), &[qkv, k, v, kv.rows, kv.page_table, kv.seq_lens], groups);
     Ok(())
+}
+
+/// The append kernel for pools of f16 pairs (`f16`) or f32.
+fn kernel(f16: bool) -> Kernel {
+    Kernel::new("kv_cache", "append").with("KV_F16", f16)
 }
 
 /// Every specialisation this module dispatches.
 pub fn kernels() -> Vec<Kernel> {
-    vec![Kernel::new("kv_cache", "append")]
+    vec![kernel(false), kernel(true)]
 }

@@ -3,10 +3,11 @@
 //! 3H, H = n_heads * d.
 #![allow(dead_code)]
 
-use bark_wgpu::kv::{KvCacheConfig, PagedKvCache, StepRows};
+use bark_wgpu::kv::{KvCacheConfig, PagedKvCache, SeqId, StepRows};
 use bark_wgpu::ops::attention::{self, AttnOptions, Mask};
 use bark_wgpu::ops::kv_cache;
 use bark_wgpu::{Context, DType, Graph, Tensor};
+use half::f16;
 
 /// Bark's head dimension, the one most tests use.
 pub const D: usize = 64;
@@ -54,7 +55,7 @@ pub fn attend_seq(seq: &[f32], n_heads: usize, d: usize, pos: usize, mask: Mask)
 
 /// A cache config with heads of [`D`] (set `head_dim` for others).
 pub fn config(layers: usize, n_heads: usize, page_size: usize, n_pages: usize, max_seqs: usize) -> KvCacheConfig {
-    KvCacheConfig { layers, n_heads, head_dim: D, page_size, n_pages, max_seqs, max_seq_len: 1024 }
+    KvCacheConfig { layers, n_heads, head_dim: D, page_size, n_pages, max_seqs, max_seq_len: 1024, dtype: DType::F32 }
 }
 
 /// One step: appends `qkv` (`[rows, 3H]`) to `layer` and returns the paged attention output for
@@ -84,4 +85,36 @@ pub fn step(
     let plan = g.compile().unwrap();
     plan.run().unwrap();
     outs.iter().map(|&o| plan.tensor(o).to_f32(ctx).unwrap()).collect()
+}
+
+/// `seq`'s qkv rows `data` (position order, `[n, 3H]`) with their K and V replaced by what
+/// layer `layer` of the cache holds, after checking that every stored value is its input, or
+/// for an f16 cache the input rounded to one of its two f16 neighbours (WGSL lets a conversion
+/// round either way). The reference then attends over exactly the keys the kernel reads.
+pub fn as_stored(ctx: &Context, cache: &PagedKvCache, layer: usize, seq: SeqId, data: &[f32]) -> Vec<f32> {
+    let geo = cache.geometry();
+    let (h, ps) = (geo.hidden() as usize, geo.page_size as usize);
+    let pools = [cache.k_pool(layer).unwrap().to_f32(ctx).unwrap(), cache.v_pool(layer).unwrap().to_f32(ctx).unwrap()];
+    let pages = cache.pages(seq).unwrap();
+    let mut out = data.to_vec();
+    for (pos, r) in out.chunks_mut(3 * h).enumerate() {
+        let at = (pages[pos / ps] as usize * ps + pos % ps) * h;
+        for (part, pool) in pools.iter().enumerate() {
+            let stored = &pool[at..at + h];
+            let input = &mut r[(part + 1) * h..(part + 2) * h];
+            for (c, (x, &s)) in input.iter_mut().zip(stored).enumerate() {
+                let ok = match geo.kv_dtype {
+                    DType::F16 => {
+                        let near = f16::from_f32(*x);
+                        let ulp = (f16::from_bits(near.to_bits() + 1).to_f32() - near.to_f32()).abs();
+                        f16::from_f32(s).to_f32() == s && (s - *x).abs() <= ulp
+                    }
+                    _ => s == *x,
+                };
+                assert!(ok, "position {pos}, {} column {c}: stored {s} for {x}", ["K", "V"][part]);
+                *x = s;
+            }
+        }
+    }
+    out
 }
