@@ -142,8 +142,9 @@ fn write_json(ctx: &Context, rows: &[Row]) -> std::io::Result<std::path::PathBuf
 }
 
 /// Causal prefill of `t` rows (one sequence) or one decode row at context `t`, through the
-/// paged cache, `heads` x 64; or the fine model's dense full attention over `t` frames.
-fn time_attention(ctx: &Context, case: &str, heads: usize, t: usize, runs: Runs) -> Row {
+/// paged cache storing `kv` (f32 or f16), `heads` x 64; or the fine model's dense full attention
+/// over `t` frames (f32 QKV).
+fn time_attention(ctx: &Context, case: &str, heads: usize, t: usize, kv: DType, runs: Runs) -> Row {
     const D: usize = 64;
     let h = heads * D;
     let rows = if case == "decode" { 1 } else { t };
@@ -158,7 +159,7 @@ fn time_attention(ctx: &Context, case: &str, heads: usize, t: usize, runs: Runs)
     } else {
         (t * (t + 1) / 2) as f64
     };
-    let bytes = (2 * t * h * 4) as f64;
+    let bytes = kv.bytes(&[2 * t, h]) as f64;
     let _cache;
     if case == "dense" {
         let y = attention::dense(&mut g, q, heads, 1, t, Mask::Full).expect("dense attention");
@@ -172,7 +173,7 @@ fn time_attention(ctx: &Context, case: &str, heads: usize, t: usize, runs: Runs)
             n_pages: t.div_ceil(16),
             max_seqs: 1,
             max_seq_len: t,
-            dtype: DType::F32,
+            dtype: kv,
         };
         let mut cache = PagedKvCache::new(ctx, &cfg).expect("cache");
         let seq = cache.add_sequence().expect("sequence");
@@ -189,9 +190,49 @@ fn time_attention(ctx: &Context, case: &str, heads: usize, t: usize, runs: Runs)
         kernel: "attention",
         variant: case.to_string(),
         shape: format!("T={t} heads={heads} D={D}"),
-        dtype: DType::F32,
+        dtype: kv,
         bytes,
         flops: 4.0 * pairs * (heads * D) as f64,
+        median_s,
+        runs,
+    }
+}
+
+/// The fixed cost of a decode step's many small dispatches: a chain of `n` dependent GELUs on 256
+/// values (no arithmetic to speak of). Prints the host time of encoding and submitting the chain
+/// (wgpu's validation, bind groups, barriers: what one-ahead submission hides behind the GPU's
+/// work) and the wall time to completion, both per dispatch; returns the wall time as a row.
+fn dispatch_overhead(ctx: &Context, n: usize, runs: Runs) -> Row {
+    let x = Tensor::from_f32(ctx, &pattern(256, 0.5), &[256], DType::F32).expect("input");
+    let mut g = Graph::new(ctx);
+    let mut v = g.input(&x);
+    for _ in 0..n {
+        v = bark_wgpu::ops::elementwise::gelu(&mut g, v).expect("gelu");
+    }
+    g.keep(v);
+    let plan = g.compile().expect("compile plan");
+    let (median_s, runs) = time_plan(ctx, &plan, runs);
+    let mut host = Vec::new();
+    for _ in 0..runs.max(5) {
+        let t = Instant::now();
+        let run = plan.submit().expect("submit");
+        host.push(t.elapsed().as_secs_f64());
+        drop(run);
+        ctx.wait().expect("wait");
+    }
+    host.sort_by(f64::total_cmp);
+    println!(
+        "dispatch overhead, chain of {n}: host encode + submit {:.1} us, wall {:.1} us per dispatch",
+        host[host.len() / 2] / n as f64 * 1e6,
+        median_s / n as f64 * 1e6
+    );
+    Row {
+        kernel: "overhead",
+        variant: "gelu chain".into(),
+        shape: format!("{n} x 256"),
+        dtype: DType::F32,
+        bytes: (n * 256 * 8) as f64,
+        flops: 0.0,
         median_s,
         runs,
     }
@@ -263,10 +304,17 @@ fn main() {
         vec![("prefill", 12, 257), ("decode", 12, 1024), ("decode", 16, 1024), ("dense", 2, 1024)]
     };
     for (case, heads, t) in attn {
-        let r = time_attention(&ctx, case, heads, t, runs);
-        r.print();
-        rows.push(r);
+        // The paged cases over both cache dtypes (f16 caches go with f16 models).
+        let dtypes: &[DType] = if case == "dense" { &[DType::F32] } else { &[DType::F32, DType::F16] };
+        for &kv in dtypes {
+            let r = time_attention(&ctx, case, heads, t, kv, runs);
+            r.print();
+            rows.push(r);
+        }
     }
+    let r = dispatch_overhead(&ctx, 128, runs);
+    r.print();
+    rows.push(r);
     match write_json(&ctx, &rows) {
         Ok(path) => println!("\nwrote {}", path.display()),
         Err(e) => eprintln!("could not write the JSON results: {e}"),

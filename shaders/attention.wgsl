@@ -85,9 +85,13 @@ const KV_F16: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
-// Keys and values as words (see KV_F16), read through key4 and values.
+// Keys and values as words (see KV_F16), read through key4 and values: a thread reads whole
+// keys (vec4 loads) but only NV columns of a value, so V is read in words of NV f32 (VWord: u32
+// for BQ = 1 or 4, vec4<u32> for BQ = 16; VCol the same as f32; the host sets both with BQ).
+alias VWord = vec4<u32>;
+alias VCol = vec4<f32>;
 @group(0) @binding(2) var<storage, read> kbuf: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> vbuf: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> vbuf: array<VWord>;
 // The output [n_rows, H], or the partials [n_rows, n_heads, n_split, D + 2] when split.
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 // paged only: the step's rows and the page table.
@@ -134,20 +138,19 @@ fn key4(i: u32) -> vec4<f32> {
     return bitcast<vec4<f32>>(kbuf[i]);
 }
 
-// Values idx .. idx + NV - 1 of the V words (idx a multiple of NV) in the first NV lanes.
+// Values idx .. idx + NV - 1 (idx a multiple of NV) in the first NV lanes. vec4 of a scalar is a
+// splat, so each line below reads the same for both VWord types.
 fn values(idx: u32) -> vec4<f32> {
-    var v: vec4<f32>;
     if KV_F16 {
-        let w = vbuf[idx / 8u];
+        // The VWord holding the values: NV = 1, the word of 2 halves; NV = 4, 8 halves.
+        let w = vec4<u32>(vbuf[idx / (2u * NV)]);
+        if NV == 1u {
+            return vec4<f32>(unpack2x16float(w.x)[idx & 1u]);
+        }
         let h = select(w.xy, w.zw, (idx & 4u) != 0u);
-        v = vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
-    } else {
-        v = bitcast<vec4<f32>>(vbuf[idx / 4u]);
+        return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
     }
-    if NV == 1u {
-        return vec4<f32>(v[idx & 3u]);
-    }
-    return v;
+    return vec4<f32>(bitcast<VCol>(vbuf[idx / NV]));
 }
 
 // After nk_s/grp_s are set (and a barrier): state reset, the pass list, the scaled queries.

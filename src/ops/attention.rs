@@ -81,12 +81,16 @@ fn head_dims() -> impl Iterator<Item = u32> {
 }
 
 /// The attention kernel for heads of `head_dim`, `block_rows` rows per workgroup and keys and
-/// values stored as f16 pairs (`kv_f16`, paged only) or f32.
+/// values stored as f16 pairs (`kv_f16`, paged only) or f32. A thread's value columns come in
+/// vectors of `ceil(block_rows / 4)`, so the word type it reads them in goes with it.
 fn kernel(entry: &'static str, head_dim: u32, block_rows: u32, kv_f16: bool) -> Kernel {
+    let (word, col) = if block_rows > 4 { ("vec4<u32>", "vec4<f32>") } else { ("u32", "f32") };
     Kernel::new("attention", entry)
         .with("D", format!("{head_dim}u"))
         .with("BQ", format!("{block_rows}u"))
         .with("KV_F16", kv_f16)
+        .with("VWord", word)
+        .with("VCol", col)
 }
 
 /// The merge of split partials for heads of `head_dim`.
