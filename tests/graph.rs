@@ -3,6 +3,7 @@
 
 mod common;
 
+use bark_wgpu::graph::Scratch;
 use bark_wgpu::ops::elementwise;
 use bark_wgpu::{DType, Graph, Tensor};
 use common::{assert_close, ctx, Rng};
@@ -165,4 +166,43 @@ fn a_copied_output_feeds_the_next_run_and_two_runs_read_back_separately() {
     assert_eq!(read(plan.read_words(y).unwrap()), [13.0, -0.5, 3.25]);
     assert_eq!(read(plan.read_run(y, &third).unwrap()), [13.0, -0.5, 3.25]);
     assert_eq!(x.to_f32(ctx).unwrap(), [13.0, -0.5, 3.25]);
+}
+
+#[test]
+fn plans_in_one_scratch_share_intermediates_and_keep_their_results() {
+    let ctx = &private_ctx();
+    let n = 5000;
+    let x = Tensor::from_f32(ctx, &vec![0.5; n], &[n], DType::F32).unwrap();
+    // Two chains of the same shapes: gelu(gelu(x)) + x and gelu(x) + x, each keeping its output.
+    let build = |depth: usize, scratch: &Scratch| {
+        let mut g = Graph::new(ctx);
+        let v = g.input(&x);
+        let mut h = v;
+        for _ in 0..depth {
+            h = elementwise::gelu(&mut g, h).unwrap();
+        }
+        let y = elementwise::add(&mut g, h, v).unwrap();
+        g.keep(y);
+        (g.compile_in(scratch).unwrap(), y)
+    };
+    let scratch = Scratch::default();
+    let (a, ya) = build(2, &scratch);
+    let live = ctx.stats().bytes_live;
+    let (b, yb) = build(2, &scratch);
+    assert!(a.transient_bytes > 0);
+    assert_eq!(b.transient_bytes, 0, "the second plan should find every intermediate in the scratch");
+    assert_eq!(scratch.bytes(), a.transient_bytes);
+    // Only b's kept output and its uniforms are new.
+    assert!(ctx.stats().bytes_live - live < a.transient_bytes, "b allocated its own intermediates");
+    let (c, yc) = build(1, &scratch);
+    // Run them interleaved: each output is its own chain's, not what another plan left behind.
+    for plan in [&a, &c, &b] {
+        plan.run().unwrap();
+    }
+    let one = gelu(0.5) + 0.5;
+    let two = gelu(gelu(0.5)) + 0.5;
+    for (plan, y, want) in [(&a, ya, two), (&b, yb, two), (&c, yc, one)] {
+        let got = plan.tensor(y).to_f32(ctx).unwrap();
+        assert_close("scratch plan", &got, &vec![want; n], 2e-6, 2e-6);
+    }
 }

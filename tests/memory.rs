@@ -82,6 +82,7 @@ fn generation_frees_every_stage_and_peaks_at_one_stage() {
     for f in &fine {
         stage(&mut || drop(bark.decode(f).unwrap()));
     }
+    eprintln!("bytes above the weights ({weights}) at each stage's peak: {stage_peaks:?}");
     assert!(stage_peaks.iter().all(|&p| p > 0), "a stage allocated nothing: {stage_peaks:?}");
 
     // The whole pipeline peaks at its largest stage, not at the sum of them.

@@ -17,7 +17,7 @@
 use super::coarse::{coarse_codes, N_COARSE_CODEBOOKS};
 use super::rng::Rng;
 use crate::gpu::{Context, Tensor};
-use crate::graph::{Graph, Plan, Val};
+use crate::graph::{Graph, Plan, Scratch, Val};
 use crate::model::gpt::FineGpt;
 use crate::ops::sampling::{sample, SampleSettings, SamplerInputs};
 use crate::progress::{Reporter, Stage};
@@ -162,7 +162,9 @@ pub(crate) fn generate(
     let settings = SampleSettings::fine(temperature);
     let greedy = settings.temperature <= 0.0;
     let slots = max_batch.max(1).min(busy).min(max_rows_in_binding(ctx, model));
-    // One runner per batch size met (the last rounds may hold fewer sequences).
+    // One runner per batch size met (the last rounds may hold fewer sequences), all drawing
+    // their intermediates from one scratch: only one plan runs at a time.
+    let scratch = Scratch::default();
     let mut runners: Vec<Option<FineRunner>> = (0..=slots).map(|_| None).collect();
     let mut waiting = (0..jobs.len()).filter(|&i| !jobs[i].is_done()).collect::<Vec<_>>().into_iter();
     let mut live: Vec<usize> = Vec::with_capacity(slots);
@@ -177,7 +179,7 @@ pub(crate) fn generate(
         }
         let b = live.len();
         if runners[b].is_none() {
-            let r = FineRunner::new(ctx, model, n_cb, b)?;
+            let r = FineRunner::new(ctx, model, n_cb, b, &scratch)?;
             r.sampler.set_settings(ctx, &[settings])?;
             runners[b] = Some(r);
         }
@@ -206,7 +208,7 @@ pub(crate) fn generate(
 }
 
 /// One compiled plan per predicted codebook over a shared window of codes and shared sampler
-/// inputs.
+/// inputs, their intermediates in one [`Scratch`] (the plans run one at a time).
 struct FineRunner {
     /// `[B, 1024, n_cb]`.
     codes: Tensor,
@@ -215,7 +217,7 @@ struct FineRunner {
 }
 
 impl FineRunner {
-    fn new(ctx: &Context, model: &FineGpt, n_cb: usize, batch: usize) -> Result<FineRunner> {
+    fn new(ctx: &Context, model: &FineGpt, n_cb: usize, batch: usize, scratch: &Scratch) -> Result<FineRunner> {
         let codes = Tensor::from_u32(ctx, &vec![0; batch * MAX_FINE_INPUT * n_cb], &[batch, MAX_FINE_INPUT, n_cb])?;
         let vocab = model.config().model.output_vocab_size;
         let sampler = SamplerInputs::new(ctx, batch * MAX_FINE_INPUT, vocab)?;
@@ -227,7 +229,7 @@ impl FineRunner {
             let (s, u) = (g.input(sampler.settings()), g.input(sampler.uniforms()));
             let chosen = sample(&mut g, logits, s, u)?;
             g.readback(chosen.ids);
-            plans.push((g.compile()?, chosen.ids));
+            plans.push((g.compile_in(scratch)?, chosen.ids));
         }
         Ok(FineRunner { codes, sampler, plans })
     }
@@ -241,5 +243,26 @@ impl FineRunner {
         let (plan, ids) = &self.plans[cb - N_COARSE_CODEBOOKS];
         plan.run()?;
         plan.read_words(*ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{Bark, LoadOptions};
+    use std::path::Path;
+
+    #[test]
+    fn the_codebook_plans_share_one_set_of_intermediates() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let b = Bark::load(root.join("tests/fixtures/tiny"), &LoadOptions::default()).unwrap();
+        let n_cb = b.fine.config().n_codes_total;
+        let scratch = Scratch::default();
+        let runner = FineRunner::new(&b.ctx, &b.fine, n_cb, 2, &scratch).unwrap();
+        let added: Vec<u64> = runner.plans.iter().map(|(p, _)| p.transient_bytes).collect();
+        assert_eq!(added.len(), n_cb - N_COARSE_CODEBOOKS);
+        // The first plan makes the buffers; the others (same shapes) find them all.
+        assert!(added[0] > 0 && added[1..].iter().all(|&a| a == 0), "bytes each plan added: {added:?}");
+        assert_eq!(scratch.bytes(), added[0]);
     }
 }

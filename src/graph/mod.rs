@@ -13,7 +13,7 @@
 
 mod plan;
 
-pub use plan::{NodeId, Plan, Run};
+pub use plan::{NodeId, Plan, Run, Scratch};
 
 use crate::gpu::{Context, DType, Kernel, Tensor};
 use crate::{Error, Result};
@@ -134,7 +134,13 @@ impl Graph {
     }
 
     pub fn compile(self) -> Result<Plan> {
-        Plan::new(self)
+        Plan::new(self, None)
+    }
+
+    /// Compiles with its intermediates taken from `scratch`, shared with every other plan
+    /// compiled with it (see [`Scratch`]).
+    pub fn compile_in(self, scratch: &Scratch) -> Result<Plan> {
+        Plan::new(self, Some(scratch))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::{Graph, Val};
 use crate::gpu::{DType, Storage, Tensor};
@@ -38,8 +38,29 @@ pub struct Plan {
     copies: Vec<(Val, Val)>,
     /// Runs so far; run `n` copies its readbacks into staging buffer `n % 2`.
     runs: AtomicUsize,
-    /// Bytes of intermediate buffers the plan holds (after reuse by lifetime).
+    /// Bytes of intermediate buffers the plan added (after reuse by lifetime; compiled in a
+    /// [`Scratch`], only those it did not find there).
     pub transient_bytes: u64,
+}
+
+/// Intermediate buffers shared by several plans, for plans that take turns: Bark's fine model
+/// has one plan per predicted codebook, six plans of the same shape run one after another,
+/// which would otherwise hold six copies of the largest intermediates.
+///
+/// Sharing is safe because an intermediate never carries anything from one run to the next:
+/// each run writes it before reading it, and the queue runs submissions in order. Kept values
+/// ([`Graph::keep`], read-backs) never come from here, so each plan's results stay its own;
+/// what is not safe is reading a plan's intermediate after another plan of the scratch ran.
+#[derive(Default)]
+pub struct Scratch {
+    buffers: Mutex<Vec<Tensor>>,
+}
+
+impl Scratch {
+    /// Bytes of the buffers the scratch holds.
+    pub fn bytes(&self) -> u64 {
+        self.buffers.lock().unwrap().iter().map(|t| t.buffer().size()).sum()
+    }
 }
 
 fn rounded(dtype: DType, shape: &[usize]) -> u64 {
@@ -47,7 +68,7 @@ fn rounded(dtype: DType, shape: &[usize]) -> u64 {
 }
 
 impl Plan {
-    pub(super) fn new(g: Graph) -> Result<Plan> {
+    pub(super) fn new(g: Graph, scratch: Option<&Scratch>) -> Result<Plan> {
         let ctx = g.ctx.clone();
         let n_slots = g.slots.len();
         // Lifetime of every root intermediate: first and last node that touches it.
@@ -68,7 +89,8 @@ impl Plan {
         // Greedy by order of first use: take the smallest free buffer that fits, else a new
         // pooled one; a buffer is free again after the last node that uses its value.
         let mut root_tensor: Vec<Option<Tensor>> = vec![None; n_slots];
-        let mut free: Vec<Tensor> = Vec::new();
+        // With a scratch, its buffers start free and new ones join it.
+        let mut free: Vec<Tensor> = scratch.map(|s| s.buffers.lock().unwrap().clone()).unwrap_or_default();
         let mut transient_bytes = 0;
         let mut by_first: Vec<usize> =
             (0..n_slots).filter(|&r| g.slots[r].root == r && g.slots[r].external.is_none()).collect();
@@ -86,6 +108,9 @@ impl Plan {
                 } else {
                     let t = Tensor::pooled(&ctx, &[need[r] as usize / 4], DType::U32)?;
                     transient_bytes += t.buffer().size();
+                    if let Some(s) = scratch {
+                        s.buffers.lock().unwrap().push(t.clone());
+                    }
                     t
                 };
                 root_tensor[r] = Some(t);
