@@ -22,7 +22,7 @@
 use super::rng::Rng;
 use super::semantic::draw_uniforms;
 use super::semantic::SEMANTIC_EOS;
-use super::step::{cache_for, check_all_free, prefill, DecodeStep, Feed};
+use super::step::{cache_for, check_all_free, DecodeStep, Feed, Prefill};
 use crate::gpu::Context;
 use crate::graph::Run;
 use crate::kv::{PagedKvCache, SeqId};
@@ -242,6 +242,7 @@ pub(crate) fn generate_in(
     let mut done: Vec<Option<Vec<u32>>> = (0..jobs.len()).map(|_| None).collect();
     let mut waiting = jobs.into_iter().enumerate();
     let mut rows: Vec<Option<Live>> = (0..step.n_rows()).map(|_| None).collect();
+    let mut prefill = Prefill::default();
     loop {
         // Window boundary: finished jobs leave, waiting ones join, every live job's cache
         // restarts from its window prompt.
@@ -263,7 +264,7 @@ pub(crate) fn generate_in(
                 let (prompt, n_new) = live.job.window(block_size)?;
                 let (last, head) = prompt.split_last().ok_or_else(|| Error::Invalid("empty coarse prompt".into()))?;
                 cache.reset(live.seq)?;
-                prefill(ctx, model, cache, live.seq, head, None)?;
+                prefill.run(ctx, model, cache, live.seq, head, None)?;
                 (live.next, live.left) = (*last, n_new);
             }
         }

@@ -9,7 +9,7 @@
 //! step ([`generate`]); one prompt alone is a batch of one.
 
 use super::rng::Rng;
-use super::step::{cache_for, check_all_free, prefill, DecodeStep, Feed};
+use super::step::{cache_for, check_all_free, DecodeStep, Feed, Prefill};
 use crate::gpu::Context;
 use crate::graph::Run;
 use crate::kv::{PagedKvCache, SeqId};
@@ -133,6 +133,7 @@ pub(crate) fn generate_in(
     let mut done: Vec<Option<Vec<u32>>> = vec![None; prompts.len()];
     let mut rows: Vec<Option<Live>> = (0..step.n_rows()).map(|_| None).collect();
     let mut waiting = 0..prompts.len();
+    let mut prefill = Prefill::default();
     // The step in flight and, per row, the prompt it was computing for.
     let mut in_flight: Option<(Run, Vec<Option<usize>>)> = None;
     loop {
@@ -140,7 +141,7 @@ pub(crate) fn generate_in(
             let Some(index) = waiting.next() else { break };
             let seq = cache.add_sequence()?;
             let p = &prompts[index];
-            prefill(ctx, model, cache, seq, &p.text, Some(&p.history))?;
+            prefill.run(ctx, model, cache, seq, &p.text, Some(&p.history))?;
             *row = Some(Live { index, seq, out: Vec::with_capacity(max_tokens), submitted: 0, first: true });
         }
         // Queue the next step for every row that may still need a token.

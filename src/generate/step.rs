@@ -6,7 +6,7 @@
 //! needs no LM head at all (its logits would be thrown away) and the step's sampler picks the
 //! first token exactly as it picks the others.
 
-use crate::gpu::{Context, Tensor};
+use crate::gpu::{Context, DType, Tensor};
 use crate::graph::{Graph, Plan, Run, Val};
 use crate::kv::{KvCacheConfig, PagedKvCache, SeqId, StepRows};
 use crate::model::gpt::CausalGpt;
@@ -52,41 +52,85 @@ pub(crate) fn check_all_free(cache: &PagedKvCache, n_pages: usize) -> Result<()>
     }
 }
 
-/// Runs `ids` (summed with `extra`'s rows when given, ids `NO_ROW` adding nothing) at positions
-/// `0..n` through the blocks of `model`, filling `seq`'s (empty) cache. No logits.
-pub(crate) fn prefill(
-    ctx: &Context,
-    model: &CausalGpt,
-    cache: &mut PagedKvCache,
-    seq: SeqId,
-    ids: &[u32],
-    extra: Option<&[u32]>,
-) -> Result<()> {
-    let n = ids.len();
-    if n == 0 {
-        return Ok(());
+/// Prefills one sequence at a time: runs `ids` (summed with `extra`'s rows when given, ids
+/// `NO_ROW` adding nothing) at the sequence's next positions through the blocks of the model,
+/// filling its cache. No logits. The compiled plan is kept and reused while prompts keep its
+/// length and start: every semantic prompt prefills 256 positions, and every coarse window
+/// 886 once the coarse history is full, so most prefills cost a few buffer writes rather than a
+/// compile (graph planning and a bind group per dispatch).
+#[derive(Default)]
+pub(crate) struct Prefill {
+    last: Option<PrefillPlan>,
+}
+
+/// A prefill compiled for one (length, start, with extra ids) over one cache; the ids and the
+/// step rows are its inputs, rewritten before each run.
+struct PrefillPlan {
+    key: (usize, usize, bool),
+    ids: Tensor,
+    extra: Option<Tensor>,
+    rows: StepRows,
+    plan: Plan,
+}
+
+impl Prefill {
+    /// Prefills `seq` (of `cache`, the same cache on every call) with `ids`.
+    pub fn run(
+        &mut self,
+        ctx: &Context,
+        model: &CausalGpt,
+        cache: &mut PagedKvCache,
+        seq: SeqId,
+        ids: &[u32],
+        extra: Option<&[u32]>,
+    ) -> Result<()> {
+        let n = ids.len();
+        if n == 0 {
+            return Ok(());
+        }
+        if extra.is_some_and(|e| e.len() != n) {
+            return Err(Error::Invalid("prefill: the two id lists differ in length".into()));
+        }
+        let start = cache.len(seq)?;
+        cache.reserve(seq, n)?;
+        let key = (n, start, extra.is_some());
+        if self.last.as_ref().is_none_or(|p| p.key != key) {
+            self.last = None; // its buffers go back to the pool for the new plan
+            self.last = Some(PrefillPlan::compile(ctx, model, cache, key)?);
+        }
+        let p = self.last.as_ref().expect("compiled above");
+        p.ids.write_words(ctx, ids)?;
+        if let (Some(t), Some(e)) = (&p.extra, extra) {
+            t.write_words(ctx, e)?;
+        }
+        p.rows.set_span(cache, seq, start)?;
+        p.plan.run()
     }
-    if extra.is_some_and(|e| e.len() != n) {
-        return Err(Error::Invalid("prefill: the two id lists differ in length".into()));
+}
+
+impl PrefillPlan {
+    fn compile(
+        ctx: &Context,
+        model: &CausalGpt,
+        cache: &PagedKvCache,
+        key: (usize, usize, bool),
+    ) -> Result<PrefillPlan> {
+        let (n, start, with_extra) = key;
+        let rows = cache.step_rows(n)?;
+        let mut g = Graph::new(ctx);
+        let ids = Tensor::empty(ctx, &[n], DType::U32)?;
+        let v = g.input(&ids);
+        let mut x = embed(&mut g, v, model.token_table(), None)?;
+        let extra = if with_extra { Some(Tensor::empty(ctx, &[n], DType::U32)?) } else { None };
+        if let Some(e) = &extra {
+            let e = g.input(e);
+            x = embed(&mut g, e, model.token_table(), Some(x))?;
+        }
+        let x = embed_range(&mut g, n, start as u32, model.position_table(), Some(x))?;
+        let kv = cache.bind(&mut g, &rows);
+        model.record(&mut g, x, &kv)?;
+        Ok(PrefillPlan { key, ids, extra, rows, plan: g.compile()? })
     }
-    let start = cache.len(seq)?;
-    cache.reserve(seq, n)?;
-    let rows = cache.step_rows(n)?;
-    rows.set_span(cache, seq, start)?;
-    let mut g = Graph::new(ctx);
-    let t = Tensor::from_u32(ctx, ids, &[n])?;
-    let t = g.input(&t);
-    let mut x = embed(&mut g, t, model.token_table(), None)?;
-    if let Some(extra) = extra {
-        let e = Tensor::from_u32(ctx, extra, &[n])?;
-        let e = g.input(&e);
-        x = embed(&mut g, e, model.token_table(), Some(x))?;
-    }
-    let x = embed_range(&mut g, n, start as u32, model.position_table(), Some(x))?;
-    let kv = cache.bind(&mut g, &rows);
-    model.record(&mut g, x, &kv)?;
-    let plan = g.compile()?;
-    plan.run()
 }
 
 /// What a busy row feeds at its next position.
