@@ -273,3 +273,51 @@ impl DecodeStep {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{Bark, LoadOptions};
+    use std::path::Path;
+
+    #[test]
+    fn a_prefill_of_the_same_length_reuses_its_plan_and_fills_the_same_cache() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // A context of its own, so no other test's objects show in its counters.
+        let ctx = Context::new(&Default::default()).unwrap();
+        let b = Bark::load_on(&ctx, root.join("tests/fixtures/tiny"), &LoadOptions::default()).unwrap();
+        let model = &b.semantic;
+        let mut cache = cache_for(&ctx, model, 3, 64).unwrap();
+        let ids: Vec<u32> = (0..20).map(|i| 100 + 7 * i).collect();
+        let extra: Vec<u32> = (0..20).map(|i| 5000 + i).collect();
+        let mut prefill = Prefill::default();
+        let seqs: Vec<SeqId> = (0..3).map(|_| cache.add_sequence().unwrap()).collect();
+        prefill.run(&ctx, model, &mut cache, seqs[0], &ids, Some(&extra)).unwrap();
+        let before = ctx.stats();
+        prefill.run(&ctx, model, &mut cache, seqs[1], &ids, Some(&extra)).unwrap();
+        let after = ctx.stats();
+        assert_eq!(after.bind_groups_created, before.bind_groups_created, "the second prefill compiled again");
+        assert_eq!(after.buffers_created, before.buffers_created);
+        // A fresh compile (another Prefill) fills its sequence exactly as the reused plan did.
+        Prefill::default().run(&ctx, model, &mut cache, seqs[2], &ids, Some(&extra)).unwrap();
+        let rows = |pool: &Tensor, seq: SeqId| {
+            let all = pool.to_f32(&ctx).unwrap();
+            let h = model.config().hidden_size;
+            let pages = cache.pages(seq).unwrap();
+            (0..ids.len())
+                .flat_map(|p| {
+                    let at = (pages[p / PAGE_SIZE] as usize * PAGE_SIZE + p % PAGE_SIZE) * h;
+                    all[at..at + h].to_vec()
+                })
+                .collect::<Vec<f32>>()
+        };
+        for layer in 0..cache.layers() {
+            for pool in [cache.k_pool(layer).unwrap(), cache.v_pool(layer).unwrap()] {
+                let first = rows(pool, seqs[0]);
+                assert!(first.iter().any(|&v| v != 0.0));
+                assert_eq!(rows(pool, seqs[1]), first, "layer {layer}: reused plan");
+                assert_eq!(rows(pool, seqs[2]), first, "layer {layer}: fresh plan");
+            }
+        }
+    }
+}
