@@ -85,6 +85,16 @@ fn generation_frees_every_stage_and_peaks_at_one_stage() {
     eprintln!("bytes above the weights ({weights}) at each stage's peak: {stage_peaks:?}");
     assert!(stage_peaks.iter().all(|&p| p > 0), "a stage allocated nothing: {stage_peaks:?}");
 
+    // Bark::stage_memory predicts them without running: the same cache and plans, so semantic
+    // and fine match exactly; coarse plans for the longest window prompt (886 tokens), more
+    // than these short inputs reach.
+    let planned = bark.stage_memory(2, 24).unwrap();
+    eprintln!("planned: {planned:?}");
+    assert_eq!(ctx.stats().bytes_live, weights, "stage_memory left buffers behind");
+    assert_eq!(planned.semantic, stage_peaks[0], "semantic");
+    assert!(planned.coarse >= stage_peaks[1], "coarse: planned {} < measured {}", planned.coarse, stage_peaks[1]);
+    assert_eq!(planned.fine, stage_peaks[2], "fine");
+
     // The whole pipeline peaks at its largest stage, not at the sum of them.
     ctx.reset_peak();
     let out = bark.generate_batch(&texts, &gen, None, 2).unwrap();

@@ -22,7 +22,7 @@
 use super::rng::Rng;
 use super::semantic::draw_uniforms;
 use super::semantic::SEMANTIC_EOS;
-use super::step::{cache_for, check_all_free, DecodeStep, Feed, Prefill};
+use super::step::{bytes_held, cache_for, check_all_free, DecodeStep, Feed, Prefill};
 use crate::gpu::Context;
 use crate::graph::Run;
 use crate::kv::{PagedKvCache, SeqId};
@@ -206,13 +206,31 @@ pub(crate) fn generate(
     if busy == 0 {
         return Ok(jobs.into_iter().map(Job::finish).collect());
     }
-    let mut cache = cache_for(ctx, model, max_batch.min(busy), model.config().block_size)?;
+    let (mut cache, step) = cache_and_step(ctx, model, max_batch.min(busy))?;
     let n_pages = cache.free_pages();
-    let step = DecodeStep::new(ctx, model, &cache, cache.geometry().max_seqs as usize)?;
     let codebooks = codebook_settings(model, base, mask);
     let out = generate_in(ctx, model, &mut cache, &step, jobs, &codebooks, rngs, progress)?;
     check_all_free(&cache, n_pages)?;
     Ok(out)
+}
+
+/// The stage's KV cache (full-context sequences) and decode step for `batch` sequences.
+fn cache_and_step(ctx: &Context, model: &CausalGpt, batch: usize) -> Result<(PagedKvCache, DecodeStep)> {
+    let cache = cache_for(ctx, model, batch, model.config().block_size)?;
+    let step = DecodeStep::new(ctx, model, &cache, cache.geometry().max_seqs as usize)?;
+    Ok((cache, step))
+}
+
+/// The GPU bytes [`generate`] holds beyond the weights for `batch` sequences: its cache, decode
+/// step and the prefill of the longest window prompt, built and freed unrun.
+pub(crate) fn footprint(ctx: &Context, model: &CausalGpt, batch: usize) -> Result<u64> {
+    bytes_held(ctx, || {
+        let (cache, step) = cache_and_step(ctx, model, batch)?;
+        let mut prefill = Prefill::default();
+        // A full window prompt less its last token (which the decode step feeds).
+        prefill.prepare(ctx, model, &cache, (MAX_COARSE_INPUT + MAX_COARSE_HISTORY, 0, false))?;
+        Ok((cache, step, prefill))
+    })
 }
 
 /// A job holding a decode row.

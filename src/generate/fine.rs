@@ -16,6 +16,7 @@
 
 use super::coarse::{coarse_codes, N_COARSE_CODEBOOKS};
 use super::rng::Rng;
+use super::step::bytes_held;
 use crate::gpu::{Context, Tensor};
 use crate::graph::{Graph, Plan, Scratch, Val};
 use crate::model::gpt::FineGpt;
@@ -161,7 +162,7 @@ pub(crate) fn generate(
     }
     let settings = SampleSettings::fine(temperature);
     let greedy = settings.temperature <= 0.0;
-    let slots = max_batch.max(1).min(busy).min(max_rows_in_binding(ctx, model));
+    let slots = sequences_per_run(ctx, model, max_batch.min(busy));
     // One runner per batch size met (the last rounds may hold fewer sequences), all drawing
     // their intermediates from one scratch: only one plan runs at a time.
     let scratch = Scratch::default();
@@ -205,6 +206,23 @@ pub(crate) fn generate(
         }
     }
     Ok(jobs.into_iter().map(Job::finish).collect())
+}
+
+/// How many of `batch` sequences one fine run takes: all, or as many as the binding limit allows.
+pub(crate) fn sequences_per_run(ctx: &Context, model: &FineGpt, batch: usize) -> usize {
+    batch.max(1).min(max_rows_in_binding(ctx, model))
+}
+
+/// The GPU bytes [`generate`] holds beyond the weights for `batch` sequences: one runner's
+/// inputs and plans and their scratch, built and freed unrun. (A last round of fewer sequences
+/// adds a smaller runner's inputs, a few KB.)
+pub(crate) fn footprint(ctx: &Context, model: &FineGpt, batch: usize) -> Result<u64> {
+    let b = sequences_per_run(ctx, model, batch);
+    bytes_held(ctx, || {
+        let scratch = Scratch::default();
+        let runner = FineRunner::new(ctx, model, model.config().n_codes_total, b, &scratch)?;
+        Ok((scratch, runner))
+    })
 }
 
 /// One compiled plan per predicted codebook over a shared window of codes and shared sampler

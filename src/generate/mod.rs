@@ -48,6 +48,7 @@ mod clone;
 pub mod coarse;
 pub mod fine;
 pub mod longform;
+mod memory;
 pub mod rng;
 pub mod semantic;
 mod step;
@@ -57,6 +58,7 @@ use std::sync::Arc;
 
 pub use coarse::{coarse_codes, CoarseMask};
 pub use longform::{LongGeneration, PIECE_GAP_SECONDS};
+pub use memory::StageMemory;
 use rng::Rng;
 
 use crate::gpu::{Context, ContextOptions, DType};

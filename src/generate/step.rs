@@ -93,12 +93,8 @@ impl Prefill {
         }
         let start = cache.len(seq)?;
         cache.reserve(seq, n)?;
-        let key = (n, start, extra.is_some());
-        if self.last.as_ref().is_none_or(|p| p.key != key) {
-            self.last = None; // its buffers go back to the pool for the new plan
-            self.last = Some(PrefillPlan::compile(ctx, model, cache, key)?);
-        }
-        let p = self.last.as_ref().expect("compiled above");
+        self.prepare(ctx, model, cache, (n, start, extra.is_some()))?;
+        let p = self.last.as_ref().expect("compiled by prepare");
         p.ids.write_words(ctx, ids)?;
         if let (Some(t), Some(e)) = (&p.extra, extra) {
             t.write_words(ctx, e)?;
@@ -106,6 +102,36 @@ impl Prefill {
         p.rows.set_span(cache, seq, start)?;
         p.plan.run()
     }
+}
+
+impl Prefill {
+    /// Compiles the plan for prompts of `n` ids at position `start` (with extra ids or not),
+    /// unless the last one was for the same.
+    pub fn prepare(
+        &mut self,
+        ctx: &Context,
+        model: &CausalGpt,
+        cache: &PagedKvCache,
+        key: (usize, usize, bool),
+    ) -> Result<()> {
+        if self.last.as_ref().is_none_or(|p| p.key != key) {
+            self.last = None; // its buffers go back to the pool for the new plan
+            self.last = Some(PrefillPlan::compile(ctx, model, cache, key)?);
+        }
+        Ok(())
+    }
+}
+
+/// The GPU bytes `build`'s result holds while it lives, freed again before returning: a stage's
+/// footprint beyond the weights, when `build` makes what the stage makes (its cache and plans).
+pub(crate) fn bytes_held<T>(ctx: &Context, build: impl FnOnce() -> Result<T>) -> Result<u64> {
+    ctx.trim_pool();
+    let before = ctx.stats().bytes_live;
+    let held = build()?;
+    let bytes = ctx.stats().bytes_live.saturating_sub(before);
+    drop(held);
+    ctx.trim_pool();
+    Ok(bytes)
 }
 
 impl PrefillPlan {
