@@ -4,18 +4,18 @@
 # Prepare on the build machine (once per session; the GPU box has no Rust and no network):
 #   echo /.gl/ >> .git/info/exclude; echo /.bin/ >> .git/info/exclude
 #   (Vulkan loader debs into .gl/: see the device tool's README)
-#   cargo bench --no-run --bench kernels --bench pipeline   # release bench binaries
+#   cargo bench --no-run --bench kernels --bench pipeline --bench memory   # release bench binaries
 #   cargo build --release
 #   mkdir -p .bin && cp target/release/bark-wgpu .bin/ &&
-#     for b in kernels pipeline; do cp "$(ls -t target/release/deps/$b-* | grep -v '\.d$' | head -1)" .bin/$b; done
+#     for b in kernels pipeline memory; do cp "$(ls -t target/release/deps/$b-* | grep -v '\.d$' | head -1)" .bin/$b; done
 # Then on the GPU box, from the repository root (carry .gl and .bin):
 #   bash scripts/device_bench.sh "$OUT"            # all of it (about 10-20 minutes on an H100)
-#   STEPS=pipeline bash scripts/device_bench.sh "$OUT"   # or some of: devices kernels pipeline transformers
-# Results: OUTDIR/{devices,kernels,pipeline,transformers}.txt and the benches' JSON.
+#   STEPS=pipeline bash scripts/device_bench.sh "$OUT"   # or some of: devices kernels memory pipeline transformers
+# Results: OUTDIR/{devices,kernels,memory,pipeline,transformers}.txt and the benches' JSON.
 
 set -uo pipefail
 out=${1:?usage: device_bench.sh OUTDIR}
-steps=${STEPS:-devices kernels pipeline transformers}
+steps=${STEPS:-devices kernels memory pipeline transformers}
 mkdir -p "$out"
 
 if ! ldconfig -p | grep -q libvulkan; then
@@ -32,6 +32,7 @@ for step in $steps; do
     case $step in
         devices) .bin/bark-wgpu devices 2>&1 | tee "$out/devices.txt" ;;
         kernels) .bin/kernels --bench 2>&1 | tee "$out/kernels.txt" ;;
+        memory) BENCH_MODEL=${BENCH_MODEL:-small,large} .bin/memory --bench 2>&1 | tee "$out/memory.txt" ;;
         pipeline)
             BENCH_MODEL=${BENCH_MODEL:-small,large} BENCH_BATCH=${BENCH_BATCH:-1,16} \
                 BENCH_JSON=$out/pipeline.json .bin/pipeline --bench 2>&1 | tee "$out/pipeline.txt" ;;

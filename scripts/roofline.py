@@ -12,9 +12,10 @@ imports them from here):
   token and position embedding rows (2 h w bytes) are left out. A batch of B sequences reads the same
   bytes once per step, so its ceiling is B times higher until it becomes compute-bound.
 - KV-cache bytes a step also reads at context T: 2 * L * T * h * w (the cache stores the weights' dtype).
-- GPU memory of a batch of B at the semantic stage (the largest causal cache): all weights (every GPT's
-  embeddings, blocks and heads, plus EnCodec's ~43 MB of f32) and the semantic cache of B full-length
-  sequences, 2 * L * 1024 * h * w * B; the decode step's own buffers are a few MB.
+- GPU memory of a batch of B at the coarse stage (the largest cache: full-context sequences; the
+  semantic one holds 256 + budget positions): all weights (every GPT's embeddings, blocks and heads,
+  plus EnCodec's ~43 MB of f32) and the cache, 2 * L * 1024 * h * w * B. benches/memory.rs counts the
+  real buffers (cache, plans) and agrees within its plans' few tens of MB.
 - FLOPs of one fine pass over a 1024-frame window: L * (2 T 12 h^2 + 4 T^2 h) + 2 T h * 1056, T = 1024
   (linears, full non-causal attention QK^T and PV, one codebook head); a window takes 6 passes
   (codebooks 2..7), windows advance by 512 frames.
@@ -133,7 +134,7 @@ def main():
             cells = " | ".join(f"{p * 1e3:.0f}" for p in parts)
             print(f"| {name} | {dtype} | {cells} | {sum(parts) * 1e3:.0f} | {sum(parts) / 10:.3f} |")
     print()
-    print("GPU memory at the semantic stage (weights + a full-length semantic KV cache per sequence), GB:")
+    print("GPU memory at the coarse stage (weights + a full-context KV cache per sequence), GB:")
     print("| model | dtype | weights | KV per sequence | batch 1 | batch 16 |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for name in ["small", "large"]:
