@@ -26,8 +26,8 @@ fn main() {
     println!("adapter: {} ({}, {}), driver: {}", a.name, a.backend, a.device_type, a.driver);
     println!("storage binding limit: {} MB", ctx.max_binding_bytes() / 1_000_000);
     println!("MB = 10^6 bytes of GPU buffers; stages are beyond the weights; peak = weights + largest stage\n");
-    println!("| model | dtype | batch | semantic tokens | weights MB | semantic MB | coarse MB | fine B | fine MB | peak MB |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| model | dtype | batch | semantic tokens | weights MB | semantic MB | coarse MB | fine B | fine MB | decode MB | peak MB |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let batches: Vec<usize> = env_list("BENCH_BATCH", "1,16")
         .iter()
         .map(|b| b.parse().ok().filter(|&b| b > 0).unwrap_or_else(|| panic!("BENCH_BATCH: {b:?} is not a batch size")))
@@ -50,12 +50,13 @@ fn main() {
             for &batch in &batches {
                 let s = bark.stage_memory(batch, tokens).expect("stage memory");
                 println!(
-                    "| {name} | {dtype} | {batch} | {tokens} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.0} |",
+                    "| {name} | {dtype} | {batch} | {tokens} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.0} |",
                     mb(weights),
                     mb(s.semantic),
                     mb(s.coarse),
                     s.fine_batch,
                     mb(s.fine),
+                    mb(s.decode),
                     mb(weights + s.largest())
                 );
             }

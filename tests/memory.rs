@@ -5,6 +5,7 @@
 
 mod common;
 
+use bark_wgpu::generate::coarse::coarse_len;
 use bark_wgpu::generate::{Bark, GenerateOptions, LoadOptions};
 use bark_wgpu::ops::elementwise;
 use bark_wgpu::{Context, DType, Graph, Tensor};
@@ -85,15 +86,21 @@ fn generation_frees_every_stage_and_peaks_at_one_stage() {
     eprintln!("bytes above the weights ({weights}) at each stage's peak: {stage_peaks:?}");
     assert!(stage_peaks.iter().all(|&p| p > 0), "a stage allocated nothing: {stage_peaks:?}");
 
-    // Bark::stage_memory predicts them without running: the same cache and plans, so semantic
-    // and fine match exactly; coarse plans for the longest window prompt (886 tokens), more
-    // than these short inputs reach.
+    // Bark::stage_memory predicts them without running: the same cache and plans, so semantic,
+    // fine and decode match exactly; coarse plans for the longest window prompt (886 tokens),
+    // more than these short inputs reach.
     let planned = bark.stage_memory(2, 24).unwrap();
     eprintln!("planned: {planned:?}");
     assert_eq!(ctx.stats().bytes_live, weights, "stage_memory left buffers behind");
     assert_eq!(planned.semantic, stage_peaks[0], "semantic");
     assert!(planned.coarse >= stage_peaks[1], "coarse: planned {} < measured {}", planned.coarse, stage_peaks[1]);
     assert_eq!(planned.fine, stage_peaks[2], "fine");
+    // Decode plans for the budget's length, which both texts reach on the fixture (greedy, no
+    // EOS within 24 tokens), so it matches exactly too.
+    let frames = coarse_len(24) / 2;
+    assert!(fine.iter().all(|f| f[0].len() == frames), "a text stopped before the budget");
+    assert!(stage_peaks[3..].iter().all(|&p| p == planned.decode), "decode: planned {}", planned.decode);
+    assert_eq!(planned.largest(), planned.semantic.max(planned.coarse).max(planned.fine).max(planned.decode));
 
     // The whole pipeline peaks at its largest stage, not at the sum of them.
     ctx.reset_peak();

@@ -19,10 +19,11 @@
 //! to `(id - 10000) % 1024`. [`CoarseMask::Transformers`] reproduces that (it is the default,
 //! and what greedy parity with transformers needs); [`CoarseMask::Original`] is the original's.
 
+use super::memory::bytes_held;
 use super::rng::Rng;
 use super::semantic::draw_uniforms;
 use super::semantic::SEMANTIC_EOS;
-use super::step::{bytes_held, cache_for, check_all_free, DecodeStep, Feed, Prefill};
+use super::step::{cache_for, check_all_free, DecodeStep, Feed, Prefill};
 use crate::gpu::Context;
 use crate::graph::Run;
 use crate::kv::{PagedKvCache, SeqId};

@@ -15,8 +15,8 @@
 //! `softmax(logits[..1024] / t)`, one uniform per frame of the window.
 
 use super::coarse::{coarse_codes, N_COARSE_CODEBOOKS};
+use super::memory::bytes_held;
 use super::rng::Rng;
-use super::step::bytes_held;
 use crate::gpu::{Context, Tensor};
 use crate::graph::{Graph, Plan, Scratch, Val};
 use crate::model::gpt::FineGpt;

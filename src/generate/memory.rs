@@ -5,6 +5,7 @@
 //! generation, because `Bark` frees each stage's buffers before the next one starts.
 
 use super::{coarse, fine, semantic, Bark};
+use crate::gpu::{Context, DType, Tensor};
 use crate::Result;
 
 /// GPU bytes each stage holds beyond the weights at its peak.
@@ -19,20 +20,24 @@ pub struct StageMemory {
     /// The sequences per fine run, B: the batch, or fewer where one run's largest
     /// intermediate would pass the adapter's storage-binding limit.
     pub fine_batch: usize,
+    /// The codec's decode of one sequence of the budget's length (texts are decoded one at a
+    /// time): its upsampling stages hold `[32 channels, 320 x frames]` f32 and neighbours, about
+    /// 100 MB for 10 s of audio, more than a batch-1 cache.
+    pub decode: u64,
 }
 
 impl StageMemory {
     /// The most any stage holds: add the weights for a generation's peak.
     pub fn largest(&self) -> u64 {
-        self.semantic.max(self.coarse).max(self.fine)
+        self.semantic.max(self.coarse).max(self.fine).max(self.decode)
     }
 }
 
 impl Bark {
     /// The GPU bytes each stage would hold beyond the weights for up to `max_batch` sequences
-    /// at once and a semantic budget of `max_semantic_tokens` per text (see
-    /// [`StageMemory`]); the audio decode is left out (a few MB). Counted with
-    /// [`crate::Context::stats`], so nothing else should allocate on the context meanwhile.
+    /// at once and a semantic budget of `max_semantic_tokens` per text (see [`StageMemory`]).
+    /// Counted with [`crate::Context::stats`], so nothing else should allocate on the context
+    /// meanwhile.
     pub fn stage_memory(&self, max_batch: usize, max_semantic_tokens: usize) -> Result<StageMemory> {
         let batch = max_batch.max(1);
         Ok(StageMemory {
@@ -40,6 +45,32 @@ impl Bark {
             coarse: coarse::footprint(&self.ctx, &self.coarse, batch)?,
             fine: fine::footprint(&self.ctx, &self.fine, batch)?,
             fine_batch: fine::sequences_per_run(&self.ctx, &self.fine, batch),
+            decode: self.decode_footprint(coarse::coarse_len(max_semantic_tokens) / coarse::N_COARSE_CODEBOOKS)?,
         })
     }
+
+    /// What decoding one sequence of `frames` holds: its codes and the compiled codec plan.
+    fn decode_footprint(&self, frames: usize) -> Result<u64> {
+        let n_q = self.config.fine_acoustics_config.n_codes_total;
+        bytes_held(&self.ctx, || {
+            // Zeros are valid codes; the plan is what Bark::decode compiles, and reading its
+            // samples back takes a staging buffer of their size.
+            let codes = Tensor::empty(&self.ctx, &[n_q, 1, frames.max(1)], DType::U32)?;
+            let (plan, y) = self.codec.compile(&self.ctx, &codes)?;
+            let staging = Tensor::empty(&self.ctx, &[plan.tensor(y).numel()], DType::F32)?;
+            Ok((codes, plan, staging))
+        })
+    }
+}
+
+/// The GPU bytes `build`'s result holds while it lives, freed again before returning: a stage's
+/// footprint beyond the weights, when `build` makes what the stage makes (its cache and plans).
+pub(super) fn bytes_held<T>(ctx: &Context, build: impl FnOnce() -> Result<T>) -> Result<u64> {
+    ctx.trim_pool();
+    let before = ctx.stats().bytes_live;
+    let held = build()?;
+    let bytes = ctx.stats().bytes_live.saturating_sub(before);
+    drop(held);
+    ctx.trim_pool();
+    Ok(bytes)
 }

@@ -8,8 +8,9 @@
 //! transformers keeps it) or after `max_tokens` tokens. Several prompts may share every decode
 //! step ([`generate`]); one prompt alone is a batch of one.
 
+use super::memory::bytes_held;
 use super::rng::Rng;
-use super::step::{bytes_held, cache_for, check_all_free, DecodeStep, Feed, Prefill};
+use super::step::{cache_for, check_all_free, DecodeStep, Feed, Prefill};
 use crate::gpu::Context;
 use crate::graph::Run;
 use crate::kv::{PagedKvCache, SeqId};

@@ -122,18 +122,6 @@ impl Prefill {
     }
 }
 
-/// The GPU bytes `build`'s result holds while it lives, freed again before returning: a stage's
-/// footprint beyond the weights, when `build` makes what the stage makes (its cache and plans).
-pub(crate) fn bytes_held<T>(ctx: &Context, build: impl FnOnce() -> Result<T>) -> Result<u64> {
-    ctx.trim_pool();
-    let before = ctx.stats().bytes_live;
-    let held = build()?;
-    let bytes = ctx.stats().bytes_live.saturating_sub(before);
-    drop(held);
-    ctx.trim_pool();
-    Ok(bytes)
-}
-
 impl PrefillPlan {
     fn compile(
         ctx: &Context,

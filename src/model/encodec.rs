@@ -5,7 +5,7 @@
 
 use super::CodecConfig;
 use crate::gpu::{Context, DType, Tensor};
-use crate::graph::{Graph, Val};
+use crate::graph::{Graph, Plan, Val};
 use crate::ops::conv1d::{conv1d, Conv1dOpts};
 use crate::ops::conv_transpose1d::{conv_transpose1d, ConvTranspose1dOpts};
 use crate::ops::elementwise::{add, elu};
@@ -203,13 +203,18 @@ impl EncodecDecoder {
             return Err(Error::Invalid(format!("{n_q} codebooks asked for, {} loaded", self.codebooks.shape()[0])));
         }
         let codes = upload_codes(ctx, codes, [n_q, batch, frames], self.dims.codebook_size)?;
-        let mut g = Graph::new(ctx);
-        let c = g.input(&codes);
-        let y = self.record(&mut g, c)?;
-        g.keep(y);
-        let plan = g.compile()?;
+        let (plan, y) = self.compile(ctx, &codes)?;
         plan.run()?;
         plan.tensor(y).to_f32(ctx)
+    }
+
+    /// The decode of `codes` (`[n_q, B, T]`, already checked) compiled, and its output value.
+    pub fn compile(&self, ctx: &Context, codes: &Tensor) -> Result<(Plan, Val)> {
+        let mut g = Graph::new(ctx);
+        let c = g.input(codes);
+        let y = self.record(&mut g, c)?;
+        g.keep(y);
+        Ok((g.compile()?, y))
     }
 }
 
