@@ -7,25 +7,15 @@
 // Layout: a workgroup of WG threads computes ROWS outputs n (rows of W). Each row gets TPR
 // consecutive threads that stride over K; a workgroup-memory tree then sums their partials.
 // This file needs no optional feature; gemv_subgroup.wgsl is its twin that reduces with
-// subgroupAdd (keep the two in step).
+// subgroupAdd. Both take the per-thread dot products (and the x and W bindings) from
+// common/gemv_dots.wgsl.
 //
 // Entry points: `gemv_vec4` loads vec4<u32> words (K % 4 == 0 for f32, K % 8 == 0 for f16, so
 // every row starts on 16 bytes); `gemv_scalar` handles any K.
 
 // #include linear_epilogue
+// #include gemv_dots
 
-@group(0) @binding(1) var<storage, read> x1: array<f32>;
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w1: array<u32>;
-@group(0) @binding(2) var<storage, read> w4: array<vec4<u32>>;
-
-// Weights are f16 pairs (true) or f32 (false).
-const W_F16: bool = false;
-// Rows of x one pass handles: the host picks the smallest of 1, 2, 4, 8, 16 that is >= M.
-// Rows past M re-read row M - 1 (no bounds branch in the loop) and are not written.
-const MT: u32 = 1u;
-// Accumulators are vec4s of four x rows each, so the reduction moves four sums per step.
-const MV: u32 = (MT + 3u) / 4u;
 const WG: u32 = 256u;
 // Threads per output: 32 keeps a warp on one weight row (128 contiguous bytes per load).
 const TPR: u32 = 32u;
@@ -65,29 +55,7 @@ fn gemv_vec4(
     let row = (wid.x + wid.y * nwg.x) * ROWS + t / TPR;
     // The last workgroup's spare rows read a valid row and write nothing.
     let wrow = min(row, p.n - 1u);
-    let xq = p.k / 4u;
-    var acc: array<vec4<f32>, MV>;
-    if W_F16 {
-        // One vec4<u32> is 8 weights: k = 8j .. 8j + 7, matching x vec4s 2j and 2j + 1.
-        let wq = p.row_words / 4u;
-        for (var j = lane; j < wq; j += TPR) {
-            let w = w4[wrow * wq + j];
-            let lo = vec4(unpack2x16float(w.x), unpack2x16float(w.y));
-            let hi = vec4(unpack2x16float(w.z), unpack2x16float(w.w));
-            for (var m = 0u; m < MT; m++) {
-                let xi = min(m, p.m - 1u) * xq + 2u * j;
-                acc[m / 4u][m % 4u] += dot(lo, x4[xi]) + dot(hi, x4[xi + 1u]);
-            }
-        }
-    } else {
-        for (var j = lane; j < xq; j += TPR) {
-            let w = bitcast<vec4<f32>>(w4[wrow * xq + j]);
-            for (var m = 0u; m < MT; m++) {
-                acc[m / 4u][m % 4u] += dot(w, x4[min(m, p.m - 1u) * xq + j]);
-            }
-        }
-    }
-    reduce_and_write(acc, t, row);
+    reduce_and_write(dots4(wrow, lane, TPR), t, row);
 }
 
 @compute @workgroup_size(WG)
@@ -99,27 +67,5 @@ fn gemv_scalar(
     let lane = t % TPR;
     let row = (wid.x + wid.y * nwg.x) * ROWS + t / TPR;
     let wrow = min(row, p.n - 1u);
-    var acc: array<vec4<f32>, MV>;
-    if W_F16 {
-        for (var j = lane; j < p.row_words; j += TPR) {
-            let w = unpack2x16float(w1[wrow * p.row_words + j]);
-            let k0 = 2u * j;
-            // With K odd the last word's high half is row padding: weight 0, and x is read
-            // at a clamped, valid index.
-            let w_hi = select(0.0, w.y, k0 + 1u < p.k);
-            let k1 = min(k0 + 1u, p.k - 1u);
-            for (var m = 0u; m < MT; m++) {
-                let xr = min(m, p.m - 1u) * p.k;
-                acc[m / 4u][m % 4u] += w.x * x1[xr + k0] + w_hi * x1[xr + k1];
-            }
-        }
-    } else {
-        for (var j = lane; j < p.k; j += TPR) {
-            let w = bitcast<f32>(w1[wrow * p.k + j]);
-            for (var m = 0u; m < MT; m++) {
-                acc[m / 4u][m % 4u] += w * x1[min(m, p.m - 1u) * p.k + j];
-            }
-        }
-    }
-    reduce_and_write(acc, t, row);
+    reduce_and_write(dots1(wrow, lane, TPR), t, row);
 }
