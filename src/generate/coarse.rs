@@ -19,11 +19,10 @@
 //! to `(id - 10000) % 1024`. [`CoarseMask::Transformers`] reproduces that (it is the default,
 //! and what greedy parity with transformers needs); [`CoarseMask::Original`] is the original's.
 
-use super::memory::bytes_held;
 use super::rng::Rng;
 use super::semantic::draw_uniforms;
 use super::semantic::SEMANTIC_EOS;
-use super::step::{cache_for, check_all_free, DecodeStep, Feed, Prefill};
+use super::step::{self, cache_and_step, check_all_free, DecodeStep, Feed, Prefill};
 use crate::gpu::Context;
 use crate::graph::Run;
 use crate::kv::{PagedKvCache, SeqId};
@@ -207,7 +206,7 @@ pub(crate) fn generate(
     if busy == 0 {
         return Ok(jobs.into_iter().map(Job::finish).collect());
     }
-    let (mut cache, step) = cache_and_step(ctx, model, max_batch.min(busy))?;
+    let (mut cache, step) = cache_and_step(ctx, model, max_batch.min(busy), model.config().block_size)?;
     let n_pages = cache.free_pages();
     let codebooks = codebook_settings(model, base, mask);
     let out = generate_in(ctx, model, &mut cache, &step, jobs, &codebooks, rngs, progress)?;
@@ -215,23 +214,12 @@ pub(crate) fn generate(
     Ok(out)
 }
 
-/// The stage's KV cache (full-context sequences) and decode step for `batch` sequences.
-fn cache_and_step(ctx: &Context, model: &CausalGpt, batch: usize) -> Result<(PagedKvCache, DecodeStep)> {
-    let cache = cache_for(ctx, model, batch, model.config().block_size)?;
-    let step = DecodeStep::new(ctx, model, &cache, cache.geometry().max_seqs as usize)?;
-    Ok((cache, step))
-}
-
-/// The GPU bytes [`generate`] holds beyond the weights for `batch` sequences: its cache, decode
-/// step and the prefill of the longest window prompt, built and freed unrun.
+/// The GPU bytes [`generate`] holds beyond the weights for `batch` sequences: its cache of
+/// full-context sequences, decode step and the prefill of the longest window prompt (less its
+/// last token, which the decode step feeds), built and freed unrun.
 pub(crate) fn footprint(ctx: &Context, model: &CausalGpt, batch: usize) -> Result<u64> {
-    bytes_held(ctx, || {
-        let (cache, step) = cache_and_step(ctx, model, batch)?;
-        let mut prefill = Prefill::default();
-        // A full window prompt less its last token (which the decode step feeds).
-        prefill.prepare(ctx, model, &cache, (MAX_COARSE_INPUT + MAX_COARSE_HISTORY, 0, false))?;
-        Ok((cache, step, prefill))
-    })
+    let longest = (MAX_COARSE_INPUT + MAX_COARSE_HISTORY, 0, false);
+    step::footprint(ctx, model, batch, model.config().block_size, longest)
 }
 
 /// A job holding a decode row.

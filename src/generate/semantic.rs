@@ -8,9 +8,8 @@
 //! transformers keeps it) or after `max_tokens` tokens. Several prompts may share every decode
 //! step ([`generate`]); one prompt alone is a batch of one.
 
-use super::memory::bytes_held;
 use super::rng::Rng;
-use super::step::{cache_for, check_all_free, DecodeStep, Feed, Prefill};
+use super::step::{self, cache_and_step, check_all_free, DecodeStep, Feed, Prefill};
 use crate::gpu::Context;
 use crate::graph::Run;
 use crate::kv::{PagedKvCache, SeqId};
@@ -70,35 +69,19 @@ pub(crate) fn generate(
     if prompts.is_empty() {
         return Ok(Vec::new());
     }
-    let (mut cache, step) = cache_and_step(ctx, model, max_batch.min(prompts.len()), max_tokens)?;
+    // The prompt's 256 positions, then one per token fed back (the last one never is).
+    let positions = MAX_TEXT_TOKENS + max_tokens;
+    let (mut cache, step) = cache_and_step(ctx, model, max_batch.min(prompts.len()), positions)?;
     let n_pages = cache.free_pages();
     let out = generate_in(ctx, model, &mut cache, &step, prompts, settings, max_tokens, rngs, progress)?;
     check_all_free(&cache, n_pages)?;
     Ok(out)
 }
 
-/// The stage's KV cache and decode step for `batch` sequences of up to `max_tokens` each.
-fn cache_and_step(
-    ctx: &Context,
-    model: &CausalGpt,
-    batch: usize,
-    max_tokens: usize,
-) -> Result<(PagedKvCache, DecodeStep)> {
-    // The prompt's 256 positions, then one per token fed back (the last one never is).
-    let cache = cache_for(ctx, model, batch, MAX_TEXT_TOKENS + max_tokens)?;
-    let step = DecodeStep::new(ctx, model, &cache, cache.geometry().max_seqs as usize)?;
-    Ok((cache, step))
-}
-
 /// The GPU bytes [`generate`] holds beyond the weights for `batch` sequences of up to
 /// `max_tokens` each: its cache, decode step and prompt prefill, built and freed unrun.
 pub(crate) fn footprint(ctx: &Context, model: &CausalGpt, batch: usize, max_tokens: usize) -> Result<u64> {
-    bytes_held(ctx, || {
-        let (cache, step) = cache_and_step(ctx, model, batch, max_tokens)?;
-        let mut prefill = Prefill::default();
-        prefill.prepare(ctx, model, &cache, (MAX_TEXT_TOKENS, 0, true))?;
-        Ok((cache, step, prefill))
-    })
+    step::footprint(ctx, model, batch, MAX_TEXT_TOKENS + max_tokens, (MAX_TEXT_TOKENS, 0, true))
 }
 
 fn check(model: &CausalGpt, prompts: &[Prompt], max_tokens: usize, n_rngs: usize) -> Result<()> {

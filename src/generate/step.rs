@@ -6,6 +6,7 @@
 //! needs no LM head at all (its logits would be thrown away) and the step's sampler picks the
 //! first token exactly as it picks the others.
 
+use super::memory::bytes_held;
 use crate::gpu::{Context, DType, Tensor};
 use crate::graph::{Graph, Plan, Run, Val};
 use crate::kv::{KvCacheConfig, PagedKvCache, SeqId, StepRows};
@@ -42,6 +43,36 @@ pub(crate) fn cache_for(ctx: &Context, model: &CausalGpt, seqs: usize, positions
         dtype,
     };
     PagedKvCache::new(ctx, &kv)
+}
+
+/// A causal stage's cache for `batch` sequences of up to `positions` and its decode step, one
+/// row per sequence the cache holds.
+pub(crate) fn cache_and_step(
+    ctx: &Context,
+    model: &CausalGpt,
+    batch: usize,
+    positions: usize,
+) -> Result<(PagedKvCache, DecodeStep)> {
+    let cache = cache_for(ctx, model, batch, positions)?;
+    let step = DecodeStep::new(ctx, model, &cache, cache.geometry().max_seqs as usize)?;
+    Ok((cache, step))
+}
+
+/// The GPU bytes a causal stage holds beyond the weights: [`cache_and_step`] and the prefill
+/// plan for prompts of `prefill` (length, start, with extra ids), built and freed unrun.
+pub(crate) fn footprint(
+    ctx: &Context,
+    model: &CausalGpt,
+    batch: usize,
+    positions: usize,
+    prefill: (usize, usize, bool),
+) -> Result<u64> {
+    bytes_held(ctx, || {
+        let (cache, step) = cache_and_step(ctx, model, batch, positions)?;
+        let mut plan = Prefill::default();
+        plan.prepare(ctx, model, &cache, prefill)?;
+        Ok((cache, step, plan))
+    })
 }
 
 /// Fails when a stage left pages behind: every sequence of a finished stage has freed its own.
@@ -102,9 +133,7 @@ impl Prefill {
         p.rows.set_span(cache, seq, start)?;
         p.plan.run()
     }
-}
 
-impl Prefill {
     /// Compiles the plan for prompts of `n` ids at position `start` (with extra ids or not),
     /// unless the last one was for the same.
     pub fn prepare(

@@ -266,8 +266,9 @@ impl Context {
         }))
     }
 
-    /// Destroys a buffer made by [`Context::create_buffer`] now (not when wgpu gets round to
-    /// it) and takes it off the live count.
+    /// Destroys a buffer made by [`Context::create_buffer`] and takes it off the live count.
+    /// wgpu frees its memory as soon as the submissions that use it are done, without waiting
+    /// for every handle to it to be dropped.
     pub(crate) fn destroy_buffer(&self, buffer: wgpu::Buffer) {
         self.inner.counters.bytes_live.fetch_sub(buffer.size(), Ordering::Relaxed);
         buffer.destroy();
