@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use bark_wgpu::kv::{KvCacheConfig, PagedKvCache};
 use bark_wgpu::ops::attention::{self, Mask};
-use bark_wgpu::ops::matmul::{self, Epilogue, Variant};
+use bark_wgpu::ops::layernorm::{layer_norm, EPS};
+use bark_wgpu::ops::matmul::{self, Epilogue, InputNorm, Linear, Variant};
 use bark_wgpu::{Context, ContextOptions, DType, Graph, Plan, Tensor};
 
 /// One timed kernel: `bytes` is what it must stream (weights, or K and V), `flops` its
@@ -61,20 +62,41 @@ struct Runs {
     budget_s: Option<f64>,
 }
 
+/// A LayerNorm of x in front of the product, and how it runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Norm {
+    None,
+    /// `norm_linear`: inside the GEMV.
+    Fused,
+    /// `layer_norm`, then `linear`: two dispatches, as before the fusion.
+    Separate,
+}
+
 /// Median seconds and the number of timed runs.
 fn time_linear(
     ctx: &Context,
     variant: Variant,
     shape: (usize, usize, usize),
     dtype: DType,
+    norm: Norm,
     runs: Runs,
 ) -> (f64, usize) {
     let (m, k, n) = shape;
     let x = Tensor::from_f32(ctx, &pattern(m * k, 1.0), &[m, k], DType::F32).expect("upload x");
     let w = Tensor::from_f32(ctx, &pattern(n * k, 0.03), &[n, k], dtype).expect("upload weight");
+    let nw = Tensor::from_f32(ctx, &pattern(k, 1.0), &[k], DType::F32).expect("upload norm weight");
     let mut g = Graph::new(ctx);
-    let (xv, wv) = (g.input(&x), g.input(&w));
-    let y = matmul::linear_with(&mut g, xv, wv, None, Epilogue::None, None, variant).expect("record linear");
+    let (mut xv, wv, nwv) = (g.input(&x), g.input(&w), g.input(&nw));
+    if norm == Norm::Separate {
+        xv = layer_norm(&mut g, xv, nwv, None, EPS).expect("record layer norm");
+    }
+    let y = if norm == Norm::Fused {
+        let input = InputNorm { weight: nwv, bias: None, eps: EPS };
+        let layer = Linear { weight: wv, bias: None };
+        matmul::norm_linear_with(&mut g, xv, input, layer, Epilogue::None, None, variant).expect("record linear")
+    } else {
+        matmul::linear_with(&mut g, xv, wv, None, Epilogue::None, None, variant).expect("record linear")
+    };
     g.keep(y);
     time_plan(ctx, &g.compile().expect("compile plan"), runs)
 }
@@ -263,22 +285,34 @@ fn main() {
     for (k, n) in [(768, 3072), (1024, 4096)] {
         for dtype in [DType::F32, DType::F16] {
             for &v in &gemv_variants {
-                cases.push(("gemv", v, 1, k, n, dtype));
+                cases.push(("gemv", v, 1, k, n, dtype, Norm::None));
             }
         }
     }
+    // A block's LN1 and QKV GEMV at batch 1 and 16 (bark-small, f16): fused into one dispatch
+    // against the layer norm pass followed by the plain GEMV.
+    for m in [1, 16] {
+        for norm in [Norm::Fused, Norm::Separate] {
+            cases.push(("ln+gemv", matmul::choose(&ctx, m), m, 768, 2304, DType::F16, norm));
+        }
+    }
     // Prefill of a 257-token prompt: attention in (both dtypes), MLP in and out (f16).
-    cases.push(("gemm", Variant::Gemm, 257, 1024, 3072, DType::F32));
+    cases.push(("gemm", Variant::Gemm, 257, 1024, 3072, DType::F32, Norm::None));
     for (k, n) in [(1024, 3072), (1024, 4096), (4096, 1024)] {
-        cases.push(("gemm", Variant::Gemm, 257, k, n, DType::F16));
+        cases.push(("gemm", Variant::Gemm, 257, k, n, DType::F16, Norm::None));
     }
 
     let mut rows = Vec::new();
-    for (kernel, variant, m, k, n, dtype) in cases {
-        let (median_s, runs) = time_linear(&ctx, variant, (m, k, n), dtype, runs);
+    for (kernel, variant, m, k, n, dtype, norm) in cases {
+        let (median_s, runs) = time_linear(&ctx, variant, (m, k, n), dtype, norm, runs);
+        let variant = match norm {
+            Norm::None => format!("{variant:?}"),
+            Norm::Fused => "fused".to_string(),
+            Norm::Separate => "two passes".to_string(),
+        };
         let r = Row {
             kernel,
-            variant: format!("{variant:?}"),
+            variant,
             shape: format!("M={m} K={k} N={n}"),
             dtype,
             bytes: (n * dtype.row_words(k) * 4) as f64,

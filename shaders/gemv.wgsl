@@ -10,6 +10,9 @@
 // subgroupAdd. Both take the per-thread dot products (and the x and W bindings) from
 // common/gemv_dots.wgsl.
 //
+// With LN (norm_linear) each workgroup first computes the LayerNorm statistics of x's rows, and
+// the epilogue applies them (see common/gemv_dots.wgsl).
+//
 // Entry points: `gemv_vec4` loads vec4<u32> words (K % 4 == 0 for f32, K % 8 == 0 for f16, so
 // every row starts on 16 bytes); `gemv_scalar` handles any K.
 
@@ -23,25 +26,38 @@ const ROWS: u32 = WG / TPR;
 
 var<workgroup> red: array<vec4<f32>, WG>;
 
-// Sums each accumulator over the TPR threads of a row and writes the outputs.
-fn reduce_and_write(acc_in: array<vec4<f32>, MV>, t: u32, row: u32) {
-    var acc = acc_in;
+// The sum of `v` over the TPR threads of this thread's row (a tree in workgroup memory); every
+// thread of the row gets it. All threads of the workgroup must call it.
+fn row_sum(t: u32, v: vec4<f32>) -> vec4<f32> {
     let lane = t % TPR;
-    for (var c = 0u; c < MV; c++) {
-        red[t] = acc[c];
-        workgroupBarrier();
-        for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-            if lane < s {
-                red[t] += red[t + s];
-            }
-            workgroupBarrier();
+    red[t] = v;
+    workgroupBarrier();
+    for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+        if lane < s {
+            red[t] += red[t + s];
         }
-        // Lanes 0..3 each write one of the four x rows of this chunk.
+        workgroupBarrier();
+    }
+    let total = red[t - lane];
+    // Nobody may overwrite the totals for the next sum before everyone has read them.
+    workgroupBarrier();
+    return total;
+}
+
+// Sums the threads' partials of each output of `row` and writes them: lanes 0..3 each write one
+// of the four x rows of an accumulator.
+fn reduce_and_write(d: Dots, t: u32, row: u32) {
+    let lane = t % TPR;
+    var sb = vec2<f32>(0.0);
+    if LN {
+        sb = row_sum(t, vec4<f32>(d.sb, 0.0, 0.0)).xy;
+    }
+    for (var c = 0u; c < MV; c++) {
+        let total = row_sum(t, d.acc[c]);
         let m = c * 4u + lane;
         if lane < 4u && m < p.m && row < p.n {
-            y[m * p.n + row] = finish(red[t - lane][lane], m, row);
+            y[m * p.n + row] = finish(ln_finish(total[lane], m, sb), m, row);
         }
-        workgroupBarrier();
     }
 }
 
@@ -51,6 +67,9 @@ fn gemv_vec4(
     @builtin(num_workgroups) nwg: vec3u,
     @builtin(local_invocation_index) t: u32,
 ) {
+    if LN {
+        ln_prepare4(t);
+    }
     let lane = t % TPR;
     let row = (wid.x + wid.y * nwg.x) * ROWS + t / TPR;
     // The last workgroup's spare rows read a valid row and write nothing.
@@ -64,6 +83,9 @@ fn gemv_scalar(
     @builtin(num_workgroups) nwg: vec3u,
     @builtin(local_invocation_index) t: u32,
 ) {
+    if LN {
+        ln_prepare1(t);
+    }
     let lane = t % TPR;
     let row = (wid.x + wid.y * nwg.x) * ROWS + t / TPR;
     let wrow = min(row, p.n - 1u);

@@ -10,10 +10,20 @@
 //! which we bound by 1e-6 * max(1, |v|). For f16 weights the reference uses the same
 //! f16-rounded weights, so the storage rounding is not part of the error and the bound stays
 //! f32-tight. A wrong index or a lost term is off by about |x_k w_k|, far above the bound.
+//!
+//! `norm_linear` (a LayerNorm of x's rows first) is checked against the f64 LayerNorm. Its f32
+//! statistics are sums of K terms, so 1/sqrt(var + eps) carries a relative error of about
+//! u * sqrt(K) common to the whole row, and each normalised element rounds a few more times
+//! (two subtractions, two products, the bias add): we allow 8 u (sqrt(K) + 4) times
+//! S_n = sum_k |w_k g_k (x_k - mean) / sd|, on top of the product's bound computed on the
+//! normalised row. The GEMVs take the mean out after the product (see
+//! shaders/common/gemv_dots.wgsl), which loses up to u sqrt(K) |mean| / sd sum_k |w_k g_k|
+//! more: allowed 8x as well. A wrong statistic, weight or bias index is off by order |x_k w_k|.
 
 mod common;
 
-use bark_wgpu::ops::matmul::{self, Epilogue, Linear, Variant};
+use bark_wgpu::ops::layernorm::EPS;
+use bark_wgpu::ops::matmul::{self, Epilogue, InputNorm, Linear, Variant};
 use bark_wgpu::{Context, ContextOptions, DType, Graph, Tensor};
 use common::{ctx, Rng};
 use half::f16;
@@ -29,11 +39,16 @@ struct Case {
     bias: bool,
     gelu: bool,
     residual: bool,
+    /// A LayerNorm of x first (`norm_linear`): None, or Some(with a norm bias).
+    norm: Option<bool>,
 }
 
 impl Case {
     fn new(m: usize, k: usize, n: usize, f16: bool) -> Case {
-        Case { m, k, n, f16, bias: false, gelu: false, residual: false }
+        Case { m, k, n, f16, bias: false, gelu: false, residual: false, norm: None }
+    }
+    fn normed(self, norm_bias: bool) -> Case {
+        Case { norm: Some(norm_bias), ..self }
     }
     /// All three epilogue stages on.
     fn full(mut self) -> Case {
@@ -53,31 +68,63 @@ struct Data {
     w_ref: Vec<f64>,
     bias: Vec<f32>,
     residual: Vec<f32>,
+    /// The input norm's weight ~ N(1, 0.3) and bias ~ N(0, 0.5).
+    norm_w: Vec<f32>,
+    norm_b: Vec<f32>,
 }
 
 /// x ~ N(0, 1), W ~ N(0, 1/sqrt(K)) like a trained layer (outputs of order 1), bias and
-/// residual ~ N(0, 0.5).
+/// residual ~ N(0, 0.5). Normed cases shift each x row by a mean of up to +-4, as a residual
+/// stream drifts, so a norm that skipped centring would be far off.
 fn data(c: &Case, seed: u64) -> Data {
     let mut rng = Rng::new(seed);
-    let x = rng.normal(c.m * c.k, 1.0);
+    let mut x = rng.normal(c.m * c.k, 1.0);
     let w = rng.normal(c.n * c.k, 1.0 / (c.k as f32).sqrt());
     let w_ref = w.iter().map(|&v| if c.f16 { f16::from_f32(v).to_f64() } else { v as f64 }).collect();
-    Data { x, w, w_ref, bias: rng.normal(c.n, 0.5), residual: rng.normal(c.m * c.n, 0.5) }
+    let (bias, residual) = (rng.normal(c.n, 0.5), rng.normal(c.m * c.n, 0.5));
+    let norm_w = rng.normal(c.k, 0.3).iter().map(|v| v + 1.0).collect();
+    let norm_b = rng.normal(c.k, 0.5);
+    if c.norm.is_some() {
+        let shifts = rng.normal(c.m, 2.0);
+        for (row, shift) in x.chunks_mut(c.k).zip(shifts) {
+            row.iter_mut().for_each(|v| *v += shift);
+        }
+    }
+    Data { x, w, w_ref, bias, residual, norm_w, norm_b }
+}
+
+/// Row `m` of x as the product sees it (f64 LayerNorm for normed cases); for the tolerance, per
+/// element the part of it that the norm's statistics scale, `g_k (x_k - mean) / sd`, and
+/// `g_k |mean| / sd` (zeros without a norm).
+fn input_row(c: &Case, d: &Data, m: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let x: Vec<f64> = d.x[m * c.k..(m + 1) * c.k].iter().map(|&v| v as f64).collect();
+    let Some(norm_bias) = c.norm else {
+        return (x, vec![0.0; c.k], vec![0.0; c.k]);
+    };
+    let mean = x.iter().sum::<f64>() / c.k as f64;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / c.k as f64;
+    let sd = (var + EPS as f64).sqrt();
+    let scaled: Vec<f64> = (0..c.k).map(|k| d.norm_w[k] as f64 * (x[k] - mean) / sd).collect();
+    let normed = (0..c.k).map(|k| scaled[k] + if norm_bias { d.norm_b[k] as f64 } else { 0.0 }).collect();
+    let shifted = (0..c.k).map(|k| d.norm_w[k] as f64 * mean.abs() / sd).collect();
+    (normed, scaled, shifted)
 }
 
 /// Reference value and tolerance for output row `m` (see the module comment).
 fn reference_row(c: &Case, d: &Data, m: usize) -> (Vec<f32>, Vec<f32>) {
     let (mut want, mut tol) = (Vec::with_capacity(c.n), Vec::with_capacity(c.n));
-    let x = &d.x[m * c.k..(m + 1) * c.k];
+    let (x, scaled, shifted) = input_row(c, d, m);
+    let sqrt_k = (c.k as f64).sqrt();
     for n in 0..c.n {
         let w = &d.w_ref[n * c.k..(n + 1) * c.k];
-        let (mut dot, mut mag) = (0.0f64, 0.0f64);
-        for (&xv, &wv) in x.iter().zip(w) {
-            let p = xv as f64 * wv;
+        let (mut dot, mut mag, mut mag_norm) = (0.0f64, 0.0f64, 0.0f64);
+        for (((&xv, &sv), &hv), &wv) in x.iter().zip(&scaled).zip(&shifted).zip(w) {
+            let p = xv * wv;
             dot += p;
             mag += p.abs();
+            mag_norm += (sv * wv).abs() + (hv * wv).abs();
         }
-        let mut e = 8.0 * U * ((c.k as f64).sqrt() + 1.0) * mag;
+        let mut e = 8.0 * U * (sqrt_k + 1.0) * mag + 8.0 * U * (sqrt_k + 4.0) * mag_norm;
         let mut v = dot;
         if c.bias {
             v += d.bias[n] as f64;
@@ -104,12 +151,21 @@ fn run_gpu(ctx: &Context, c: &Case, d: &Data, variant: Variant) -> Vec<f32> {
     let wt = Tensor::from_f32(ctx, &d.w, &[c.n, c.k], dtype).unwrap();
     let bt = Tensor::from_f32(ctx, &d.bias, &[c.n], DType::F32).unwrap();
     let rt = Tensor::from_f32(ctx, &d.residual, &[c.m, c.n], DType::F32).unwrap();
+    let nw = Tensor::from_f32(ctx, &d.norm_w, &[c.k], DType::F32).unwrap();
+    let nb = Tensor::from_f32(ctx, &d.norm_b, &[c.k], DType::F32).unwrap();
     let mut g = Graph::new(ctx);
     let (x, w) = (g.input(&xt), g.input(&wt));
     let bias = c.bias.then(|| g.input(&bt));
     let residual = c.residual.then(|| g.input(&rt));
     let act = if c.gelu { Epilogue::Gelu } else { Epilogue::None };
-    let y = matmul::linear_with(&mut g, x, w, bias, act, residual, variant).unwrap();
+    let y = match c.norm {
+        None => matmul::linear_with(&mut g, x, w, bias, act, residual, variant).unwrap(),
+        Some(norm_bias) => {
+            let norm = InputNorm { weight: g.input(&nw), bias: norm_bias.then(|| g.input(&nb)), eps: EPS };
+            let layer = Linear { weight: w, bias };
+            matmul::norm_linear_with(&mut g, x, norm, layer, act, residual, variant).unwrap()
+        }
+    };
     assert_eq!(g.shape(y), [c.m, c.n]);
     g.keep(y);
     let plan = g.compile().unwrap();
@@ -265,6 +321,72 @@ fn leading_dims_are_rows_and_linear_struct_forwards() {
 }
 
 #[test]
+fn norm_linear_every_kernel_and_path() {
+    let ctx = ctx();
+    let mut variants = gemv_variants(ctx);
+    variants.push(Variant::Gemm);
+    // K = 64, 1024: vec4 path for both dtypes; K = 12: vec4 for f32, scalar for f16; K = 1,
+    // 33, 97: scalar path (K = 1: every row normalises to its bias). M covers one pass of the
+    // statistics, two passes in the subgroup GEMV (M > 8), and padded M tiles.
+    let shapes = [(1, 64, 37), (3, 33, 19), (16, 64, 21), (9, 12, 40), (5, 97, 8), (2, 1, 3), (1, 1024, 300)];
+    for variant in variants {
+        for (i, &(m, k, n)) in shapes.iter().enumerate() {
+            for f16 in [false, true] {
+                let mut c = Case::new(m, k, n, f16).normed(i % 2 == 0);
+                (c.bias, c.gelu, c.residual) = [(false, false, false), (true, true, true)][i % 2];
+                check(ctx, &c, variant, 900 + i as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn norm_linear_every_m_and_bark_sizes() {
+    let ctx = ctx();
+    for variant in gemv_variants(ctx) {
+        for m in 1..=16 {
+            check(ctx, &Case::new(m, 40, 11, m % 2 == 0).normed(m % 3 == 0).full(), variant, 950 + m as u64);
+        }
+    }
+    // Bark's normed layers at batch one: QKV of bark-small (768 -> 2304), MLP in of bark
+    // (1024 -> 4096, GELU), the semantic head (1024 -> 10048), all with f16 weights as --f16.
+    let auto = matmul::choose(ctx, 1);
+    check(ctx, &Case::new(1, 768, 2304, true).normed(false), auto, 970);
+    let mut mlp = Case::new(1, 1024, 4096, true).normed(true);
+    mlp.gelu = true;
+    check(ctx, &mlp, auto, 971);
+    check(ctx, &Case::new(1, 1024, 10048, true).normed(false), auto, 972);
+}
+
+#[test]
+fn norm_linear_rows_do_not_depend_on_the_batch() {
+    // A decode step's row must come out bit-identical whether it runs alone or with 15 other
+    // rows: the statistics are summed the same way for every M.
+    let ctx = ctx();
+    for variant in gemv_variants(ctx) {
+        for (k, f16) in [(64, true), (33, false)] {
+            let c16 = Case::new(16, k, 29, f16).normed(true).full();
+            let d16 = data(&c16, 990);
+            let all = run_gpu(ctx, &c16, &d16, variant);
+            for m in [0, 7, 15] {
+                let c1 = Case { m: 1, ..c16 };
+                let d1 = Data {
+                    x: d16.x[m * k..(m + 1) * k].to_vec(),
+                    residual: d16.residual[m * c16.n..(m + 1) * c16.n].to_vec(),
+                    ..data(&c16, 990)
+                };
+                let alone = run_gpu(ctx, &c1, &d1, variant);
+                let row = &all[m * c16.n..(m + 1) * c16.n];
+                assert!(
+                    alone.iter().zip(row).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{variant:?} K = {k}: row {m} alone {alone:?} != in the batch {row:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn fallback_without_optional_features() {
     // A device opened without f16 shaders or subgroups: f16 weights still work (they are
     // unpacked from u32 words), the auto choice is the workgroup GEMV, and asking for the
@@ -275,6 +397,7 @@ fn fallback_without_optional_features() {
     assert_eq!(matmul::choose(ctx, 1), Variant::Gemv);
     check(ctx, &Case::new(3, 40, 21, true).full(), Variant::Auto, 800);
     check(ctx, &Case::new(20, 40, 21, true).full(), Variant::Auto, 801);
+    check(ctx, &Case::new(3, 40, 21, true).normed(true).full(), Variant::Auto, 802);
     let mut g = Graph::new(ctx);
     let x = g.tensor(&[1, 8], DType::F32);
     let w = g.tensor(&[4, 8], DType::F16);
@@ -319,7 +442,18 @@ fn bad_shapes_and_dtypes_are_errors() {
         matmul::linear(&mut g, x_empty, w, None, none, None),
         matmul::linear_with(&mut g, x_17, w, None, none, None, Variant::Gemv),
     ];
-    for (i, r) in cases.into_iter().enumerate() {
+    let layer = Linear { weight: w, bias: None };
+    let (nw, nw_9, nw_f16) = (g.tensor(&[8], DType::F32), g.tensor(&[9], DType::F32), g.tensor(&[8], DType::F16));
+    let norm = |weight, bias| InputNorm { weight, bias, eps: EPS };
+    assert!(matmul::norm_linear(&mut g, x, norm(nw, Some(nw)), layer, none, None).is_ok());
+    let norm_cases = [
+        matmul::norm_linear(&mut g, x, norm(nw_9, None), layer, none, None),
+        matmul::norm_linear(&mut g, x, norm(nw_f16, None), layer, none, None),
+        matmul::norm_linear(&mut g, x, norm(nw, Some(nw_9)), layer, none, None),
+        matmul::norm_linear_with(&mut g, x, norm(nw_9, None), layer, none, None, Variant::Gemm),
+    ];
+    let cases = cases.into_iter().chain(norm_cases);
+    for (i, r) in cases.enumerate() {
         assert!(r.is_err(), "case {i} should be an error");
     }
 }

@@ -1,7 +1,8 @@
 //! Bark's GPTs against transformers (tests/fixtures, made by scripts/make_fixtures.py): forward
 //! logits of the semantic and coarse models (prefill through the paged KV cache), KV-cached
 //! decode step by step, and the fine model's logits for every codebook index, for both fixture
-//! variants (bias False / True) and both checkpoint files.
+//! variants (bias False / True) and both checkpoint files. The causal models run twice: with
+//! the LayerNorms inside the decode GEMVs and as passes of their own (`norm_in_gemv`).
 
 mod common;
 
@@ -11,8 +12,8 @@ use bark_wgpu::kv::{KvCacheConfig, PagedKvCache};
 use bark_wgpu::model::gpt::{CausalGpt, FineGpt};
 use bark_wgpu::model::{BarkConfig, SubModelConfig};
 use bark_wgpu::weights::{WeightSource, Weights};
-use bark_wgpu::{DType, Graph, Tensor};
-use common::{assert_close, ctx, max_abs_diff};
+use bark_wgpu::{Context, DType, Graph, Tensor};
+use common::{assert_close, ctx, ctx_norm_in_gemv, max_abs_diff};
 
 /// transformers computes in f32 as we do; what differs is only the order of f32 sums (GEMMs of
 /// K <= 4*hidden, softmax): a few ulps of O(1) logits per layer. 1e-4 is the bound and
@@ -32,7 +33,7 @@ fn ids_of(r: &WeightSource, name: &str) -> Vec<u32> {
 }
 
 /// A cache storing K and V in `dtype` (Bark's caches follow the weights' dtype).
-fn cache_for(cfg: &SubModelConfig, dtype: DType) -> PagedKvCache {
+fn cache_for(ctx: &Context, cfg: &SubModelConfig, dtype: DType) -> PagedKvCache {
     let kv = KvCacheConfig {
         layers: cfg.num_layers,
         n_heads: cfg.num_heads,
@@ -43,13 +44,19 @@ fn cache_for(cfg: &SubModelConfig, dtype: DType) -> PagedKvCache {
         max_seq_len: 32,
         dtype,
     };
-    PagedKvCache::new(ctx(), &kv).unwrap()
+    PagedKvCache::new(ctx, &kv).unwrap()
 }
 
 /// Runs `ids` through `model` as one prefill step at positions `start..`, appending to `seq`'s
 /// cache, and returns the logits of every row.
-fn step(model: &CausalGpt, cache: &mut PagedKvCache, seq: bark_wgpu::kv::SeqId, ids: &[u32], start: usize) -> Vec<f32> {
-    let ctx = ctx();
+fn step(
+    ctx: &Context,
+    model: &CausalGpt,
+    cache: &mut PagedKvCache,
+    seq: bark_wgpu::kv::SeqId,
+    ids: &[u32],
+    start: usize,
+) -> Vec<f32> {
     let n = ids.len();
     cache.reserve(seq, n).unwrap();
     let rows = cache.step_rows(n).unwrap();
@@ -68,22 +75,30 @@ fn step(model: &CausalGpt, cache: &mut PagedKvCache, seq: bark_wgpu::kv::SeqId, 
     plan.tensor(logits).to_f32(ctx).unwrap()
 }
 
-fn causal(variant: &str, file: &str, prefix: &str, key: &str, dtype: DType) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+/// On the device `ctx`: the logits of the whole sequence, of a 5-token prefill, and of the
+/// cached single-token steps after it.
+fn causal(
+    ctx: &Context,
+    variant: &str,
+    file: &str,
+    (prefix, key): (&str, &str),
+    dtype: DType,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let cfg = BarkConfig::load(dir(variant).join("config.json")).unwrap();
     let sub = if prefix == "semantic" { &cfg.semantic_config } else { &cfg.coarse_acoustics_config };
     let w = Weights::open(dir(variant).join(file)).unwrap();
-    let model = CausalGpt::load(ctx(), &w, prefix, sub, dtype).unwrap();
+    let model = CausalGpt::load(ctx, &w, prefix, sub, dtype).unwrap();
     let ids = ids_of(&reference(variant), &format!("{key}.input_ids"));
-    let mut cache = cache_for(sub, dtype);
+    let mut cache = cache_for(ctx, sub, dtype);
 
     let a = cache.add_sequence().unwrap();
-    let full = step(&model, &mut cache, a, &ids, 0);
+    let full = step(ctx, &model, &mut cache, a, &ids, 0);
     // Teacher forcing with the cache: 5 tokens of prefill, then one token per step.
     let b = cache.add_sequence().unwrap();
-    let prefill = step(&model, &mut cache, b, &ids[..5], 0);
+    let prefill = step(ctx, &model, &mut cache, b, &ids[..5], 0);
     let mut steps = Vec::new();
     for (i, &id) in ids[5..].iter().enumerate() {
-        steps.extend(step(&model, &mut cache, b, &[id], 5 + i));
+        steps.extend(step(ctx, &model, &mut cache, b, &[id], 5 + i));
     }
     (full, prefill, steps)
 }
@@ -91,16 +106,20 @@ fn causal(variant: &str, file: &str, prefix: &str, key: &str, dtype: DType) -> (
 fn check_causal(variant: &str, prefix: &str, key: &str) {
     let r = reference(variant);
     let want = |n: &str| r.to_f32(&format!("{key}.{n}")).unwrap();
-    let (full, prefill, steps) = causal(variant, "model.safetensors", prefix, key, DType::F32);
-    assert_close(&format!("{variant} {key} logits"), &full, &want("logits"), ATOL, 0.0);
-    assert_close(&format!("{variant} {key} cached prefill"), &prefill, &want("cached.prefill_logits"), ATOL, 0.0);
-    assert_close(&format!("{variant} {key} cached steps"), &steps, &want("cached.step_logits"), ATOL, 0.0);
-    // Decoding with the cache equals recomputing the whole sequence.
-    let v = full.len() / 8;
-    assert_close(&format!("{variant} {key} cache vs recompute"), &steps, &full[5 * v..], 1e-5, 0.0);
+    for fused in [false, true] {
+        let ctx = ctx_norm_in_gemv(fused);
+        let what = format!("{variant} {key} (norm in GEMV: {fused})");
+        let (full, prefill, steps) = causal(ctx, variant, "model.safetensors", (prefix, key), DType::F32);
+        assert_close(&format!("{what} logits"), &full, &want("logits"), ATOL, 0.0);
+        assert_close(&format!("{what} cached prefill"), &prefill, &want("cached.prefill_logits"), ATOL, 0.0);
+        assert_close(&format!("{what} cached steps"), &steps, &want("cached.step_logits"), ATOL, 0.0);
+        // Decoding with the cache equals recomputing the whole sequence.
+        let v = full.len() / 8;
+        assert_close(&format!("{what} cache vs recompute"), &steps, &full[5 * v..], 1e-5, 0.0);
 
-    let (bin, _, _) = causal(variant, "pytorch_model.bin", prefix, key, DType::F32);
-    assert_eq!(max_abs_diff(&full, &bin), 0.0, "{variant} {key}: .bin and safetensors differ");
+        let (bin, _, _) = causal(ctx, variant, "pytorch_model.bin", (prefix, key), DType::F32);
+        assert_eq!(max_abs_diff(&full, &bin), 0.0, "{what}: .bin and safetensors differ");
+    }
 }
 
 #[test]
@@ -122,10 +141,13 @@ fn parity_f16_weights() {
     // logits move by ~1e-3. 1e-2 bounds that with margin yet catches a mis-packed half (which
     // scrambles weights or keys: errors of O(1)).
     let r = reference("tiny");
-    let (full, _, steps) = causal("tiny", "model.safetensors", "semantic", "semantic", DType::F16);
-    assert_close("tiny semantic f16", &full, &r.to_f32("semantic.logits").unwrap(), 1e-2, 0.0);
-    let want = r.to_f32("semantic.cached.step_logits").unwrap();
-    assert_close("tiny semantic f16 cached steps", &steps, &want, 1e-2, 0.0);
+    for fused in [false, true] {
+        let ctx = ctx_norm_in_gemv(fused);
+        let (full, _, steps) = causal(ctx, "tiny", "model.safetensors", ("semantic", "semantic"), DType::F16);
+        assert_close("tiny semantic f16", &full, &r.to_f32("semantic.logits").unwrap(), 1e-2, 0.0);
+        let want = r.to_f32("semantic.cached.step_logits").unwrap();
+        assert_close(&format!("tiny semantic f16 cached steps ({fused})"), &steps, &want, 1e-2, 0.0);
+    }
 }
 
 fn fine_logits(variant: &str, file: &str) -> Vec<Vec<f32>> {

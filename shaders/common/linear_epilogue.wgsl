@@ -12,6 +12,12 @@ struct Params {
     gelu: u32,
     // Outputs per workgroup; only the subgroup GEMV reads it.
     rows_per_wg: u32,
+    // The GEMVs' input LayerNorm (LN in common/gemv_dots.wgsl): whether it has a bias, and
+    // its epsilon. The GEMM never reads them (the host runs layer_norm before it).
+    ln_bias: u32,
+    ln_eps: f32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -324,6 +324,32 @@ mod tests {
     use std::path::Path;
 
     #[test]
+    fn a_decode_step_normalises_inside_its_gemvs_when_the_context_says_so() {
+        // With norm_in_gemv every LayerNorm of a decode step rides in the GEMV after it
+        // (norm_linear), so a layer is the QKV, out and two MLP GEMVs, the cache append and the
+        // attention (and, for long caches, the split attention's merge). Without it, each block
+        // has its two layer_norm passes and the head one more.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for fused in [true, false] {
+            let opts = crate::ContextOptions { norm_in_gemv: Some(fused), ..Default::default() };
+            let ctx = Context::new(&opts).unwrap();
+            let b = Bark::load_on(&ctx, root.join("tests/fixtures/tiny"), &LoadOptions::default()).unwrap();
+            for model in [&b.semantic, &b.coarse] {
+                let layers = model.config().num_layers;
+                let (_cache, step) = cache_and_step(&ctx, model, 2, 64).unwrap();
+                let shaders = step.plan.shaders();
+                let count = |name: &str| shaders.iter().filter(|&&s| s == name).count();
+                let gemvs = count("gemv") + count("gemv_subgroup");
+                assert_eq!(gemvs, 4 * layers + 1, "four per layer and the head: {shaders:?}");
+                let norms = if fused { 0 } else { 2 * layers + 1 };
+                assert_eq!(count("layernorm"), norms, "{shaders:?}");
+                // Two embedding lookups and the sampler around the layers.
+                assert!(shaders.len() <= 7 * layers + 4 + norms, "{} dispatches: {shaders:?}", shaders.len());
+            }
+        }
+    }
+
+    #[test]
     fn a_prefill_of_the_same_length_reuses_its_plan_and_fills_the_same_cache() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         // A context of its own, so no other test's objects show in its counters.

@@ -22,6 +22,12 @@ pub struct ContextOptions {
     pub max_binding_bytes: Option<u64>,
     /// Ask for none of the optional features (f16, subgroups, timestamps), to test the fallbacks.
     pub no_optional_features: bool,
+    /// Whether a decode step's GEMVs apply the LayerNorm in front of them themselves
+    /// ([`crate::ops::matmul::norm_linear`]: one dispatch fewer per norm, three per layer and
+    /// the head). `None` means `BARK_NORM_IN_GEMV` (`0` or `1`) if set, else yes on every
+    /// adapter but a CPU one: on lavapipe the kernel's extra work per workgroup costs more
+    /// than the dispatch it saves (see BENCHMARKS.md), on a GPU a dispatch is the dearer.
+    pub norm_in_gemv: Option<bool>,
 }
 
 /// What `bark-wgpu devices` prints for one adapter.
@@ -89,6 +95,7 @@ pub(crate) struct Inner {
     pub summary: AdapterSummary,
     pub max_binding_bytes: u64,
     pub max_buffer_bytes: u64,
+    pub norm_in_gemv: bool,
     pub counters: Counters,
     pub pool: BufferPool,
     pub pipelines: PipelineCache,
@@ -181,6 +188,15 @@ impl Context {
         summary.timestamp_query = features.contains(wgpu::Features::TIMESTAMP_QUERY);
         let adapter_binding = limits.max_storage_buffer_binding_size;
         let max_binding_bytes = opts.max_binding_bytes.map_or(adapter_binding, |m| m.min(adapter_binding));
+        let norm_in_gemv = match (opts.norm_in_gemv, std::env::var("BARK_NORM_IN_GEMV").ok()) {
+            (Some(on), _) => on,
+            (None, Some(v)) => match v.trim() {
+                "1" => true,
+                "0" => false,
+                _ => return Err(Error::Invalid(format!("BARK_NORM_IN_GEMV is {v:?}; set it to 0 or 1"))),
+            },
+            (None, None) => adapter.get_info().device_type != wgpu::DeviceType::Cpu,
+        };
         Ok(Context {
             inner: Arc::new(Inner {
                 adapter,
@@ -189,6 +205,7 @@ impl Context {
                 summary,
                 max_binding_bytes,
                 max_buffer_bytes: limits.max_buffer_size,
+                norm_in_gemv,
                 counters: Counters::default(),
                 pool: BufferPool::default(),
                 pipelines: PipelineCache::default(),
@@ -218,6 +235,10 @@ impl Context {
     }
     pub fn has_subgroups(&self) -> bool {
         self.inner.summary.subgroup
+    }
+    /// Whether decode GEMVs normalise their input themselves (see [`ContextOptions`]).
+    pub fn norm_in_gemv(&self) -> bool {
+        self.inner.norm_in_gemv
     }
 
     pub fn stats(&self) -> Stats {

@@ -13,6 +13,8 @@ use crate::{Context, Error, Result};
 pub struct NodeId(pub usize);
 
 struct Step {
+    /// The kernel's shader file (for [`Plan::shaders`]).
+    shader: &'static str,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
@@ -210,7 +212,8 @@ impl Plan {
                 return Err(Error::Gpu(format!("binding {}::{}: {e}", node.kernel.shader, node.kernel.entry)));
             }
             ctx.count_bind_group();
-            steps.push(Step { pipeline, bind_group, groups: node.groups, params_at: *at });
+            let shader = node.kernel.shader;
+            steps.push(Step { shader, pipeline, bind_group, groups: node.groups, params_at: *at });
         }
 
         let mut readbacks = Vec::new();
@@ -303,6 +306,11 @@ impl Plan {
 
     pub fn dispatch_count(&self) -> usize {
         self.steps.len()
+    }
+
+    /// The shader of each dispatch, in the order they run.
+    pub fn shaders(&self) -> Vec<&'static str> {
+        self.steps.iter().map(|s| s.shader).collect()
     }
 }
 

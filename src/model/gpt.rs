@@ -1,6 +1,8 @@
 //! Bark's GPTs on the ops: the causal model (semantic, coarse) with its paged KV cache, and the
 //! non-causal fine model. Pre-LN blocks, as transformers' `BarkBlock`:
 //! `h = x + out_proj(attn(LN1(x)))`, `x = h + mlp_out(GELU(mlp_in(LN2(h))))`, then a final LN.
+//! Each LN goes into the linear layer that reads it ([`norm_linear`]): in a decode step the
+//! GEMV normalises its input itself, so a layer costs two dispatches fewer.
 
 use super::{FineConfig, SubModelConfig};
 use crate::gpu::{Context, DType, RowSplit, Tensor};
@@ -9,8 +11,8 @@ use crate::kv::KvVals;
 use crate::ops::attention::{self, Mask};
 use crate::ops::embedding::{embed, embed_column};
 use crate::ops::kv_cache;
-use crate::ops::layernorm::{layer_norm, EPS};
-use crate::ops::matmul::{linear, Epilogue};
+use crate::ops::layernorm::EPS;
+use crate::ops::matmul::{linear, norm_linear, Epilogue, InputNorm, Linear};
 use crate::weights::Weights;
 use crate::{Error, Result};
 
@@ -35,9 +37,12 @@ impl Affine {
         let (w, b) = self.vals(g);
         linear(g, x, w, b, act, residual)
     }
-    fn norm(&self, g: &mut Graph, x: Val) -> Result<Val> {
-        let (w, b) = self.vals(g);
-        layer_norm(g, x, w, b, EPS)
+    /// `linear(norm(x))`, with `norm` a LayerNorm's affine.
+    fn norm_linear(&self, g: &mut Graph, norm: &Affine, x: Val, act: Epilogue, residual: Option<Val>) -> Result<Val> {
+        let (weight, bias) = norm.vals(g);
+        let norm = InputNorm { weight, bias, eps: EPS };
+        let (weight, bias) = self.vals(g);
+        norm_linear(g, x, norm, Linear { weight, bias }, act, residual)
     }
 }
 
@@ -81,7 +86,8 @@ impl Trunk {
         Ok(Trunk { cfg: cfg.clone(), positions, blocks, ln_final })
     }
 
-    /// The blocks and the final norm on `x [rows, H]`; `attend(g, layer, qkv)` is the attention.
+    /// The blocks on `x [rows, H]`, up to the final norm (which [`Trunk::head`] applies);
+    /// `attend(g, layer, qkv)` is the attention.
     fn record(
         &self,
         g: &mut Graph,
@@ -89,15 +95,18 @@ impl Trunk {
         attend: &mut dyn FnMut(&mut Graph, usize, Val) -> Result<Val>,
     ) -> Result<Val> {
         for (i, b) in self.blocks.iter().enumerate() {
-            let h = b.ln1.norm(g, x)?;
-            let qkv = b.att_proj.linear(g, h, Epilogue::None, None)?;
+            let qkv = b.att_proj.norm_linear(g, &b.ln1, x, Epilogue::None, None)?;
             let a = attend(g, i, qkv)?;
             x = b.out_proj.linear(g, a, Epilogue::None, Some(x))?;
-            let h = b.ln2.norm(g, x)?;
-            let m = b.mlp_in.linear(g, h, Epilogue::Gelu, None)?;
+            let m = b.mlp_in.norm_linear(g, &b.ln2, x, Epilogue::Gelu, None)?;
             x = b.mlp_out.linear(g, m, Epilogue::None, Some(x))?;
         }
-        self.ln_final.norm(g, x)
+        Ok(x)
+    }
+
+    /// `head(LN_final(x))` for the output `x` of [`Trunk::record`].
+    fn head(&self, g: &mut Graph, x: Val, head: &Affine) -> Result<Val> {
+        head.norm_linear(g, &self.ln_final, x, Epilogue::None, None)
     }
 }
 
@@ -146,7 +155,8 @@ impl CausalGpt {
     }
 
     /// The blocks on embeddings `x [rows, H]` whose rows `kv` places in their sequences: each
-    /// layer appends its K, V to the cache and attends causally. Returns the normed hidden state.
+    /// layer appends its K, V to the cache and attends causally. Returns the last block's
+    /// output, before the final norm (which [`CausalGpt::logits`] applies).
     pub fn record(&self, g: &mut Graph, x: Val, kv: &KvVals) -> Result<Val> {
         if kv.k.len() != self.trunk.blocks.len() {
             return Err(Error::Invalid(format!("a KV cache of {} layers for {}", kv.k.len(), self.trunk.blocks.len())));
@@ -157,9 +167,10 @@ impl CausalGpt {
         })
     }
 
-    /// Logits `[rows, V_out]` of hidden states `[rows, H]`.
+    /// Logits `[rows, V_out]` of [`CausalGpt::record`]'s output `[rows, H]`: the final norm and
+    /// the LM head.
     pub fn logits(&self, g: &mut Graph, hidden: Val) -> Result<Val> {
-        self.lm_head.linear(g, hidden, Epilogue::None, None)
+        self.trunk.head(g, hidden, &self.lm_head)
     }
 }
 
@@ -213,7 +224,7 @@ impl FineGpt {
         let x = g.view(x, &[b * t, self.trunk.cfg.hidden_size])?;
         let heads = self.trunk.cfg.num_heads;
         let hidden = self.trunk.record(g, x, &mut |g, _, qkv| attention::dense(g, qkv, heads, b, t, Mask::Full))?;
-        let logits = self.heads[idx - 1].linear(g, hidden, Epilogue::None, None)?;
+        let logits = self.trunk.head(g, hidden, &self.heads[idx - 1])?;
         let v = g.shape(logits)[1];
         g.view(logits, &[b, t, v])
     }

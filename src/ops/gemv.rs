@@ -16,10 +16,10 @@ const SUBGROUP_WG: u32 = 128;
 /// The accumulator tiles the shaders are built for (MT); M rounds up to the next one.
 const M_TILES: [usize; 5] = [1, 2, 4, 8, 16];
 
-fn kernel(subgroup: bool, vec4: bool, w_f16: bool, m_tile: usize) -> Kernel {
+fn kernel(subgroup: bool, vec4: bool, w_f16: bool, m_tile: usize, norm: bool) -> Kernel {
     let shader = if subgroup { "gemv_subgroup" } else { "gemv" };
     let entry = if vec4 { "gemv_vec4" } else { "gemv_scalar" };
-    Kernel::new(shader, entry).with("W_F16", w_f16).with("MT", format!("{m_tile}u"))
+    Kernel::new(shader, entry).with("W_F16", w_f16).with("MT", format!("{m_tile}u")).with("LN", norm)
 }
 
 /// Records the GEMV for a checked problem with `prob.m <= GEMV_MAX_M`.
@@ -38,7 +38,8 @@ pub(crate) fn dispatch(g: &mut Graph, prob: &mut Problem, subgroup: bool) -> Res
     };
     prob.params.rows_per_wg = rows_per_wg as u32;
     let groups = groups_1d(prob.n.div_ceil(rows_per_wg) as u32);
-    g.dispatch(kernel(subgroup, vec4, prob.w_f16, m_tile), &params(&prob.params), &prob.binds, groups);
+    let k = kernel(subgroup, vec4, prob.w_f16, m_tile, prob.norm);
+    g.dispatch(k, &params(&prob.params), &prob.binds, groups);
     Ok(())
 }
 
@@ -49,7 +50,9 @@ pub fn kernels() -> Vec<Kernel> {
         for vec4 in [false, true] {
             for w_f16 in [false, true] {
                 for m_tile in M_TILES {
-                    out.push(kernel(subgroup, vec4, w_f16, m_tile));
+                    for norm in [false, true] {
+                        out.push(kernel(subgroup, vec4, w_f16, m_tile, norm));
+                    }
                 }
             }
         }

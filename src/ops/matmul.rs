@@ -5,9 +5,13 @@
 //! f32 or f16 (packed two per word), bias f32 `[N]`, residual f32 shaped like y. Accumulation is
 //! always f32. [`linear`] picks the kernel: GEMV for M <= [`GEMV_MAX_M`] (a decode step of up to
 //! 16 sequences), with subgroup reductions where the device has them, the tiled GEMM otherwise.
+//! [`norm_linear`] puts a LayerNorm of x's rows in front (`linear(LN(x))`, how every Bark block
+//! and head starts): the GEMV does it on the fly in the same dispatch, the GEMM after a
+//! [`layer_norm`] pass.
 
 use bytemuck::{Pod, Zeroable};
 
+use super::layernorm::{self, layer_norm};
 use super::{gemv, params};
 use crate::error::{shape_err, Error};
 use crate::gpu::{DType, Kernel};
@@ -58,6 +62,14 @@ impl Linear {
     }
 }
 
+/// A LayerNorm of x's rows (over K) before the product: `weight` and `bias` f32 `[K]`.
+#[derive(Clone, Copy, Debug)]
+pub struct InputNorm {
+    pub weight: Val,
+    pub bias: Option<Val>,
+    pub eps: f32,
+}
+
 /// `y[.., N] = act(x[.., K] · Wᵀ + bias) + residual`, with the kernel chosen by [`choose`].
 pub fn linear(
     g: &mut Graph,
@@ -68,6 +80,38 @@ pub fn linear(
     residual: Option<Val>,
 ) -> Result<Val> {
     linear_with(g, x, weight, bias, act, residual, Variant::Auto)
+}
+
+/// `linear(LayerNorm(x))`: for M <= [`GEMV_MAX_M`] rows on a context that says so
+/// ([`Context::norm_in_gemv`]) the GEMV computes the norm itself (one dispatch, no normed copy
+/// of x), otherwise [`layer_norm`] runs first. Within f32 rounding of the two separate ops.
+pub fn norm_linear(
+    g: &mut Graph,
+    x: Val,
+    norm: InputNorm,
+    layer: Linear,
+    act: Epilogue,
+    residual: Option<Val>,
+) -> Result<Val> {
+    norm_linear_with(g, x, norm, layer, act, residual, Variant::Auto)
+}
+
+/// [`norm_linear`] with the kernel chosen by the caller: the GEMVs always normalise inside,
+/// the GEMM after a [`layer_norm`] pass; `Auto` as [`norm_linear`].
+pub fn norm_linear_with(
+    g: &mut Graph,
+    x: Val,
+    norm: InputNorm,
+    layer: Linear,
+    act: Epilogue,
+    residual: Option<Val>,
+    variant: Variant,
+) -> Result<Val> {
+    if variant == Variant::Auto && !g.ctx().norm_in_gemv() {
+        let x = layer_norm(g, x, norm.weight, norm.bias, norm.eps)?;
+        return record(g, x, None, layer, act, residual, variant);
+    }
+    record(g, x, Some(norm), layer, act, residual, variant)
 }
 
 /// The kernel [`Variant::Auto`] uses for `m` rows on this device.
@@ -85,8 +129,11 @@ pub(crate) struct Problem {
     pub n: usize,
     pub k: usize,
     pub w_f16: bool,
-    /// `[x, w, bias (or x), residual (or x), y]`: the kernels' bindings 1..=5.
-    pub binds: [Val; 5],
+    /// `[x, w, bias (or x), residual (or x), y, norm weight (or x), norm bias (or x)]`: the
+    /// kernels' bindings 1..=7 (the GEMM has only the first five).
+    pub binds: [Val; 7],
+    /// The GEMV normalises x's rows (LN); the norm's operands are in `binds` and `params`.
+    pub norm: bool,
     pub params: Params,
 }
 
@@ -102,6 +149,9 @@ pub(crate) struct Params {
     pub has_residual: u32,
     pub gelu: u32,
     pub rows_per_wg: u32,
+    pub ln_bias: u32,
+    pub ln_eps: f32,
+    pub _pad: [u32; 2],
 }
 
 /// [`linear`] with the kernel chosen by the caller (tests and benches compare them).
@@ -114,7 +164,19 @@ pub fn linear_with(
     residual: Option<Val>,
     variant: Variant,
 ) -> Result<Val> {
-    let (prob, out_shape) = check(g, x, weight, bias, act, residual)?;
+    record(g, x, None, Linear { weight, bias }, act, residual, variant)
+}
+
+fn record(
+    g: &mut Graph,
+    x: Val,
+    norm: Option<InputNorm>,
+    layer: Linear,
+    act: Epilogue,
+    residual: Option<Val>,
+    variant: Variant,
+) -> Result<Val> {
+    let (prob, out_shape) = check(g, x, layer, act, residual)?;
     let variant = if variant == Variant::Auto { choose(g.ctx(), prob.m) } else { variant };
     if variant != Variant::Gemm && prob.m > GEMV_MAX_M {
         return Err(shape_err("linear", format!("GEMV takes at most {GEMV_MAX_M} rows, got {}", prob.m)));
@@ -122,8 +184,21 @@ pub fn linear_with(
     if variant == Variant::GemvSubgroup && !g.ctx().has_subgroups() {
         return Err(Error::Invalid("linear: the subgroup GEMV needs a device with SUBGROUP".into()));
     }
-    let y = g.tensor(&out_shape, DType::F32);
     let mut prob = prob;
+    if let Some(norm) = norm {
+        if variant == Variant::Gemm {
+            // The GEMM reads x in tiles shared by many rows of W: a normed copy costs one pass.
+            prob.binds[0] = layer_norm(g, x, norm.weight, norm.bias, norm.eps)?;
+        } else {
+            check_norm(g, &norm, prob.k)?;
+            prob.norm = true;
+            prob.binds[5] = norm.weight;
+            prob.binds[6] = norm.bias.unwrap_or(x);
+            prob.params.ln_bias = norm.bias.is_some().into();
+            prob.params.ln_eps = norm.eps;
+        }
+    }
+    let y = g.tensor(&out_shape, DType::F32);
     prob.binds[4] = y;
     match variant {
         Variant::Gemm => gemm(g, &prob)?,
@@ -140,12 +215,28 @@ fn f32_operand(g: &Graph, what: &str, v: Val) -> Result<()> {
     Ok(())
 }
 
+/// The GEMV's input norm: f32 `[K]` weight and bias, K no longer than `layer_norm` takes (so
+/// both paths accept the same rows).
+fn check_norm(g: &Graph, norm: &InputNorm, k: usize) -> Result<()> {
+    for (what, v) in [("norm weight", Some(norm.weight)), ("norm bias", norm.bias)] {
+        if let Some(v) = v {
+            f32_operand(g, what, v)?;
+            if g.shape(v) != [k] {
+                return Err(shape_err("norm_linear", format!("{what} {:?} for rows of {k}", g.shape(v))));
+            }
+        }
+    }
+    if k > layernorm::MAX_COLS {
+        return Err(shape_err("norm_linear", format!("rows of {k}; at most {} are normalised", layernorm::MAX_COLS)));
+    }
+    Ok(())
+}
+
 /// Shapes, dtypes and index ranges, all checked on the host so no kernel reads out of bounds.
 fn check(
     g: &Graph,
     x: Val,
-    weight: Val,
-    bias: Option<Val>,
+    Linear { weight, bias }: Linear,
     act: Epilogue,
     residual: Option<Val>,
 ) -> Result<(Problem, Vec<usize>)> {
@@ -202,11 +293,14 @@ fn check(
         has_residual: residual.is_some().into(),
         gelu: (act == Epilogue::Gelu).into(),
         rows_per_wg: 0,
+        ln_bias: 0,
+        ln_eps: 0.0,
+        _pad: [0; 2],
     };
-    // Absent operands are bound to x: the kernel's flags keep them unread. The last slot
-    // becomes y once the caller has settled the variant.
-    let binds = [x, weight, bias.unwrap_or(x), residual.unwrap_or(x), x];
-    Ok((Problem { m, n, k, w_f16, binds, params }, out_shape))
+    // Absent operands are bound to x: the kernel's flags keep them unread. Slot 4 becomes y
+    // once the caller has settled the variant, 5 and 6 the norm's when there is one.
+    let binds = [x, weight, bias.unwrap_or(x), residual.unwrap_or(x), x, x, x];
+    Ok((Problem { m, n, k, w_f16, binds, norm: false, params }, out_shape))
 }
 
 fn gemm_kernel(w_f16: bool) -> Kernel {
@@ -218,7 +312,7 @@ fn gemm(g: &mut Graph, prob: &Problem) -> Result<()> {
     if gx > MAX_GROUPS || gy > MAX_GROUPS {
         return Err(shape_err("linear", format!("{}x{} output needs more than 65535 tiles a side", prob.m, prob.n)));
     }
-    g.dispatch(gemm_kernel(prob.w_f16), &params(&prob.params), &prob.binds, [gx as u32, gy as u32, 1]);
+    g.dispatch(gemm_kernel(prob.w_f16), &params(&prob.params), &prob.binds[..5], [gx as u32, gy as u32, 1]);
     Ok(())
 }
 

@@ -17,6 +17,18 @@ pub fn ctx() -> &'static Context {
     })
 }
 
+/// A test device whose decode GEMVs normalise their input themselves (`on`) or after a
+/// layer_norm pass, whatever the adapter's default: model tests run both paths on any adapter.
+pub fn ctx_norm_in_gemv(on: bool) -> &'static Context {
+    static CTX: [OnceLock<Context>; 2] = [OnceLock::new(), OnceLock::new()];
+    CTX[usize::from(on)].get_or_init(|| {
+        match Context::new(&ContextOptions { norm_in_gemv: Some(on), ..Default::default() }) {
+            Ok(c) => c,
+            Err(e) => panic!("GPU tests need a wgpu adapter: {e}"),
+        }
+    })
+}
+
 /// xorshift64*: small, seeded, reproducible.
 pub struct Rng(u64);
 
