@@ -247,6 +247,7 @@ fn bench_model(
 fn main() {
     let probe = Context::new(&ContextOptions::default()).expect("a wgpu adapter");
     let a = probe.summary().clone();
+    let norm_in_gemv = probe.norm_in_gemv();
     drop(probe);
     let cpu = a.device_type == "Cpu";
     let models = env_list("BENCH_MODEL", if cpu { "tiny" } else { "small,large" });
@@ -260,6 +261,7 @@ fn main() {
 
     println!("adapter: {} ({}, {}), driver: {}", a.name, a.backend, a.device_type, a.driver);
     println!("features: shader_f16={} subgroup={}; {date}, commit {commit}", a.shader_f16, a.subgroup);
+    println!("decode GEMVs apply the LayerNorms before them: {norm_in_gemv} (BARK_NORM_IN_GEMV)");
     println!("median of {runs} runs after a warm-up; sampled (0.7/0.7/0.5), min_eos_p off, seed 7");
     println!("GPU MB: bytes of the GPU buffers the crate holds: the weights after loading / the most at any moment of");
     println!(
@@ -300,6 +302,7 @@ fn main() {
     let doc = json!({
         "adapter": {"name": a.name, "backend": a.backend, "device_type": a.device_type, "driver": a.driver,
                     "shader_f16": a.shader_f16, "subgroup": a.subgroup},
+        "norm_in_gemv": norm_in_gemv,
         "date": date, "commit": commit, "runs": runs, "text": TEXT,
         "results": results,
     });

@@ -10,12 +10,15 @@
 #     for b in kernels pipeline memory; do cp "$(ls -t target/release/deps/$b-* | grep -v '\.d$' | head -1)" .bin/$b; done
 # Then on the GPU box, from the repository root (carry .gl and .bin):
 #   bash scripts/device_bench.sh "$OUT"            # all of it (about 10-20 minutes on an H100)
-#   STEPS=pipeline bash scripts/device_bench.sh "$OUT"   # or some of: devices kernels memory pipeline transformers
-# Results: OUTDIR/{devices,kernels,memory,pipeline,transformers}.txt and the benches' JSON.
+#   STEPS=pipeline bash scripts/device_bench.sh "$OUT"   # or some of: devices kernels memory pipeline
+#                                                        # pipeline-split-norms transformers
+# Results: OUTDIR/{devices,kernels,memory,pipeline,...,transformers}.txt and the benches' JSON.
+# pipeline-split-norms reruns bark-small at batch 1 with BARK_NORM_IN_GEMV=0 (the LayerNorms as
+# passes of their own, the default on CPU adapters), to judge the GPU default against it.
 
 set -uo pipefail
 out=${1:?usage: device_bench.sh OUTDIR}
-steps=${STEPS:-devices kernels memory pipeline transformers}
+steps=${STEPS:-devices kernels memory pipeline pipeline-split-norms transformers}
 mkdir -p "$out"
 
 if ! ldconfig -p | grep -q libvulkan; then
@@ -36,6 +39,9 @@ for step in $steps; do
         pipeline)
             BENCH_MODEL=${BENCH_MODEL:-small,large} BENCH_BATCH=${BENCH_BATCH:-1,16} \
                 BENCH_JSON=$out/pipeline.json .bin/pipeline --bench 2>&1 | tee "$out/pipeline.txt" ;;
+        pipeline-split-norms)
+            BARK_NORM_IN_GEMV=0 BENCH_MODEL=small BENCH_BATCH=1 BENCH_JSON=$out/pipeline-split-norms.json \
+                .bin/pipeline --bench 2>&1 | tee "$out/pipeline-split-norms.txt" ;;
         transformers)
             PYTHONUNBUFFERED=1 python3 scripts/bench_transformers.py --model "${BENCH_MODEL:-small,large}" \
                 --batch "${BENCH_BATCH:-1,16}" --json "$out/transformers.json" 2>&1 | tee "$out/transformers.txt" ;;
