@@ -8,7 +8,7 @@
 // consecutive threads that stride over K; a workgroup-memory tree then sums their partials.
 // This file needs no optional feature; gemv_subgroup.wgsl is its twin that reduces with
 // subgroupAdd. Both take the per-thread dot products (and the x and W bindings) from
-// common/gemv_dots.wgsl.
+// common/gemv_dots.wgsl, this one also its tree sum.
 //
 // With LN (norm_linear) each workgroup first computes the LayerNorm statistics of x's rows, and
 // the epilogue applies them (see common/gemv_dots.wgsl).
@@ -24,36 +24,16 @@ const WG: u32 = 256u;
 const TPR: u32 = 32u;
 const ROWS: u32 = WG / TPR;
 
-var<workgroup> red: array<vec4<f32>, WG>;
-
-// The sum of `v` over the TPR threads of this thread's row (a tree in workgroup memory); every
-// thread of the row gets it. All threads of the workgroup must call it.
-fn row_sum(t: u32, v: vec4<f32>) -> vec4<f32> {
-    let lane = t % TPR;
-    red[t] = v;
-    workgroupBarrier();
-    for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-        if lane < s {
-            red[t] += red[t + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red[t - lane];
-    // Nobody may overwrite the totals for the next sum before everyone has read them.
-    workgroupBarrier();
-    return total;
-}
-
 // Sums the threads' partials of each output of `row` and writes them: lanes 0..3 each write one
 // of the four x rows of an accumulator.
 fn reduce_and_write(d: Dots, t: u32, row: u32) {
     let lane = t % TPR;
     var sb = vec2<f32>(0.0);
     if LN {
-        sb = row_sum(t, vec4<f32>(d.sb, 0.0, 0.0)).xy;
+        sb = group_sum(t, vec4<f32>(d.sb, 0.0, 0.0), TPR).xy;
     }
     for (var c = 0u; c < MV; c++) {
-        let total = row_sum(t, d.acc[c]);
+        let total = group_sum(t, d.acc[c], TPR);
         let m = c * 4u + lane;
         if lane < 4u && m < p.m && row < p.n {
             y[m * p.n + row] = finish(ln_finish(total[lane], m, sb), m, row);

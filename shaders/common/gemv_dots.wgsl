@@ -38,24 +38,32 @@ const LN_ROUNDS: u32 = (MT + LN_ROWS - 1u) / LN_ROWS;
 // value is ((x - mean) - c) * rstd * weight + bias, c being the mean of the centred values (the
 // f32 mean's own rounding error, measured where it is exact).
 var<workgroup> ln_stats: array<vec3<f32>, MT>;
-var<workgroup> ln_red: array<vec2<f32>, WG>;
 
-// Sums `v` over each group of LN_TPR consecutive threads (a tree); every thread gets its
-// group's total. All threads of the workgroup must call it.
-fn ln_group_sum(t: u32, v: vec2<f32>) -> vec2<f32> {
-    let lane = t % LN_TPR;
-    ln_red[t] = v;
+// Workgroup memory for the tree sums: the LN statistics, and gemv.wgsl's sums of each row's
+// partials.
+var<workgroup> tree: array<vec4<f32>, WG>;
+
+// The sum of `v` over each group of `width` consecutive threads (a power of two dividing WG),
+// as a tree, so rounding grows with log2(width); every thread gets its group's total. All
+// threads of the workgroup must call it.
+fn group_sum(t: u32, v: vec4<f32>, width: u32) -> vec4<f32> {
+    let lane = t % width;
+    tree[t] = v;
     workgroupBarrier();
-    for (var s = LN_TPR / 2u; s > 0u; s >>= 1u) {
+    for (var s = width / 2u; s > 0u; s >>= 1u) {
         if lane < s {
-            ln_red[t] += ln_red[t + s];
+            tree[t] += tree[t + s];
         }
         workgroupBarrier();
     }
-    let total = ln_red[t - lane];
+    let total = tree[t - lane];
     // Nobody may overwrite the totals for the next sum before everyone has read them.
     workgroupBarrier();
     return total;
+}
+
+fn ln_group_sum(t: u32, v: vec2<f32>) -> vec2<f32> {
+    return group_sum(t, vec4<f32>(v, 0.0, 0.0), LN_TPR).xy;
 }
 
 // Stores row m's statistics from its mean and its (sum, sum of squares) of x - mean.
