@@ -17,6 +17,11 @@
 //   dense:  qkv [batch * T, 3H] holds queries, keys and values (bound three times, at 1, 2, 3);
 //           row i is position i % T of batch item i / T and sees the keys of its own item.
 //
+// APPEND (paged decode, BQ = 1, split): the step's own K and V are not in the cache yet. Each
+// row reads its newest key and value from qkv (rounded as the cache would store them), and
+// `combine_append`, which runs after every split workgroup is done, writes them to the cache: the
+// append costs no dispatch of its own, and no workgroup reads a cache slot another one writes.
+//
 // Rows of one block may belong to different sequences (a prefill batch of several sequences,
 // or T not a multiple of BQ): the block makes one pass over the keys per distinct sequence,
 // rows of other sequences masked out. Output (per head, columns h*D..h*D+D of each row) is
@@ -82,6 +87,9 @@ const NEG: f32 = -3.0e38;
 const NEG_VALID: f32 = -1.0e38;
 // paged: the pools hold two f16 halves per word (true) or f32 bits (false). dense reads f32.
 const KV_F16: bool = false;
+// paged with BQ = 1: the rows' own keys come from qkv and combine appends them (see above).
+const APPEND: bool = false;
+const NEW_KEY: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
@@ -98,9 +106,15 @@ alias VCol = vec4<f32>;
 @group(0) @binding(5) var<storage, read> rows: array<vec2<u32>>;
 @group(0) @binding(6) var<storage, read> page_table: array<u32>;
 @group(0) @binding(7) var<storage, read> seq_lens: array<u32>;
-// combine: partials in at 1, output at 2.
+// combine: partials in at 1, output at 2; combine_append also qkv at 3 and the K and V pools at
+// 4 and 8 (rows, page_table and seq_lens as above).
 @group(0) @binding(1) var<storage, read> parts: array<f32>;
 @group(0) @binding(2) var<storage, read_write> combine_out: array<f32>;
+@group(0) @binding(3) var<storage, read> new_qkv: array<f32>;
+@group(0) @binding(4) var<storage, read_write> k_pool: array<u32>;
+@group(0) @binding(8) var<storage, read_write> v_pool: array<u32>;
+
+// #include kv_place
 
 // The block's queries, already scaled: [RB][D4] (padding rows zero).
 var<workgroup> q_s: array<vec4<f32>, RB * D4>;
@@ -123,6 +137,11 @@ var<workgroup> alpha_s: array<vec4<f32>, NV>;
 var<workgroup> n_pass_s: u32;
 var<workgroup> pass_grp_s: array<u32, BQ>;
 var<workgroup> pass_nk_s: array<u32, BQ>;
+
+// APPEND: where the block's row keeps its K (a vec4 index) and V (an f32 index) for this head
+// in qkv.
+var<private> new_k4: u32;
+var<private> new_v: u32;
 
 // This thread's output tile, unnormalised: o[(c * OC + j) * NV + e] = row 4i + c, column e of
 // its column vector cg + j * CG.
@@ -151,6 +170,30 @@ fn values(idx: u32) -> vec4<f32> {
         return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
     }
     return vec4<f32>(bitcast<VCol>(vbuf[idx / NV]));
+}
+
+// A key or value as the cache stores it: rounded through f16 for an f16 cache.
+fn as_stored(v: vec4<f32>) -> vec4<f32> {
+    if KV_F16 {
+        return vec4<f32>(unpack2x16float(pack2x16float(v.xy)), unpack2x16float(pack2x16float(v.zw)));
+    }
+    return v;
+}
+
+// key4 and values for a chunk's key whose offset is `at`; NEW_KEY is the row's own (APPEND).
+fn key_at(at: u32, d4: u32) -> vec4<f32> {
+    if APPEND && at == NEW_KEY {
+        return as_stored(qkv[new_k4 + d4]);
+    }
+    return key4(at + d4);
+}
+fn values_at(at: u32, col: u32) -> vec4<f32> {
+    if APPEND && at == NEW_KEY {
+        // BQ = 1: one value, splatted as values() does.
+        let i = new_v + col;
+        return vec4<f32>(as_stored(qkv[i / 4u])[i % 4u]);
+    }
+    return values(at + col);
 }
 
 // After nk_s/grp_s are set (and a barrier): state reset, the pass list, the scaled queries.
@@ -219,7 +262,7 @@ fn chunk(t: u32, c0: u32, kmax: u32, g: u32) {
             q[c] = q_s[(4u * i + c) * D4 + d4];
         }
         for (var m = 0u; m < NV; m++) {
-            let k = key4(kb[m] + d4);
+            let k = key_at(kb[m], d4);
             for (var c = 0u; c < QROWS; c++) {
                 sc[m][c] += dot(q[c], k);
             }
@@ -267,7 +310,7 @@ fn chunk(t: u32, c0: u32, kmax: u32, g: u32) {
         for (var j = 0u; j < OC; j++) {
             let cv = cg + j * CG;
             if ALL_COLS | (cv < DC) {
-                let v = values(vb_s[k] + cv * NV);
+                let v = values_at(vb_s[k], cv * NV);
                 for (var c = 0u; c < QROWS; c++) {
                     for (var e = 0u; e < NV; e++) {
                         o[(c * OC + j) * NV + e] += pr[c] * v[e];
@@ -354,6 +397,11 @@ fn paged(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: 
     }
     workgroupBarrier();
     start_block(t, block, head);
+    if APPEND {
+        let at = block * 3u * p.hidden + p.hidden + head * D;
+        new_k4 = at / 4u;
+        new_v = at + p.hidden;
+    }
     let n_pass = workgroupUniformLoad(&n_pass_s);
     for (var i = 0u; i < n_pass; i++) {
         let g = workgroupUniformLoad(&pass_grp_s[i]);
@@ -362,7 +410,11 @@ fn paged(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: 
         for (var c = split; c < n_chunks; c += p.n_split) {
             let c0 = c * BK;
             let kmax = min(BK, nk - c0);
-            if t < kmax {
+            // With APPEND the block is one row, causal: its newest key is position nk - 1.
+            if APPEND && t < kmax && c0 + t + 1u == nk {
+                kb_s[t] = NEW_KEY;
+                vb_s[t] = NEW_KEY;
+            } else if t < kmax {
                 let j = c0 + t;
                 // g < max_seqs and j < nk <= max_len, so this index is in the table; a page
                 // the host never mapped (u32::MAX) is clamped to page 0 rather than read OOB.
@@ -421,13 +473,7 @@ fn dense(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: 
 
 // Merges the n_split partials (o[D], m, l) of each (row, head) into the output [n_rows, H]:
 // out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M) with M = max_s m_s. One thread per column.
-@compute @workgroup_size(D)
-fn combine(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
-    let row = wid.x;
-    let head = wid.y;
-    if row >= p.n_rows {
-        return;
-    }
+fn merge(row: u32, head: u32, t: u32) {
     let base = (row * p.n_heads + head) * p.n_split * (D + 2u);
     var m = NEG;
     for (var s = 0u; s < p.n_split; s++) {
@@ -442,4 +488,41 @@ fn combine(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t
         den += parts[at + D + 1u] * w;
     }
     combine_out[row * p.hidden + head * D + t] = select(0.0, num / den, den > 0.0);
+}
+
+@compute @workgroup_size(D)
+fn combine(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
+    if wid.x < p.n_rows {
+        merge(wid.x, wid.y, t);
+    }
+}
+
+// The merge of an APPEND decode step, which then appends the row's K and V for this head (its
+// own entry point: only it binds qkv and the pools).
+@compute @workgroup_size(D)
+fn combine_append(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
+    if wid.x < p.n_rows {
+        merge(wid.x, wid.y, t);
+        append_column(wid.x, wid.y * D + t);
+    }
+}
+
+// Writes column `col` of row `row`'s K and V (from qkv) into the cache; with an f16 cache the
+// even columns write the pair they start.
+fn append_column(row: u32, col: u32) {
+    let at = kv_place(rows[row].x, rows[row].y);
+    if at == NO_PLACE {
+        return;
+    }
+    let src = row * 3u * p.hidden + p.hidden + col;
+    if KV_F16 {
+        if col % 2u == 0u {
+            let dst = (at * p.hidden + col) / 2u;
+            k_pool[dst] = pack2x16float(vec2<f32>(new_qkv[src], new_qkv[src + 1u]));
+            v_pool[dst] = pack2x16float(vec2<f32>(new_qkv[src + p.hidden], new_qkv[src + p.hidden + 1u]));
+        }
+    } else {
+        k_pool[at * p.hidden + col] = bitcast<u32>(new_qkv[src]);
+        v_pool[at * p.hidden + col] = bitcast<u32>(new_qkv[src + p.hidden]);
+    }
 }

@@ -5,7 +5,8 @@
 // two f16 halves per word, which halves the cache's memory and the bytes attention reads per
 // key. One invocation per (row, word of H), writing the K and the V word. Rows whose slot,
 // position or page is out of range (inactive rows, or anything the host did not reserve) are
-// skipped, so no index here can leave its buffer.
+// skipped (common/kv_place.wgsl), so no index here can leave its buffer. A decode step whose
+// attention is split over workgroups appends in attention.wgsl's combine instead.
 
 struct Params {
     n_rows: u32,
@@ -25,6 +26,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read> page_table: array<u32>;
 @group(0) @binding(6) var<storage, read> seq_lens: array<u32>;
 
+// #include kv_place
+
 const WG: u32 = 256u;
 // Pool words hold two f16 halves (true; H is even) or one f32 (false).
 const KV_F16: bool = false;
@@ -39,21 +42,11 @@ fn append(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     }
     let row = i / words;
     let word = i % words;
-    let entry = rows[row];
-    let slot = entry.x;
-    let pos = entry.y;
-    if slot >= p.max_seqs || pos >= seq_lens[slot] {
+    let at = kv_place(rows[row].x, rows[row].y);
+    if at == NO_PLACE {
         return;
     }
-    let page_idx = pos / p.page_size;
-    if page_idx >= p.max_pages_per_seq {
-        return;
-    }
-    let page = page_table[slot * p.max_pages_per_seq + page_idx];
-    if page >= p.n_pages {
-        return;
-    }
-    let dst = (page * p.page_size + pos % p.page_size) * words + word;
+    let dst = at * words + word;
     let src = row * 3u * p.hidden + p.hidden + word * PER_WORD;
     if KV_F16 {
         k_pool[dst] = pack2x16float(vec2<f32>(qkv[src], qkv[src + 1u]));

@@ -400,3 +400,72 @@ fn head_dims_the_kernels_do_not_take_are_errors() {
         assert!(attention::dense(&mut g, x, 2, 1, 1, Mask::Full).is_err(), "dense d={d}");
     }
 }
+
+#[test]
+fn a_decode_step_appending_in_the_merge_equals_append_then_attend() {
+    // attention::paged_append against kv_cache::append + attention::paged on twin caches: three
+    // rows (one idle) over sequences of different lengths, a few steps, f32 and f16 pools, a
+    // cache short enough for one chunk (no split: the append runs first) and a long one (split:
+    // the rows read their own keys from qkv and the merge appends). Outputs and pools must be
+    // bit-identical: the same keys, rounded the same way, in the same order.
+    let ctx = ctx();
+    let heads = 2;
+    let h = heads * D;
+    for dtype in [DType::F32, DType::F16] {
+        for max_len in [64, 320] {
+            let cfg = KvCacheConfig { max_seq_len: max_len, dtype, ..config(1, heads, 16, 3 * max_len / 16, 3) };
+            let mut rng = Rng::new(max_len as u64 + dtype.bytes(&[1]));
+            let mut caches = [PagedKvCache::new(ctx, &cfg).unwrap(), PagedKvCache::new(ctx, &cfg).unwrap()];
+            let lens = [37.min(max_len - 4), 5, (max_len - 40).max(6)];
+            let mut seqs = Vec::new();
+            for &len in &lens {
+                let data = rng.normal(len * 3 * h, 1.0);
+                let ids: Vec<_> = caches.iter_mut().map(|c| c.add_sequence().unwrap()).collect();
+                for (c, &seq) in caches.iter_mut().zip(&ids) {
+                    c.reserve(seq, len).unwrap();
+                    let rows = c.step_rows(len).unwrap();
+                    rows.set_span(c, seq, 0).unwrap();
+                    step(ctx, c, &rows, &data, 0, &[]);
+                }
+                seqs.push(ids);
+            }
+            let x = Tensor::empty(ctx, &[3, 3 * h], DType::F32).unwrap();
+            let mut plans = Vec::new();
+            for (k, c) in caches.iter().enumerate() {
+                let rows = c.step_rows(3).unwrap();
+                let mut g = Graph::new(ctx);
+                let kv = c.bind(&mut g, &rows);
+                let xv = g.input(&x);
+                let out = if k == 0 {
+                    bark_wgpu::ops::kv_cache::append(&mut g, &kv, 0, xv).unwrap();
+                    attention::paged(&mut g, &kv, 0, xv, Mask::Causal).unwrap()
+                } else {
+                    attention::paged_append(&mut g, &kv, 0, xv).unwrap()
+                };
+                g.keep(out);
+                plans.push((rows, out, g.compile().unwrap()));
+            }
+            let split = max_len > 64;
+            assert_eq!(plans[0].2.dispatch_count(), if split { 3 } else { 2 }, "append, attention (, merge)");
+            assert_eq!(plans[1].2.dispatch_count(), 2, "attention and merge, or append and attention");
+            for s in 0..3 {
+                x.write_f32(ctx, &rng.normal(3 * 3 * h, 1.0)).unwrap();
+                let mut outs = Vec::new();
+                for (k, (c, (rows, out, plan))) in caches.iter_mut().zip(&plans).enumerate() {
+                    let live: Vec<_> = [0, 2].iter().map(|&i| seqs[i][k]).collect();
+                    let p0 = c.reserve(live[0], 1).unwrap().start;
+                    let p2 = c.reserve(live[1], 1).unwrap().start;
+                    rows.set(c, &[Some((live[0], p0)), None, Some((live[1], p2))]).unwrap();
+                    plan.run().unwrap();
+                    outs.push(plan.tensor(*out).read_words(ctx).unwrap());
+                }
+                let what = format!("{dtype:?} cache of {max_len}, step {s}");
+                assert!(outs[0].iter().any(|&w| w != 0), "{what}: no output");
+                assert_eq!(outs[0], outs[1], "{what}: outputs differ");
+                let pools =
+                    |c: &PagedKvCache| [c.k_pool(0).unwrap(), c.v_pool(0).unwrap()].map(|t| t.read_words(ctx).unwrap());
+                assert!(pools(&caches[0]) == pools(&caches[1]), "{what}: the caches differ");
+            }
+        }
+    }
+}

@@ -234,7 +234,7 @@ impl DecodeStep {
             let (i, p) = (g.input(&ids), g.input(&positions));
             let x = model.embed(&mut g, i, p)?;
             let kv = cache.bind(&mut g, &rows);
-            let h = model.record(&mut g, x, &kv)?;
+            let h = model.record_decode(&mut g, x, &kv)?;
             let logits = model.logits(&mut g, h)?;
             let (settings, uniforms) = (g.input(sampler.settings()), g.input(sampler.uniforms()));
             let s = sample(&mut g, logits, settings, uniforms)?;
@@ -270,6 +270,12 @@ impl DecodeStep {
         let n_rows = self.n_rows();
         if inputs.len() != n_rows || uniforms.is_some_and(|u| u.len() != n_rows) {
             return Err(Error::Invalid(format!("{} inputs for a step of {n_rows} rows", inputs.len())));
+        }
+        // A row sees its own new key, not another row's: each sequence gets one row a step.
+        let mut slots: Vec<u32> = inputs.iter().flatten().map(|&(seq, _)| seq.slot()).collect();
+        slots.sort_unstable();
+        if slots.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Error::Invalid("a decode step was given one sequence in two rows".into()));
         }
         for (k, gr) in self.groups.iter().enumerate() {
             let span = k * GEMV_MAX_M..k * GEMV_MAX_M + gr.rows.n_rows();
@@ -324,29 +330,47 @@ mod tests {
     use std::path::Path;
 
     #[test]
-    fn a_decode_step_normalises_inside_its_gemvs_when_the_context_says_so() {
-        // With norm_in_gemv every LayerNorm of a decode step rides in the GEMV after it
-        // (norm_linear), so a layer is the QKV, out and two MLP GEMVs, the cache append and the
-        // attention (and, for long caches, the split attention's merge). Without it, each block
-        // has its two layer_norm passes and the head one more.
+    fn a_decode_step_has_six_dispatches_per_layer() {
+        // A layer of a decode step: the QKV, out and two MLP GEMVs, and the attention with its
+        // cache append: the append first when the keys fit one chunk (a short cache), else
+        // the attention's merge appends (a long one). With norm_in_gemv each LayerNorm rides
+        // in the GEMV after it; without, each block has its two layer_norm passes and the head
+        // one more.
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         for fused in [true, false] {
             let opts = crate::ContextOptions { norm_in_gemv: Some(fused), ..Default::default() };
             let ctx = Context::new(&opts).unwrap();
             let b = Bark::load_on(&ctx, root.join("tests/fixtures/tiny"), &LoadOptions::default()).unwrap();
             for model in [&b.semantic, &b.coarse] {
-                let layers = model.config().num_layers;
-                let (_cache, step) = cache_and_step(&ctx, model, 2, 64).unwrap();
-                let shaders = step.plan.shaders();
-                let count = |name: &str| shaders.iter().filter(|&&s| s == name).count();
-                let gemvs = count("gemv") + count("gemv_subgroup");
-                assert_eq!(gemvs, 4 * layers + 1, "four per layer and the head: {shaders:?}");
-                let norms = if fused { 0 } else { 2 * layers + 1 };
-                assert_eq!(count("layernorm"), norms, "{shaders:?}");
-                // Two embedding lookups and the sampler around the layers.
-                assert!(shaders.len() <= 7 * layers + 4 + norms, "{} dispatches: {shaders:?}", shaders.len());
+                for positions in [64, 512] {
+                    let layers = model.config().num_layers;
+                    let (_cache, step) = cache_and_step(&ctx, model, 2, positions).unwrap();
+                    let shaders = step.plan.shaders();
+                    let count = |name: &str| shaders.iter().filter(|&&s| s == name).count();
+                    let gemvs = count("gemv") + count("gemv_subgroup");
+                    assert_eq!(gemvs, 4 * layers + 1, "four per layer and the head: {shaders:?}");
+                    let norms = if fused { 0 } else { 2 * layers + 1 };
+                    assert_eq!(count("layernorm"), norms, "{shaders:?}");
+                    let appends = if positions > 64 { 0 } else { layers };
+                    assert_eq!(count("kv_cache"), appends, "{positions} positions: {shaders:?}");
+                    assert_eq!(count("attention"), 2 * layers - appends, "{shaders:?}");
+                    // Two embedding lookups and the sampler around the layers.
+                    assert_eq!(shaders.len(), 6 * layers + 4 + norms, "{shaders:?}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn a_decode_step_refuses_one_sequence_in_two_rows() {
+        // Each row reads its own new key, not another row's: a sequence must have one row.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let b = Bark::load(root.join("tests/fixtures/tiny"), &LoadOptions::default()).unwrap();
+        let (mut cache, step) = cache_and_step(b.context(), &b.semantic, 2, 64).unwrap();
+        let (s0, s1) = (cache.add_sequence().unwrap(), cache.add_sequence().unwrap());
+        let err = step.submit(&mut cache, &[Some((s0, Feed::Token(1))), Some((s0, Feed::Token(2)))], None);
+        assert!(err.is_err_and(|e| e.to_string().contains("two rows")));
+        assert!(step.submit(&mut cache, &[Some((s0, Feed::Token(1))), Some((s1, Feed::Token(2)))], None).is_ok());
     }
 
     #[test]

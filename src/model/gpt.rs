@@ -158,10 +158,24 @@ impl CausalGpt {
     /// layer appends its K, V to the cache and attends causally. Returns the last block's
     /// output, before the final norm (which [`CausalGpt::logits`] applies).
     pub fn record(&self, g: &mut Graph, x: Val, kv: &KvVals) -> Result<Val> {
+        self.record_with(g, x, kv, false)
+    }
+
+    /// [`CausalGpt::record`] for a decode step, whose rows are each the next position of a
+    /// different sequence: the cache append rides in the attention's merge where it can
+    /// ([`attention::paged_append`]).
+    pub fn record_decode(&self, g: &mut Graph, x: Val, kv: &KvVals) -> Result<Val> {
+        self.record_with(g, x, kv, true)
+    }
+
+    fn record_with(&self, g: &mut Graph, x: Val, kv: &KvVals, decode: bool) -> Result<Val> {
         if kv.k.len() != self.trunk.blocks.len() {
             return Err(Error::Invalid(format!("a KV cache of {} layers for {}", kv.k.len(), self.trunk.blocks.len())));
         }
         self.trunk.record(g, x, &mut |g, layer, qkv| {
+            if decode {
+                return attention::paged_append(g, kv, layer, qkv);
+            }
             kv_cache::append(g, kv, layer, qkv)?;
             attention::paged(g, kv, layer, qkv, Mask::Causal)
         })

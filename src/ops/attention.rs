@@ -11,7 +11,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::kv_cache::check_qkv;
+use super::kv_cache::{self, check_qkv};
 use super::params;
 use crate::error::{shape_err, Error};
 use crate::gpu::{DType, Kernel};
@@ -83,19 +83,28 @@ fn head_dims() -> impl Iterator<Item = u32> {
 /// The attention kernel for heads of `head_dim`, `block_rows` rows per workgroup and keys and
 /// values stored as f16 pairs (`kv_f16`, paged only) or f32. A thread's value columns come in
 /// vectors of `ceil(block_rows / 4)`, so the word type it reads them in goes with it.
-fn kernel(entry: &'static str, head_dim: u32, block_rows: u32, kv_f16: bool) -> Kernel {
+/// With `append` (paged, one row per block, split) each row reads its own new key and value
+/// from qkv, and the merge appends them to the cache.
+fn kernel(entry: &'static str, head_dim: u32, block_rows: u32, kv_f16: bool, append: bool) -> Kernel {
     let (word, col) = if block_rows > 4 { ("vec4<u32>", "vec4<f32>") } else { ("u32", "f32") };
     Kernel::new("attention", entry)
         .with("D", format!("{head_dim}u"))
         .with("BQ", format!("{block_rows}u"))
         .with("KV_F16", kv_f16)
+        .with("APPEND", append)
         .with("VWord", word)
         .with("VCol", col)
 }
 
-/// The merge of split partials for heads of `head_dim`.
-fn combine_kernel(head_dim: u32) -> Kernel {
-    Kernel::new("attention", "combine").with("D", format!("{head_dim}u"))
+/// The merge of split partials for heads of `head_dim`; with `append`, the merge that then
+/// appends the rows' K and V to a cache of f16 pairs (`kv_f16`) or f32.
+fn combine_kernel(head_dim: u32, append: Option<bool>) -> Kernel {
+    match append {
+        None => Kernel::new("attention", "combine").with("D", format!("{head_dim}u")),
+        Some(kv_f16) => {
+            Kernel::new("attention", "combine_append").with("D", format!("{head_dim}u")).with("KV_F16", kv_f16)
+        }
+    }
 }
 
 /// Checks the options and fills in the defaults: `block_rows` from `default_rows`, the split
@@ -128,17 +137,23 @@ fn resolve(
     Ok((block_rows, blocks, split))
 }
 
+/// The bindings a merge that appends needs: `[qkv, k pool, rows, page_table, seq_lens, v pool]`
+/// (its bindings 3 to 8).
+type AppendBinds = [Val; 6];
+
 /// Records the attention dispatch (and the merge when split), returning the `[n_rows, H]`
-/// output. The kernel binds `before`, then the output (or the partials), then `after`.
+/// output. The kernel binds `before`, then the output (or the partials), then `after`. With
+/// `append` (split only) the rows' own keys come from qkv and the merge appends them.
 fn record(
     g: &mut Graph,
     (entry, kv_f16): (&'static str, bool),
     p: Params,
     (block_rows, blocks): (u32, u32),
-    before: &[Val],
-    after: &[Val],
+    (before, after): (&[Val], &[Val]),
+    append: Option<AppendBinds>,
 ) -> Val {
     let (n_rows, n_heads, split) = (p.n_rows as usize, p.n_heads as usize, p.n_split);
+    debug_assert!(append.is_none() || (split > 1 && block_rows == 1));
     let head_dim = p.hidden / p.n_heads;
     let out = g.tensor(&[n_rows, p.hidden as usize], DType::F32);
     let target =
@@ -146,9 +161,13 @@ fn record(
     let mut all = before.to_vec();
     all.push(target);
     all.extend_from_slice(after);
-    g.dispatch(kernel(entry, head_dim, block_rows, kv_f16), &params(&p), &all, [blocks, p.n_heads, split]);
+    let k = kernel(entry, head_dim, block_rows, kv_f16, append.is_some());
+    g.dispatch(k, &params(&p), &all, [blocks, p.n_heads, split]);
     if split > 1 {
-        g.dispatch(combine_kernel(head_dim), &params(&p), &[target, out], [p.n_rows, p.n_heads, 1]);
+        let mut binds = vec![target, out];
+        binds.extend(append.iter().flatten());
+        let k = combine_kernel(head_dim, append.map(|_| kv_f16));
+        g.dispatch(k, &params(&p), &binds, [p.n_rows, p.n_heads, 1]);
     }
     out
 }
@@ -173,14 +192,54 @@ pub fn paged(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, mask: Mask) -> 
 /// [`paged`] with explicit kernel choices. By default rows go 16 to a workgroup when the step
 /// has more rows than the cache has sequences (so some sequence has several: prefill), else 1.
 pub fn paged_with(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, mask: Mask, opts: AttnOptions) -> Result<Val> {
-    const OP: &str = "attention::paged";
-    let geo = kv.geometry;
-    check_head_dim(OP, geo.head_dim)?;
+    let (p, blocks) = paged_params(g, "attention::paged", kv, qkv, mask, opts)?;
     let (k, v) = kv.layer(layer)?;
-    let n_rows = check_qkv(g, OP, qkv, geo.hidden(), kv.n_rows)?;
+    let entry = ("paged", kv.geometry.kv_dtype == DType::F16);
+    let binds: (&[Val], &[Val]) = (&[qkv, k, v], &[kv.rows, kv.page_table, kv.seq_lens]);
+    Ok(record(g, entry, p, blocks, binds, None))
+}
+
+/// A decode step's attention and cache append in one: every row is the next position of a
+/// different sequence (or idle). Appends each row's K and V to layer `layer` of the cache and
+/// attends causally, bit for bit as [`super::kv_cache::append`] followed by [`paged`]. When the
+/// keys are split over workgroups (long caches) each row reads its own newest key from `qkv`
+/// and the merge appends, which saves a dispatch; otherwise the append runs first.
+pub fn paged_append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Result<Val> {
+    const OP: &str = "attention::paged_append";
+    if kv.n_rows > kv.geometry.max_seqs as usize {
+        return Err(Error::Invalid(format!(
+            "{OP}: {} rows for a cache of {} sequences (a decode step has one row per sequence)",
+            kv.n_rows, kv.geometry.max_seqs
+        )));
+    }
+    let opts = AttnOptions { block_rows: Some(1), split: None };
+    let (p, blocks) = paged_params(g, OP, kv, qkv, Mask::Causal, opts)?;
+    if p.n_split == 1 {
+        kv_cache::append(g, kv, layer, qkv)?;
+        return paged_with(g, kv, layer, qkv, Mask::Causal, opts);
+    }
+    let (k, v) = kv.layer(layer)?;
+    let entry = ("paged", kv.geometry.kv_dtype == DType::F16);
+    let binds: (&[Val], &[Val]) = (&[qkv, k, v], &[kv.rows, kv.page_table, kv.seq_lens]);
+    let append = [qkv, k, kv.rows, kv.page_table, kv.seq_lens, v];
+    Ok(record(g, entry, p, blocks, binds, Some(append)))
+}
+
+/// The checked parameters of a paged attention and its (block rows, blocks).
+fn paged_params(
+    g: &Graph,
+    op: &'static str,
+    kv: &KvVals,
+    qkv: Val,
+    mask: Mask,
+    opts: AttnOptions,
+) -> Result<(Params, (u32, u32))> {
+    let geo = kv.geometry;
+    check_head_dim(op, geo.head_dim)?;
+    let n_rows = check_qkv(g, op, qkv, geo.hidden(), kv.n_rows)?;
     let default_rows = if n_rows > geo.max_seqs { 16 } else { 1 };
     let max_keys = geo.max_pages_per_seq * geo.page_size;
-    let (block_rows, blocks, split) = resolve(OP, opts, n_rows, geo.n_heads, default_rows, max_keys)?;
+    let (block_rows, blocks, split) = resolve(op, opts, n_rows, geo.n_heads, default_rows, max_keys)?;
     let p = Params {
         n_rows,
         n_heads: geo.n_heads,
@@ -195,8 +254,7 @@ pub fn paged_with(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, mask: Mask
         scale: 1.0 / (geo.head_dim as f32).sqrt(),
         _pad: 0,
     };
-    let entry = ("paged", geo.kv_dtype == DType::F16);
-    Ok(record(g, entry, p, (block_rows, blocks), &[qkv, k, v], &[kv.rows, kv.page_table, kv.seq_lens]))
+    Ok((p, (block_rows, blocks)))
 }
 
 /// Attention within each of `batch` items of `seq_len` rows, no cache: `qkv` is
@@ -256,7 +314,7 @@ pub fn dense_with(
         _pad: 0,
     };
     // qkv is bound as the queries, the keys and the values.
-    Ok(record(g, ("dense", false), p, (block_rows, blocks), &[qkv, qkv, qkv], &[]))
+    Ok(record(g, ("dense", false), p, (block_rows, blocks), (&[qkv, qkv, qkv], &[]), None))
 }
 
 /// Every specialisation this module dispatches: per head dimension, both entry points at each
@@ -265,9 +323,13 @@ pub fn kernels() -> Vec<Kernel> {
     head_dims()
         .flat_map(|d| {
             let attend = BLOCK_ROWS.iter().flat_map(move |&bq| {
-                [kernel("paged", d, bq, false), kernel("paged", d, bq, true), kernel("dense", d, bq, false)]
+                let paged = [false, true].map(|f16| kernel("paged", d, bq, f16, false));
+                paged.into_iter().chain([kernel("dense", d, bq, false, false)])
             });
-            attend.chain([combine_kernel(d)])
+            // The decode step's attention that appends, and the merges.
+            let append = [false, true].map(|f16| kernel("paged", d, 1, f16, true));
+            let merges = [None, Some(false), Some(true)].map(|a| combine_kernel(d, a));
+            attend.chain(append).chain(merges)
         })
         .collect()
 }
