@@ -169,12 +169,13 @@ fn write_json(ctx: &Context, rows: &[Row]) -> std::io::Result<std::path::PathBuf
 fn time_attention(ctx: &Context, case: &str, heads: usize, t: usize, kv: DType, runs: Runs) -> Row {
     const D: usize = 64;
     let h = heads * D;
-    let rows = if case == "decode" { 1 } else { t };
+    let decode = case.starts_with("decode");
+    let rows = if decode { 1 } else { t };
     let qkv = Tensor::from_f32(ctx, &pattern(rows * 3 * h, 0.5), &[rows, 3 * h], DType::F32).expect("qkv");
     let mut g = Graph::new(ctx);
     let q = g.input(&qkv);
     // Keys and values read, and the two T x D products per (query, key) pair that are computed.
-    let pairs = if case == "decode" {
+    let pairs = if decode {
         t as f64
     } else if case == "dense" {
         (t * t) as f64
@@ -203,7 +204,15 @@ fn time_attention(ctx: &Context, case: &str, heads: usize, t: usize, kv: DType, 
         let step = cache.step_rows(rows).expect("rows");
         step.set_span(&cache, seq, t - rows).expect("rows");
         let kv = cache.bind(&mut g, &step);
-        let y = attention::paged(&mut g, &kv, 0, q, Mask::Causal).expect("paged attention");
+        let y = match case {
+            // The step's own K and V appended too: in the attention's merge, or first.
+            "decode+append" => attention::paged_append(&mut g, &kv, 0, q).expect("paged attention"),
+            "decode, append" => {
+                bark_wgpu::ops::kv_cache::append(&mut g, &kv, 0, q).expect("append");
+                attention::paged(&mut g, &kv, 0, q, Mask::Causal).expect("paged attention")
+            }
+            _ => attention::paged(&mut g, &kv, 0, q, Mask::Causal).expect("paged attention"),
+        };
         g.keep(y);
         _cache = (cache, step);
     }
@@ -331,10 +340,19 @@ fn main() {
             ("prefill", 16, 887),
             ("decode", 12, 1024),
             ("decode", 16, 1024),
+            ("decode+append", 12, 1024),
+            ("decode, append", 12, 1024),
             ("dense", 16, 1024),
         ]
     } else {
-        vec![("prefill", 12, 257), ("decode", 12, 1024), ("decode", 16, 1024), ("dense", 2, 1024)]
+        vec![
+            ("prefill", 12, 257),
+            ("decode", 12, 1024),
+            ("decode", 16, 1024),
+            ("decode+append", 12, 1024),
+            ("decode, append", 12, 1024),
+            ("dense", 2, 1024),
+        ]
     };
     for (case, heads, t) in attn {
         // The paged cases over both cache dtypes (f16 caches go with f16 models).
