@@ -364,6 +364,13 @@ fn bad_shapes_and_options_are_errors() {
         assert!(attention::paged(&mut g, &kv, 0, x, Mask::Causal).is_err());
         assert!(bark_wgpu::ops::kv_cache::append(&mut g, &kv, 0, x).is_err());
     }
+    // A decode step has a row per sequence at most: 3 rows for a cache of 2 is a prefill.
+    assert!(attention::paged_append(&mut g, &kv, 0, good).is_err(), "3 rows, 2 sequences");
+    let two_rows = cache.step_rows(2).unwrap();
+    let kv2 = cache.bind(&mut g, &two_rows);
+    let good2 = g.tensor(&[2, 3 * 128], DType::F32);
+    assert!(attention::paged_append(&mut g, &kv2, 0, good2).is_ok());
+    assert!(attention::paged_append(&mut g, &kv2, 1, good2).is_err(), "layer out of range");
     assert!(attention::paged(&mut g, &kv, 1, good, Mask::Causal).is_err(), "layer out of range");
     assert!(bark_wgpu::ops::kv_cache::append(&mut g, &kv, 1, good).is_err(), "layer out of range");
     for o in [opts(2, 1), opts(16, 0), opts(1, 17)] {
