@@ -7,36 +7,22 @@
 // see row_stats), and the output is written from the registers. The host picks
 // WG and PER with WG * PER >= h.
 //
-// Four entry points, because the pipeline layout comes from what an entry point uses:
-//   layernorm           x, w, y
-//   layernorm_bias      x, w, b, y
-//   add_layernorm       x, r, w, s, y        s = x + r is written, y = LN(s)
-//   add_layernorm_bias  x, r, w, b, s, y
+// Bindings: x, w, b (read when p.has_bias; else the host binds w there), y.
 // The grid may be 2-D when rows > 65535 (row = wg.x + wg.y * num_workgroups.x).
+// (A decode step's norms run inside the GEMV after them instead: common/gemv_dots.wgsl.)
 
 struct Params {
     rows: u32,
     h: u32,
     eps: f32,
+    has_bias: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-// layernorm
-@group(0) @binding(2) var<storage, read> w_2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y_3: array<f32>;
-// layernorm_bias
-@group(0) @binding(3) var<storage, read> b_3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y_4: array<f32>;
-// add_layernorm
-@group(0) @binding(2) var<storage, read> r_2: array<f32>;
-@group(0) @binding(3) var<storage, read> w_3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> s_4: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y_5: array<f32>;
-// add_layernorm_bias (r_2, w_3 as above)
-@group(0) @binding(4) var<storage, read> b_4: array<f32>;
-@group(0) @binding(5) var<storage, read_write> s_5: array<f32>;
-@group(0) @binding(6) var<storage, read_write> y_6: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 // Invocations per workgroup, a power of two (the tree reduction halves it), and row elements
 // per invocation: the host specialises both so that WG * PER >= h.
@@ -87,13 +73,9 @@ fn row_stats(lid: u32, v: ptr<function, array<f32, PER>>) -> vec3f {
     return vec3f(mean, 1.0 / sqrt(variance + p.eps), m.x);
 }
 
-fn row_of(wid: vec3u, nwg: vec3u) -> u32 {
-    return wid.x + wid.y * nwg.x;
-}
-
 @compute @workgroup_size(WG)
 fn layernorm(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(wid, nwg);
+    let row = wid.x + wid.y * nwg.x;
     if row >= p.rows {
         return;
     }
@@ -109,78 +91,11 @@ fn layernorm(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
     for (var k = 0u; k < PER; k++) {
         let i = lid + k * WG;
         if i < p.h {
-            y_3[base + i] = ((v[k] - st.x) - st.z) * st.y * w_2[i];
-        }
-    }
-}
-
-@compute @workgroup_size(WG)
-fn layernorm_bias(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(wid, nwg);
-    if row >= p.rows {
-        return;
-    }
-    let base = row * p.h;
-    var v: array<f32, PER>;
-    for (var k = 0u; k < PER; k++) {
-        let i = lid + k * WG;
-        if i < p.h {
-            v[k] = x[base + i];
-        }
-    }
-    let st = row_stats(lid, &v);
-    for (var k = 0u; k < PER; k++) {
-        let i = lid + k * WG;
-        if i < p.h {
-            y_4[base + i] = ((v[k] - st.x) - st.z) * st.y * w_2[i] + b_3[i];
-        }
-    }
-}
-
-@compute @workgroup_size(WG)
-fn add_layernorm(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(wid, nwg);
-    if row >= p.rows {
-        return;
-    }
-    let base = row * p.h;
-    var v: array<f32, PER>;
-    for (var k = 0u; k < PER; k++) {
-        let i = lid + k * WG;
-        if i < p.h {
-            v[k] = x[base + i] + r_2[base + i];
-            s_4[base + i] = v[k];
-        }
-    }
-    let st = row_stats(lid, &v);
-    for (var k = 0u; k < PER; k++) {
-        let i = lid + k * WG;
-        if i < p.h {
-            y_5[base + i] = ((v[k] - st.x) - st.z) * st.y * w_3[i];
-        }
-    }
-}
-
-@compute @workgroup_size(WG)
-fn add_layernorm_bias(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-    let row = row_of(wid, nwg);
-    if row >= p.rows {
-        return;
-    }
-    let base = row * p.h;
-    var v: array<f32, PER>;
-    for (var k = 0u; k < PER; k++) {
-        let i = lid + k * WG;
-        if i < p.h {
-            v[k] = x[base + i] + r_2[base + i];
-            s_5[base + i] = v[k];
-        }
-    }
-    let st = row_stats(lid, &v);
-    for (var k = 0u; k < PER; k++) {
-        let i = lid + k * WG;
-        if i < p.h {
-            y_6[base + i] = ((v[k] - st.x) - st.z) * st.y * w_3[i] + b_4[i];
+            var out = ((v[k] - st.x) - st.z) * st.y * w[i];
+            if p.has_bias != 0u {
+                out += b[i];
+            }
+            y[base + i] = out;
         }
     }
 }

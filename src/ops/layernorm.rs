@@ -1,6 +1,6 @@
-//! LayerNorm over the last dimension (`shaders/layernorm.wgsl`), with an optional fused
-//! residual add: Bark's blocks compute `h = x + attn(...)` and then `LN2(h)`, so one pass can
-//! write `h` and `LN2(h)` together instead of an add followed by a norm.
+//! LayerNorm over the last dimension (`shaders/layernorm.wgsl`): the norms of prefill and of
+//! the fine model. (A block's residual add rides in the linear layer before the norm, and a
+//! decode step's norms in the GEMV after it: [`super::matmul::norm_linear`].)
 
 use bytemuck::{Pod, Zeroable};
 
@@ -38,10 +38,11 @@ struct Params {
     rows: u32,
     h: u32,
     eps: f32,
+    has_bias: u32,
 }
 
-fn kernel(entry: &'static str, (wg, per): (usize, usize)) -> Kernel {
-    Kernel::new("layernorm", entry).with("WG", format!("{wg}u")).with("PER", format!("{per}u"))
+fn kernel((wg, per): (usize, usize)) -> Kernel {
+    Kernel::new("layernorm", "layernorm").with("WG", format!("{wg}u")).with("PER", format!("{per}u"))
 }
 
 /// Checks `x` (f32, last dimension H), `weight` and `bias` (f32 [H]); returns
@@ -82,33 +83,10 @@ pub fn layer_norm(g: &mut Graph, x: Val, weight: Val, bias: Option<Val>, eps: f3
     let (rows, h, variant) = check(g, "layer_norm", x, weight, bias)?;
     let shape = g.shape(x).to_vec();
     let y = g.tensor(&shape, DType::F32);
-    let p = params(&Params { rows, h, eps });
-    match bias {
-        None => g.dispatch(kernel("layernorm", variant), &p, &[x, weight, y], groups_1d(rows)),
-        Some(b) => g.dispatch(kernel("layernorm_bias", variant), &p, &[x, weight, b, y], groups_1d(rows)),
-    };
+    let p = params(&Params { rows, h, eps, has_bias: bias.is_some().into() });
+    // Without a bias the weight fills its binding, unread.
+    g.dispatch(kernel(variant), &p, &[x, weight, bias.unwrap_or(weight), y], groups_1d(rows));
     Ok(y)
-}
-
-/// The residual add and the norm after it in one pass: returns `(s, y)` with `s = x + r` and
-/// `y = LayerNorm(s)`. `r` has the shape of `x`; the rest is as [`layer_norm`].
-pub fn add_layer_norm(g: &mut Graph, x: Val, r: Val, weight: Val, bias: Option<Val>, eps: f32) -> Result<(Val, Val)> {
-    let (rows, h, variant) = check(g, "add_layer_norm", x, weight, bias)?;
-    if g.dtype(r) != DType::F32 {
-        return Err(Error::Dtype { op: "add_layer_norm", message: format!("residual is {:?}", g.dtype(r)) });
-    }
-    if g.shape(r) != g.shape(x) {
-        return Err(shape_err("add_layer_norm", format!("{:?} + {:?}", g.shape(x), g.shape(r))));
-    }
-    let shape = g.shape(x).to_vec();
-    let s = g.tensor(&shape, DType::F32);
-    let y = g.tensor(&shape, DType::F32);
-    let p = params(&Params { rows, h, eps });
-    match bias {
-        None => g.dispatch(kernel("add_layernorm", variant), &p, &[x, r, weight, s, y], groups_1d(rows)),
-        Some(b) => g.dispatch(kernel("add_layernorm_bias", variant), &p, &[x, r, weight, b, s, y], groups_1d(rows)),
-    };
-    Ok((s, y))
 }
 
 /// Every specialisation this module dispatches.
@@ -116,6 +94,5 @@ pub fn kernels() -> Vec<Kernel> {
     // Every (workgroup size, share) that variant_for can return, found by asking it.
     let mut shapes: Vec<(usize, usize)> = (1..=MAX_COLS).map(variant_for).collect();
     shapes.dedup();
-    let entries = ["layernorm", "layernorm_bias", "add_layernorm", "add_layernorm_bias"];
-    entries.iter().flat_map(|&e| shapes.iter().map(move |&s| kernel(e, s))).collect()
+    shapes.into_iter().map(kernel).collect()
 }
