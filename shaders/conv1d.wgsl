@@ -8,7 +8,8 @@
 //        X'[ci*K + k, t] = xpad[ci, t*stride + k*dilation].
 // Each workgroup computes a BM x BN tile of Y (BM output channels by BN time steps) for one batch
 // item, staging BK-deep slices of A and X' in workgroup memory; each invocation accumulates a
-// TM x TN block in registers, reading the slices as vec4s (4 rows or 4 columns per load).
+// TM x TN block in registers, reading the slices as vec4s (4 rows or 4 columns per load): the
+// tiling of common/conv_tiles.wgsl, shared with conv_transpose1d.wgsl.
 //
 // Padding (when p.reflect == 1): xpad[j] = xext[reflect(j - pad_left)] where xext is x
 // zero-extended on the right to ext_len samples and reflect(i) mirrors i < 0 to -i and
@@ -34,33 +35,8 @@ struct Params {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+// #include conv_tiles
 
-// Invocations along output channels and along time; TM x TN outputs each (multiples of 4);
-// BK reduction depth per stage. Specialised per C_out (see src/ops/conv1d.rs).
-const WG_M: u32 = 16u;
-const WG_N: u32 = 16u;
-const TM: u32 = 4u;
-const TN: u32 = 4u;
-const BK: u32 = 16u;
-
-const WG: u32 = WG_M * WG_N;
-const BM: u32 = WG_M * TM;
-const BN: u32 = WG_N * TN;
-const TM4: u32 = TM / 4u;
-const TN4: u32 = TN / 4u;
-const BM4: u32 = BM / 4u;
-const BN4: u32 = BN / 4u;
-const NONE: u32 = 0xffffffffu;
-
-// a_tile[kk * BM4 + i] = rows 4i..4i+3 of A at depth kk; b_tile[kk * BN4 + j] = columns
-// 4j..4j+3 of X' at depth kk.
-var<workgroup> a_tile: array<vec4f, BK * BM4>;
-var<workgroup> b_tile: array<vec4f, BK * BN4>;
 // For each reduction row kk of the current and the next stage (two slots): where its input row
 // starts, (b * C_in + ci) * T_in, or NONE past the end; and its tap offset k * dilation.
 // Splitting kk into (ci, k) once per row rather than once per element keeps integer division
@@ -142,38 +118,9 @@ fn conv1d(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
         workgroupBarrier();
         // The next stage's rows go to the other slot; they are read only after the barrier below.
         fill_rows(1u - slot, k0 + BK, b, lid);
-        for (var kk = 0u; kk < BK; kk++) {
-            var bv: array<vec4f, TN4>;
-            for (var j = 0u; j < TN4; j++) {
-                bv[j] = b_tile[kk * BN4 + tn * TN4 + j];
-            }
-            for (var i = 0u; i < TM4; i++) {
-                let av = a_tile[kk * BM4 + tm * TM4 + i];
-                for (var j = 0u; j < TN4; j++) {
-                    acc[(4u * i) * TN4 + j] += av.x * bv[j];
-                    acc[(4u * i + 1u) * TN4 + j] += av.y * bv[j];
-                    acc[(4u * i + 2u) * TN4 + j] += av.z * bv[j];
-                    acc[(4u * i + 3u) * TN4 + j] += av.w * bv[j];
-                }
-            }
-        }
+        multiply_tiles(tm, tn, &acc);
         workgroupBarrier();
     }
 
-    for (var r = 0u; r < TM; r++) {
-        let m = m0 + tm * TM + r;
-        if m >= p.c_out {
-            continue;
-        }
-        let row = (b * p.c_out + m) * p.t_out;
-        for (var j = 0u; j < TN4; j++) {
-            let v = acc[r * TN4 + j] + bias[m];
-            for (var c = 0u; c < 4u; c++) {
-                let t = n0 + tn * TN + 4u * j + c;
-                if t < p.t_out {
-                    y[row + t] = v[c];
-                }
-            }
-        }
-    }
+    store_block(&acc, b, m0, tm, tn, n0, 1u, 0u);
 }

@@ -11,8 +11,8 @@
 //   y[co, q*s + r] = bias[co] + sum_{ci, m} w[ci, co, r + m*s] * x[ci, q - m].
 // For a fixed phase r this is a GEMM over the reduction index kk = ci * taps + m, with no atomics
 // and no zero-stuffed input. Each workgroup computes a BM x BN tile of (output channel, q) for
-// one phase and one batch item; the tiling is conv1d.wgsl's (vec4 slices in workgroup memory,
-// a TM x TN register block per invocation).
+// one phase and one batch item; the tiling is common/conv_tiles.wgsl's, shared with conv1d.wgsl
+// (vec4 slices in workgroup memory, a TM x TN register block per invocation).
 
 struct Params {
     c_in: u32,
@@ -26,30 +26,8 @@ struct Params {
     m_tiles: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+// #include conv_tiles
 
-// Tile shape (TM, TN multiples of 4), specialised per C_out (see src/ops/conv_transpose1d.rs).
-const WG_M: u32 = 16u;
-const WG_N: u32 = 16u;
-const TM: u32 = 4u;
-const TN: u32 = 4u;
-const BK: u32 = 16u;
-
-const WG: u32 = WG_M * WG_N;
-const BM: u32 = WG_M * TM;
-const BN: u32 = WG_N * TN;
-const TM4: u32 = TM / 4u;
-const TN4: u32 = TN / 4u;
-const BM4: u32 = BM / 4u;
-const BN4: u32 = BN / 4u;
-const NONE: u32 = 0xffffffffu;
-
-var<workgroup> a_tile: array<vec4f, BK * BM4>;
-var<workgroup> b_tile: array<vec4f, BK * BN4>;
 // Per reduction row kk = ci * taps + m of the current and next stage (two slots):
 // w_base = ci * C_out * K + r + m*s (NONE when that tap is past the kernel or kk past the end),
 // x_base = (b * C_in + ci) * T_in (NONE past the end), and the input shift m.
@@ -121,38 +99,10 @@ fn conv_transpose1d(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) 
         workgroupBarrier();
         // The next stage's rows go to the other slot; they are read only after the barrier below.
         fill_rows(1u - slot, k0 + BK, b, r, lid);
-        for (var kk = 0u; kk < BK; kk++) {
-            var bv: array<vec4f, TN4>;
-            for (var j = 0u; j < TN4; j++) {
-                bv[j] = b_tile[kk * BN4 + tn * TN4 + j];
-            }
-            for (var i = 0u; i < TM4; i++) {
-                let av = a_tile[kk * BM4 + tm * TM4 + i];
-                for (var j = 0u; j < TN4; j++) {
-                    acc[(4u * i) * TN4 + j] += av.x * bv[j];
-                    acc[(4u * i + 1u) * TN4 + j] += av.y * bv[j];
-                    acc[(4u * i + 2u) * TN4 + j] += av.z * bv[j];
-                    acc[(4u * i + 3u) * TN4 + j] += av.w * bv[j];
-                }
-            }
-        }
+        multiply_tiles(tm, tn, &acc);
         workgroupBarrier();
     }
 
-    for (var rr = 0u; rr < TM; rr++) {
-        let co = m0 + tm * TM + rr;
-        if co >= p.c_out {
-            continue;
-        }
-        let row = (b * p.c_out + co) * p.t_out;
-        for (var j = 0u; j < TN4; j++) {
-            let v = acc[rr * TN4 + j] + bias[co];
-            for (var c = 0u; c < 4u; c++) {
-                let t = (q0 + tn * TN + 4u * j + c) * p.stride + r;
-                if t < p.t_out {
-                    y[row + t] = v[c];
-                }
-            }
-        }
-    }
+    // Tile column q is output time q * stride + r.
+    store_block(&acc, b, m0, tm, tn, q0, p.stride, r);
 }

@@ -1,0 +1,74 @@
+// What conv1d.wgsl and conv_transpose1d.wgsl share. Both are implicit GEMMs, Y = A * B per batch
+// item (A from the weights, B gathered from the input): a workgroup computes a BM x BN tile of Y,
+// staging BK-deep slices of A and B in workgroup memory, and each invocation accumulates a
+// TM x TN block in registers, reading the slices as vec4s (4 rows or 4 columns per load). Each
+// file fills the tiles its own way and says where an output column lands.
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+// Invocations along output channels and along time; TM x TN outputs each (multiples of 4);
+// BK reduction depth per stage. Specialised per C_out (src/ops/conv1d.rs, conv_transpose1d.rs).
+const WG_M: u32 = 16u;
+const WG_N: u32 = 16u;
+const TM: u32 = 4u;
+const TN: u32 = 4u;
+const BK: u32 = 16u;
+
+const WG: u32 = WG_M * WG_N;
+const BM: u32 = WG_M * TM;
+const BN: u32 = WG_N * TN;
+const TM4: u32 = TM / 4u;
+const TN4: u32 = TN / 4u;
+const BM4: u32 = BM / 4u;
+const BN4: u32 = BN / 4u;
+const NONE: u32 = 0xffffffffu;
+
+// a_tile[kk * BM4 + i] = rows 4i..4i+3 of A at depth kk; b_tile[kk * BN4 + j] = columns
+// 4j..4j+3 of B at depth kk.
+var<workgroup> a_tile: array<vec4f, BK * BM4>;
+var<workgroup> b_tile: array<vec4f, BK * BN4>;
+
+// Adds the staged tiles' product to invocation (tm, tn)'s block: acc[r * TN4 + j] holds row
+// tm*TM + r, columns tn*TN + 4j .. 4j+3 of the tile.
+fn multiply_tiles(tm: u32, tn: u32, acc: ptr<function, array<vec4f, TM * TN4>>) {
+    for (var kk = 0u; kk < BK; kk++) {
+        var bv: array<vec4f, TN4>;
+        for (var j = 0u; j < TN4; j++) {
+            bv[j] = b_tile[kk * BN4 + tn * TN4 + j];
+        }
+        for (var i = 0u; i < TM4; i++) {
+            let av = a_tile[kk * BM4 + tm * TM4 + i];
+            for (var j = 0u; j < TN4; j++) {
+                (*acc)[(4u * i) * TN4 + j] += av.x * bv[j];
+                (*acc)[(4u * i + 1u) * TN4 + j] += av.y * bv[j];
+                (*acc)[(4u * i + 2u) * TN4 + j] += av.z * bv[j];
+                (*acc)[(4u * i + 3u) * TN4 + j] += av.w * bv[j];
+            }
+        }
+    }
+}
+
+// Writes the block plus bias for batch item b: row m0 + tm*TM + r is output channel co, and
+// tile column n = n0 + tn*TN + .. goes to time n * step + phase (past t_out: not written).
+fn store_block(acc: ptr<function, array<vec4f, TM * TN4>>, b: u32, m0: u32, tm: u32, tn: u32, n0: u32, step: u32, phase: u32) {
+    for (var r = 0u; r < TM; r++) {
+        let co = m0 + tm * TM + r;
+        if co >= p.c_out {
+            continue;
+        }
+        let row = (b * p.c_out + co) * p.t_out;
+        for (var j = 0u; j < TN4; j++) {
+            let v = (*acc)[r * TN4 + j] + bias[co];
+            for (var c = 0u; c < 4u; c++) {
+                let t = (n0 + tn * TN + 4u * j + c) * step + phase;
+                if t < p.t_out {
+                    y[row + t] = v[c];
+                }
+            }
+        }
+    }
+}
