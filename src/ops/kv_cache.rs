@@ -41,7 +41,8 @@ pub(crate) fn check_qkv(g: &Graph, op: &'static str, qkv: Val, hidden: u32, n_ro
 
 /// Writes the K and V parts of `qkv` (`[n_rows, 3H]`, rows as described by the step's
 /// [`crate::kv::StepRows`]) into layer `layer` of the cache, rounded to f16 when the cache
-/// stores f16. Inactive rows are skipped.
+/// stores f16. Inactive rows are skipped. (A decode step appends through
+/// [`super::attention::paged_append`], in the attention's merge where the keys are split.)
 pub fn append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Result<()> {
     let geo = kv.geometry;
     let (k, v) = kv.layer(layer)?;
