@@ -29,7 +29,7 @@ impl TextTokenizer {
         Ok(TextTokenizer { inner })
     }
 
-    /// The BERT ids of `text` without [CLS]/[SEP], as transformers' BarkProcessor asks for
+    /// The BERT ids of `text` without `[CLS]`/`[SEP]`, as transformers' BarkProcessor asks for
     /// them (`add_special_tokens=False`).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc =

@@ -73,7 +73,7 @@ pub(crate) struct Counters {
     pub bind_groups_created: AtomicU64,
 }
 
-/// A snapshot of [`Counters`].
+/// A snapshot of the context's counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stats {
     pub buffers_created: u64,

@@ -25,7 +25,7 @@ const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 pub struct ResolveOptions {
     /// The hub cache directory; `None` when neither the environment nor a home directory names one.
     pub cache: Option<PathBuf>,
-    /// The hub's address (`$HF_ENDPOINT`, else https://huggingface.co).
+    /// The hub's address (`$HF_ENDPOINT`, else <https://huggingface.co>).
     pub endpoint: String,
     /// Bearer token for private or gated repos (`$HF_TOKEN`, else the file `huggingface-cli login` writes).
     pub token: Option<String>,
