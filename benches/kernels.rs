@@ -11,7 +11,10 @@ use std::time::Instant;
 
 use bark_wgpu::kv::{KvCacheConfig, PagedKvCache};
 use bark_wgpu::ops::attention::{self, Mask};
+use bark_wgpu::ops::conv1d::{conv1d, Conv1dOpts};
+use bark_wgpu::ops::conv_transpose1d::{conv_transpose1d, ConvTranspose1dOpts};
 use bark_wgpu::ops::layernorm::{layer_norm, EPS};
+use bark_wgpu::ops::lstm::{encodec_lstm, LstmLayer};
 use bark_wgpu::ops::matmul::{self, Epilogue, InputNorm, Linear, Variant};
 use bark_wgpu::{Context, ContextOptions, DType, Graph, Plan, Tensor};
 
@@ -229,6 +232,98 @@ fn time_attention(ctx: &Context, case: &str, heads: usize, t: usize, kv: DType, 
     }
 }
 
+/// The median time of a plan built by `build` over inputs of the given shapes (values of order
+/// 1), and its number of runs.
+fn time_graph(
+    ctx: &Context,
+    shapes: &[&[usize]],
+    build: impl FnOnce(&mut Graph, &[bark_wgpu::Val]) -> bark_wgpu::Val,
+    runs: Runs,
+) -> (f64, usize) {
+    let tensors: Vec<Tensor> = shapes
+        .iter()
+        .map(|s| Tensor::from_f32(ctx, &pattern(s.iter().product(), 0.3), s, DType::F32).expect("upload"))
+        .collect();
+    let mut g = Graph::new(ctx);
+    let vals: Vec<_> = tensors.iter().map(|t| g.input(t)).collect();
+    let y = build(&mut g, &vals);
+    g.keep(y);
+    time_plan(ctx, &g.compile().expect("compile plan"), runs)
+}
+
+/// LayerNorm (prefill rows) and the EnCodec decoder's heaviest kernels for `seconds` of 24 kHz
+/// audio: a residual block's 3-tap convolution and the last upsampling at 24 kHz, the first
+/// upsampling, and the 2-layer LSTM at 75 frames/s (one dispatch per frame and layer). GB/s
+/// counts what must move: the activations read and written (layer norm, the 24 kHz
+/// convolutions), the weights (the stride-8 upsampling, W_hh once per frame and layer).
+fn codec_and_norm(ctx: &Context, seconds: usize, runs: Runs) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut push = |kernel, variant: &str, shape: String, bytes: usize, flops: usize, (median_s, runs)| {
+        let r = Row {
+            kernel,
+            variant: variant.into(),
+            shape,
+            dtype: DType::F32,
+            bytes: bytes as f64,
+            flops: flops as f64,
+            median_s,
+            runs,
+        };
+        r.print();
+        rows.push(r);
+    };
+    let (rows_ln, h) = (257, 1024);
+    let t =
+        time_graph(ctx, &[&[rows_ln, h], &[h]], |g, v| layer_norm(g, v[0], v[1], None, EPS).expect("layer norm"), runs);
+    push("layernorm", "prefill", format!("rows={rows_ln} H={h}"), 8 * rows_ln * h, 8 * rows_ln * h, t);
+    let samples = 24_000 * seconds;
+    // Residual block at 32 channels: 32 -> 16, 3 taps; the last upsampling 64 -> 32, stride 2.
+    let t = time_graph(
+        ctx,
+        &[&[1, 32, samples], &[16, 32, 3], &[16]],
+        |g, v| conv1d(g, v[0], v[1], v[2], Conv1dOpts::default()).expect("conv1d"),
+        runs,
+    );
+    push("conv1d", "causal reflect", format!("32->16 K=3 T={samples}"), 4 * 48 * samples, 2 * 32 * 16 * 3 * samples, t);
+    let opts = |stride| ConvTranspose1dOpts { stride, causal_trim: true };
+    let t = time_graph(
+        ctx,
+        &[&[1, 64, samples / 2], &[64, 32, 4], &[32]],
+        |g, v| conv_transpose1d(g, v[0], v[1], v[2], opts(2)).expect("convT"),
+        runs,
+    );
+    push("convT1d", "stride 2", format!("64->32 K=4 T={samples}"), 4 * 64 * samples, 2 * 64 * 32 * 2 * samples, t);
+    let frames = 75 * seconds;
+    let t = time_graph(
+        ctx,
+        &[&[1, 512, frames], &[512, 256, 16], &[256]],
+        |g, v| conv_transpose1d(g, v[0], v[1], v[2], opts(8)).expect("convT"),
+        runs,
+    );
+    push(
+        "convT1d",
+        "stride 8",
+        format!("512->256 K=16 T={}", 8 * frames),
+        4 * 512 * 256 * 16,
+        2 * 512 * 256 * 2 * 8 * frames,
+        t,
+    );
+    let (hid, n) = (512, 4 * 512);
+    let shapes: [&[usize]; 9] = [&[1, hid, frames], &[n, hid], &[n, hid], &[n], &[n], &[n, hid], &[n, hid], &[n], &[n]];
+    let t = time_graph(
+        ctx,
+        &shapes,
+        |g, v| {
+            let layer = |i: usize| LstmLayer { w_ih: v[i], w_hh: v[i + 1], b_ih: v[i + 2], b_hh: v[i + 3] };
+            encodec_lstm(g, v[0], &[layer(1), layer(5)]).expect("lstm")
+        },
+        runs,
+    );
+    // Per frame and layer the recurrence streams W_hh (the input projections are one GEMM).
+    push("lstm", "2 layers", format!("H={hid} T={frames}"), 2 * 4 * n * hid * frames, 2 * 2 * 2 * n * hid * frames, t);
+    rows
+}
+
 /// The fixed cost of a decode step's many small dispatches: a chain of `n` dependent GELUs on 256
 /// values (no arithmetic to speak of). Prints the host time of encoding and submitting the chain
 /// (wgpu's validation, bind groups, barriers: what one-ahead submission hides behind the GPU's
@@ -363,6 +458,8 @@ fn main() {
             rows.push(r);
         }
     }
+    // 10 s of audio on a GPU (what a bark-small sentence decodes), 1 s on a CPU adapter.
+    rows.extend(codec_and_norm(&ctx, if full { 10 } else { 1 }, runs));
     let r = dispatch_overhead(&ctx, 128, runs);
     r.print();
     rows.push(r);
