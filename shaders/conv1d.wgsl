@@ -9,7 +9,8 @@
 // Each workgroup computes a BM x BN tile of Y (BM output channels by BN time steps) for one batch
 // item, staging BK-deep slices of A and X' in workgroup memory; each invocation accumulates a
 // TM x TN block in registers, reading the slices as vec4s (4 rows or 4 columns per load): the
-// tiling of common/conv_tiles.wgsl, shared with conv_transpose1d.wgsl.
+// tiling and reduction loop of common/conv_tiles.wgsl, shared with conv_transpose1d.wgsl. This
+// file supplies its hooks (Item, fill_row, a_at, b_at): the index math of A and X'.
 //
 // Padding (when p.reflect == 1): xpad[j] = xext[reflect(j - pad_left)] where xext is x
 // zero-extended on the right to ext_len samples and reflect(i) mirrors i < 0 to -i and
@@ -37,6 +38,11 @@ struct Params {
 
 // #include conv_tiles
 
+// The batch item a workgroup computes (conv_tiles.wgsl's Item).
+struct Item {
+    b: u32,
+}
+
 // For each reduction row kk of the current and the next stage (two slots): where its input row
 // starts, (b * C_in + ci) * T_in, or NONE past the end; and its tap offset k * dilation.
 // Splitting kk into (ci, k) once per row rather than once per element keeps integer division
@@ -44,18 +50,34 @@ struct Params {
 var<workgroup> row_base: array<u32, 2u * BK>;
 var<workgroup> row_off: array<u32, 2u * BK>;
 
-fn fill_rows(slot: u32, k0: u32, b: u32, lid: u32) {
-    if lid < BK {
-        let kk = k0 + lid;
-        var base = NONE;
-        var off = 0u;
-        if kk < p.c_in * p.kernel {
-            base = (b * p.c_in + kk / p.kernel) * p.t_in;
-            off = (kk % p.kernel) * p.dilation;
-        }
-        row_base[slot * BK + lid] = base;
-        row_off[slot * BK + lid] = off;
+fn fill_row(item: Item, i: u32, kk: u32) {
+    var base = NONE;
+    var off = 0u;
+    if kk < p.c_in * p.kernel {
+        base = (item.b * p.c_in + kk / p.kernel) * p.t_in;
+        off = (kk % p.kernel) * p.dilation;
     }
+    row_base[i] = base;
+    row_off[i] = off;
+}
+
+// A[m, kk]: the weight matrix, contiguous along kk.
+fn a_at(i: u32, kk: u32, m: u32) -> f32 {
+    let kdim = p.c_in * p.kernel;
+    if m < p.c_out && kk < kdim {
+        return w[m * kdim + kk];
+    }
+    return 0.0;
+}
+
+// X'[kk, t] for the row kk whose data entry i holds: the im2col of the padded input (contiguous
+// along t when stride is 1).
+fn b_at(i: u32, t: u32) -> f32 {
+    let base = row_base[i];
+    if base != NONE && t < p.t_out {
+        return x_padded(base, t * p.stride + row_off[i]);
+    }
+    return 0.0;
 }
 
 // The padded input at padded position j of the input row starting at `xrow`.
@@ -78,49 +100,10 @@ fn x_padded(xrow: u32, j: u32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn conv1d(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-    let n_tile = wid.x + wid.y * nwg.x;
-    let b = wid.z / p.m_tiles;
+    let item = Item(wid.z / p.m_tiles);
     let m0 = (wid.z % p.m_tiles) * BM;
-    let n0 = n_tile * BN;
-    let tm = lid / WG_N;
-    let tn = lid % WG_N;
-    let kdim = p.c_in * p.kernel;
-
-    // acc[r * TN4 + j] holds row tm*TM + r, columns tn*TN + 4j .. 4j+3 of the tile.
+    let n0 = (wid.x + wid.y * nwg.x) * BN;
     var acc: array<vec4f, TM * TN4>;
-    fill_rows(0u, 0u, b, lid);
-    workgroupBarrier();
-    for (var k0 = 0u; k0 < kdim; k0 += BK) {
-        let slot = (k0 / BK) % 2u;
-        // A tile: weight rows m0.., columns k0.. (contiguous along k).
-        for (var e = lid; e < BM * BK; e += WG) {
-            let mm = e / BK;
-            let m = m0 + mm;
-            let kk = k0 + e % BK;
-            var v = 0.0;
-            if m < p.c_out && kk < kdim {
-                v = w[m * kdim + kk];
-            }
-            a_tile[(e % BK) * BM4 + mm / 4u][mm % 4u] = v;
-        }
-        // B tile: im2col of the padded input (contiguous along t when stride is 1).
-        for (var e = lid; e < BK * BN; e += WG) {
-            let r = e / BN;
-            let nn = e % BN;
-            let t = n0 + nn;
-            let base = row_base[slot * BK + r];
-            var v = 0.0;
-            if base != NONE && t < p.t_out {
-                v = x_padded(base, t * p.stride + row_off[slot * BK + r]);
-            }
-            b_tile[r * BN4 + nn / 4u][nn % 4u] = v;
-        }
-        workgroupBarrier();
-        // The next stage's rows go to the other slot; they are read only after the barrier below.
-        fill_rows(1u - slot, k0 + BK, b, lid);
-        multiply_tiles(tm, tn, &acc);
-        workgroupBarrier();
-    }
-
-    store_block(&acc, b, m0, tm, tn, n0, 1u, 0u);
+    accumulate(item, p.c_in * p.kernel, m0, n0, lid, &acc);
+    store_block(&acc, item.b, m0, n0, 1u, 0u, lid);
 }
