@@ -193,10 +193,7 @@ pub fn paged(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, mask: Mask) -> 
 /// has more rows than the cache has sequences (so some sequence has several: prefill), else 1.
 pub fn paged_with(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, mask: Mask, opts: AttnOptions) -> Result<Val> {
     let (p, blocks) = paged_params(g, "attention::paged", kv, qkv, mask, opts)?;
-    let (k, v) = kv.layer(layer)?;
-    let entry = ("paged", kv.geometry.kv_dtype == DType::F16);
-    let binds: (&[Val], &[Val]) = (&[qkv, k, v], &[kv.rows, kv.page_table, kv.seq_lens]);
-    Ok(record(g, entry, p, blocks, binds, None))
+    record_paged(g, kv, layer, qkv, (p, blocks), false)
 }
 
 /// A decode step's attention and cache append in one: every row is the next position of a
@@ -214,15 +211,28 @@ pub fn paged_append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Resul
     }
     let opts = AttnOptions { block_rows: Some(1), split: None };
     let (p, blocks) = paged_params(g, OP, kv, qkv, Mask::Causal, opts)?;
-    if p.n_split == 1 {
+    let in_merge = p.n_split > 1;
+    if !in_merge {
         kv_cache::append(g, kv, layer, qkv)?;
-        return paged_with(g, kv, layer, qkv, Mask::Causal, opts);
     }
+    record_paged(g, kv, layer, qkv, (p, blocks), in_merge)
+}
+
+/// Records a checked paged attention over layer `layer`; with `append_in_merge` (split only)
+/// the merge also appends the rows' K and V.
+fn record_paged(
+    g: &mut Graph,
+    kv: &KvVals,
+    layer: usize,
+    qkv: Val,
+    (p, blocks): (Params, (u32, u32)),
+    append_in_merge: bool,
+) -> Result<Val> {
     let (k, v) = kv.layer(layer)?;
     let entry = ("paged", kv.geometry.kv_dtype == DType::F16);
     let binds: (&[Val], &[Val]) = (&[qkv, k, v], &[kv.rows, kv.page_table, kv.seq_lens]);
-    let append = [qkv, k, kv.rows, kv.page_table, kv.seq_lens, v];
-    Ok(record(g, entry, p, blocks, binds, Some(append)))
+    let append = append_in_merge.then_some([qkv, k, kv.rows, kv.page_table, kv.seq_lens, v]);
+    Ok(record(g, entry, p, blocks, binds, append))
 }
 
 /// The checked parameters of a paged attention and its (block rows, blocks).

@@ -107,10 +107,6 @@ pub fn norm_linear_with(
     residual: Option<Val>,
     variant: Variant,
 ) -> Result<Val> {
-    if variant == Variant::Auto && !g.ctx().norm_in_gemv() {
-        let x = layer_norm(g, x, norm.weight, norm.bias, norm.eps)?;
-        return record(g, x, None, layer, act, residual, variant);
-    }
     record(g, x, Some(norm), layer, act, residual, variant)
 }
 
@@ -177,6 +173,9 @@ fn record(
     variant: Variant,
 ) -> Result<Val> {
     let (prob, out_shape) = check(g, x, layer, act, residual)?;
+    // A norm goes inside a GEMV the caller asked for, or one Auto picks where the context says
+    // so; otherwise a layer_norm pass makes a normed copy of x first.
+    let norm_inside = variant != Variant::Auto || g.ctx().norm_in_gemv();
     let variant = if variant == Variant::Auto { choose(g.ctx(), prob.m) } else { variant };
     if variant != Variant::Gemm && prob.m > GEMV_MAX_M {
         return Err(shape_err("linear", format!("GEMV takes at most {GEMV_MAX_M} rows, got {}", prob.m)));
@@ -186,8 +185,9 @@ fn record(
     }
     let mut prob = prob;
     if let Some(norm) = norm {
-        if variant == Variant::Gemm {
-            // The GEMM reads x in tiles shared by many rows of W: a normed copy costs one pass.
+        if variant == Variant::Gemm || !norm_inside {
+            // The GEMM reads x in tiles shared by many rows of W, so a normed copy costs one
+            // cheap pass; so does a GEMV on a context that prefers the pass (CPU adapters).
             prob.binds[0] = layer_norm(g, x, norm.weight, norm.bias, norm.eps)?;
         } else {
             check_norm(g, &norm, prob.k)?;
