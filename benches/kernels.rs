@@ -401,9 +401,12 @@ fn main() {
         }
     }
     // Prefill of a 257-token prompt: attention in (both dtypes), MLP in and out (f16).
-    cases.push(("gemm", Variant::Gemm, 257, 1024, 3072, DType::F32, Norm::None));
-    for (k, n) in [(1024, 3072), (1024, 4096), (4096, 1024)] {
-        cases.push(("gemm", Variant::Gemm, 257, k, n, DType::F16, Norm::None));
+    // Both GEMMs on every adapter: the tiled one is the GPU default, the direct one the CPU's.
+    for v in [Variant::Gemm, Variant::GemmDirect] {
+        cases.push(("gemm", v, 257, 1024, 3072, DType::F32, Norm::None));
+        for (k, n) in [(1024, 3072), (1024, 4096), (4096, 1024)] {
+            cases.push(("gemm", v, 257, k, n, DType::F16, Norm::None));
+        }
     }
 
     let mut rows = Vec::new();

@@ -1,19 +1,29 @@
-// Tiled GEMM for prefill and other M > 16 products:
+// GEMMs for prefill and other M > 16 products:
 //   y[m, n] = act(sum_k x[m, k] * W[n, k] + bias[n]) + residual[m, n]
 // W is PyTorch's nn.Linear layout [N, K], bound as u32 words: f32 bits, or two f16 halves per
 // word (W_F16; rows padded to an even length). Accumulation is f32.
 //
-// A workgroup computes a BM x BN = 64 x 64 tile of y; each of its 256 threads a TM x TN = 4 x 4
+// `gemm` (GPUs): a workgroup computes a BM x BN = 64 x 64 tile of y; each of its 256 threads a TM x TN = 4 x 4
 // micro-tile (rows TM*ty.., columns TN*tx..). K advances BK = 16 at a time through workgroup
 // memory, where both tiles are stored k-major so a thread reads its rows and its columns as
 // vec4s. Every global read and write is bounds-guarded: M, N, K need not be multiples of
 // anything. (8 x 8 micro-tiles on 64 threads ran no faster on lavapipe, and would leave a
 // Bark prefill with too few threads per GPU core; the host's tile count assumes BM = BN = 64.)
+//
+// `gemm_direct_vec4` / `gemm_direct_scalar` (CPU adapters such as lavapipe): no workgroup
+// memory and no barriers; each thread reads its operands straight from the buffers and keeps
+// a DM x 4 block of y in registers. On a CPU the buffers already sit in caches, and a
+// workgroup barrier costs a switch between every group of SIMD lanes, so the tiles above
+// cost more than they save there (see BENCHMARKS.md). On a GPU the threads' strided reads of
+// W do not coalesce: that is what the tiles are for.
 
 // #include linear_epilogue
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
+// The same buffers in 16-byte words, for gemm_direct_vec4 (rows of x and W start on 16 bytes).
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w4: array<vec4<u32>>;
 
 const W_F16: bool = false;
 const BM: u32 = 64u;
@@ -121,4 +131,112 @@ fn gemm(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u
             }
         }
     }
+}
+
+// ---- The direct GEMM (CPU adapters). A thread computes rows m0 .. m0 + DM of y at columns
+// n0 .. n0 + 4; DWG threads side by side take consecutive column blocks. DM = 8 ran fastest
+// on lavapipe (2, 4 and 16 were 10-35 % slower: fewer rows reuse each W word less, more
+// spill registers).
+const DM: u32 = 8u;
+const DWG: u32 = 64u;
+
+struct Block {
+    m0: u32,
+    n0: u32,
+    // Offsets of the block's rows of x and W (in the caller's units); rows past M or N
+    // re-read the last row and are not written.
+    xr: array<u32, DM>,
+    wr: array<u32, 4>,
+}
+
+fn block(wid: vec3u, t: u32, x_row: u32, w_row: u32) -> Block {
+    var b: Block;
+    b.m0 = wid.y * DM;
+    b.n0 = (wid.x * DWG + t) * 4u;
+    for (var i = 0u; i < DM; i++) {
+        b.xr[i] = min(b.m0 + i, p.m - 1u) * x_row;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        b.wr[j] = min(b.n0 + j, p.n - 1u) * w_row;
+    }
+    return b;
+}
+
+fn store(b: Block, acc: array<vec4<f32>, DM>) {
+    for (var i = 0u; i < DM; i++) {
+        let m = b.m0 + i;
+        for (var j = 0u; j < 4u; j++) {
+            let n = b.n0 + j;
+            if m < p.m && n < p.n {
+                y[m * p.n + n] = finish(acc[i][j], m, n);
+            }
+        }
+    }
+}
+
+// K % 4 == 0 (f32) or K % 8 == 0 (f16): one 16-byte word of W is 4 (f32) or 8 (f16) weights.
+@compute @workgroup_size(DWG)
+fn gemm_direct_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
+    let words = p.row_words / 4u;
+    let b = block(wid, t, p.k / 4u, words);
+    if b.n0 >= p.n {
+        return;
+    }
+    var acc: array<vec4<f32>, DM>;
+    for (var q = 0u; q < words; q++) {
+        if W_F16 {
+            // Weights k .. k + 4 of each row in lo, k + 4 .. k + 8 in hi.
+            var lo: array<vec4<f32>, 4>;
+            var hi: array<vec4<f32>, 4>;
+            for (var j = 0u; j < 4u; j++) {
+                let u = w4[b.wr[j] + q];
+                lo[j] = vec4(unpack2x16float(u.x), unpack2x16float(u.y));
+                hi[j] = vec4(unpack2x16float(u.z), unpack2x16float(u.w));
+            }
+            for (var i = 0u; i < DM; i++) {
+                let a = x4[b.xr[i] + 2u * q];
+                let c = x4[b.xr[i] + 2u * q + 1u];
+                acc[i] += vec4(
+                    dot(a, lo[0]) + dot(c, hi[0]),
+                    dot(a, lo[1]) + dot(c, hi[1]),
+                    dot(a, lo[2]) + dot(c, hi[2]),
+                    dot(a, lo[3]) + dot(c, hi[3]),
+                );
+            }
+        } else {
+            var wv: array<vec4<f32>, 4>;
+            for (var j = 0u; j < 4u; j++) {
+                wv[j] = bitcast<vec4<f32>>(w4[b.wr[j] + q]);
+            }
+            for (var i = 0u; i < DM; i++) {
+                let a = x4[b.xr[i] + q];
+                acc[i] += vec4(dot(a, wv[0]), dot(a, wv[1]), dot(a, wv[2]), dot(a, wv[3]));
+            }
+        }
+    }
+    store(b, acc);
+}
+
+// Any K, one weight at a time.
+@compute @workgroup_size(DWG)
+fn gemm_direct_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
+    let b = block(wid, t, p.k, p.row_words);
+    if b.n0 >= p.n {
+        return;
+    }
+    var acc: array<vec4<f32>, DM>;
+    for (var k = 0u; k < p.k; k++) {
+        var wv: vec4<f32>;
+        for (var j = 0u; j < 4u; j++) {
+            if W_F16 {
+                wv[j] = unpack2x16float(w[b.wr[j] + k / 2u])[k % 2u];
+            } else {
+                wv[j] = bitcast<f32>(w[b.wr[j] + k]);
+            }
+        }
+        for (var i = 0u; i < DM; i++) {
+            acc[i] += x[b.xr[i] + k] * wv;
+        }
+    }
+    store(b, acc);
 }

@@ -1,6 +1,6 @@
-//! `linear` (GEMM and both GEMV kernels) against a CPU reference with f64 accumulation, on
+//! `linear` (both GEMMs and both GEMVs) against a CPU reference with f64 accumulation, on
 //! awkward sizes (1, primes, not multiples of any tile, odd K with f16 rows), every decode M
-//! from 1 to 16, the 16/17 switch to GEMM, Bark's largest layers, and bad input.
+//! from 1 to 16, the 16/17 switch to a GEMM, Bark's largest layers, and bad input.
 //!
 //! Tolerance (per element, for f32 and f16 weights alike): the kernels accumulate K products in
 //! f32, so each step rounds by at most u = 2^-24 of a partial sum, and a partial sum is at most
@@ -256,16 +256,34 @@ fn gemv_bark_sizes_batch_one() {
     }
 }
 
+/// Both GEMMs: the tiled one (GPUs) and the direct one (CPU adapters).
+const GEMMS: [Variant; 2] = [Variant::Gemm, Variant::GemmDirect];
+
 #[test]
 fn gemm_awkward_sizes_both_dtypes() {
     let ctx = ctx();
-    // Edges of the 64 x 64 tile and of BK = 16 in every direction, K = 1 and odd K for f16.
-    let shapes = [(17, 1, 1), (1, 7, 13), (17, 13, 7), (65, 97, 257), (64, 16, 64), (130, 33, 65), (97, 257, 3)];
-    for (i, &(m, k, n)) in shapes.iter().enumerate() {
-        for f16 in [false, true] {
-            let mut c = Case::new(m, k, n, f16);
-            (c.bias, c.gelu, c.residual) = [(false, false, false), (true, false, false), (true, true, true)][i % 3];
-            check(ctx, &c, Variant::Gemm, 400 + i as u64);
+    // Edges of the tiled GEMM's 64 x 64 tile and of BK = 16 in every direction, K = 1 and odd
+    // K for f16. The direct GEMM's blocks (8 rows, 4 columns per thread, 256 columns per
+    // workgroup): M = 9, 23 and N = 5, 259 cross them; K = 16, 24 take its 16-byte loads for
+    // both dtypes, K = 12 for f32 only, the rest its one-weight-at-a-time loop.
+    let shapes = [
+        (17, 1, 1),
+        (1, 7, 13),
+        (17, 13, 7),
+        (65, 97, 257),
+        (64, 16, 64),
+        (130, 33, 65),
+        (97, 257, 3),
+        (9, 24, 259),
+        (23, 12, 5),
+    ];
+    for variant in GEMMS {
+        for (i, &(m, k, n)) in shapes.iter().enumerate() {
+            for f16 in [false, true] {
+                let mut c = Case::new(m, k, n, f16);
+                (c.bias, c.gelu, c.residual) = [(false, false, false), (true, false, false), (true, true, true)][i % 3];
+                check(ctx, &c, variant, 400 + i as u64);
+            }
         }
     }
 }
@@ -274,18 +292,22 @@ fn gemm_awkward_sizes_both_dtypes() {
 fn gemm_bark_prefill_size() {
     let ctx = ctx();
     // A 257-token prefill through the MLP's first layer (f16), and the MLP's K = 4096 in f32
-    // on fewer columns (lavapipe runs this GEMM at well under 1 GFLOP/s). The CPU reference
-    // checks the rows at every tile edge and a stride of the others.
-    let rows: Vec<usize> = (0..257).filter(|m| m % 64 < 2 || m % 64 > 61 || m % 29 == 0).collect();
-    check_rows(ctx, &Case::new(257, 1024, 4096, true).full(), Variant::Gemm, 500, Some(rows.clone()));
-    check_rows(ctx, &Case::new(257, 4096, 300, false), Variant::Gemm, 501, Some(rows));
+    // on fewer columns (lavapipe runs these GEMMs at a few GFLOP/s). The CPU reference checks
+    // the rows at every tile edge of both GEMMs and a stride of the others.
+    let rows: Vec<usize> = (0..257).filter(|m| m % 64 < 2 || m % 64 > 61 || m % 29 == 0 || m % 8 == 7).collect();
+    for variant in GEMMS {
+        check_rows(ctx, &Case::new(257, 1024, 4096, true).full(), variant, 500, Some(rows.clone()));
+        check_rows(ctx, &Case::new(257, 4096, 300, false), variant, 501, Some(rows.clone()));
+    }
 }
 
 #[test]
 fn auto_switches_from_gemv_to_gemm_after_16_rows() {
     let ctx = ctx();
-    assert_ne!(matmul::choose(ctx, 16), Variant::Gemm);
-    assert_eq!(matmul::choose(ctx, 17), Variant::Gemm);
+    assert!(!GEMMS.contains(&matmul::choose(ctx, 16)));
+    // The direct GEMM on a CPU adapter, the tiled one on a GPU.
+    let gemm = if ctx.is_cpu() { Variant::GemmDirect } else { Variant::Gemm };
+    assert_eq!(matmul::choose(ctx, 17), gemm);
     for m in [16, 17] {
         for f16 in [false, true] {
             check(ctx, &Case::new(m, 96, 70, f16).full(), Variant::Auto, 600 + m as u64);
@@ -324,7 +346,7 @@ fn leading_dims_are_rows_and_linear_struct_forwards() {
 fn norm_linear_every_kernel_and_path() {
     let ctx = ctx();
     let mut variants = gemv_variants(ctx);
-    variants.push(Variant::Gemm);
+    variants.extend(GEMMS);
     // K = 64, 1024: vec4 path for both dtypes; K = 12: vec4 for f32, scalar for f16; K = 1,
     // 33, 97: scalar path (K = 1: every row normalises to its bias). M covers one pass of the
     // statistics, two passes in the subgroup GEMV (M > 8), and padded M tiles.

@@ -236,6 +236,11 @@ impl Context {
     pub fn has_subgroups(&self) -> bool {
         self.inner.summary.subgroup
     }
+    /// Whether the adapter is a CPU (lavapipe, WARP, SwiftShader): some kernels have variants
+    /// that suit a CPU's caches and SIMD lanes better than a GPU's tiles.
+    pub fn is_cpu(&self) -> bool {
+        self.inner.adapter.get_info().device_type == wgpu::DeviceType::Cpu
+    }
     /// Whether decode GEMVs normalise their input themselves (see [`ContextOptions`]).
     pub fn norm_in_gemv(&self) -> bool {
         self.inner.norm_in_gemv

@@ -4,7 +4,8 @@
 //! x is f32 `[.., K]` (leading dimensions are the M rows), W is `[N, K]` in PyTorch's layout,
 //! f32 or f16 (packed two per word), bias f32 `[N]`, residual f32 shaped like y. Accumulation is
 //! always f32. [`linear`] picks the kernel: GEMV for M <= [`GEMV_MAX_M`] (a decode step of up to
-//! 16 sequences), with subgroup reductions where the device has them, the tiled GEMM otherwise.
+//! 16 sequences), with subgroup reductions where the device has them; above that the tiled GEMM
+//! on a GPU, the direct (register-blocked, barrier-free) GEMM on a CPU adapter.
 //! [`norm_linear`] puts a LayerNorm of x's rows in front (`linear(LN(x))`, how every Bark block
 //! and head starts): the GEMV does it on the fly in the same dispatch, the GEMM after a
 //! [`layer_norm`] pass.
@@ -29,10 +30,15 @@ pub enum Epilogue {
 /// Which kernel computes the product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
-    /// GEMV (subgroup reduction if available) for M <= 16, tiled GEMM above.
+    /// GEMV (subgroup reduction if available) for M <= 16; above, the tiled GEMM on a GPU and
+    /// the direct GEMM on a CPU adapter ([`Context::is_cpu`]).
     Auto,
-    /// The tiled GEMM, any M.
+    /// The tiled GEMM (workgroup-memory tiles), any M.
     Gemm,
+    /// The direct GEMM: each thread reads x and W straight from memory and keeps an 8 x 4
+    /// block of y in registers; no workgroup memory, no barriers. Any M; 3-4x the tiled GEMM
+    /// on lavapipe, meant for CPU adapters.
+    GemmDirect,
     /// GEMV with a workgroup-memory reduction; needs M <= 16, no optional feature.
     Gemv,
     /// GEMV with subgroupAdd; needs M <= 16 and a device with SUBGROUP.
@@ -44,6 +50,10 @@ pub const GEMV_MAX_M: usize = 16;
 
 /// GEMM output tile edge (BM = BN in `shaders/matmul.wgsl`).
 const GEMM_TILE: usize = 64;
+/// The direct GEMM's block of y per thread (DM rows x 4 columns) and threads per workgroup (DWG).
+const DIRECT_ROWS: usize = 8;
+const DIRECT_COLS: usize = 4;
+const DIRECT_WG: usize = 64;
 const MAX_GROUPS: usize = 65_535;
 
 /// A linear layer's weights, as models hold them.
@@ -115,7 +125,15 @@ pub fn choose(ctx: &Context, m: usize) -> Variant {
     match (m <= GEMV_MAX_M, ctx.has_subgroups()) {
         (true, true) => Variant::GemvSubgroup,
         (true, false) => Variant::Gemv,
+        (false, _) if ctx.is_cpu() => Variant::GemmDirect,
         (false, _) => Variant::Gemm,
+    }
+}
+
+impl Variant {
+    /// One of the GEMMs, which take any M.
+    fn is_gemm(self) -> bool {
+        matches!(self, Variant::Gemm | Variant::GemmDirect)
     }
 }
 
@@ -177,7 +195,7 @@ fn record(
     // so; otherwise a layer_norm pass makes a normed copy of x first.
     let norm_inside = variant != Variant::Auto || g.ctx().norm_in_gemv();
     let variant = if variant == Variant::Auto { choose(g.ctx(), prob.m) } else { variant };
-    if variant != Variant::Gemm && prob.m > GEMV_MAX_M {
+    if !variant.is_gemm() && prob.m > GEMV_MAX_M {
         return Err(shape_err("linear", format!("GEMV takes at most {GEMV_MAX_M} rows, got {}", prob.m)));
     }
     if variant == Variant::GemvSubgroup && !g.ctx().has_subgroups() {
@@ -185,8 +203,8 @@ fn record(
     }
     let mut prob = prob;
     if let Some(norm) = norm {
-        if variant == Variant::Gemm || !norm_inside {
-            // The GEMM reads x in tiles shared by many rows of W, so a normed copy costs one
+        if variant.is_gemm() || !norm_inside {
+            // A GEMM reads each row of x for many rows of W, so a normed copy costs one
             // cheap pass; so does a GEMV on a context that prefers the pass (CPU adapters).
             prob.binds[0] = layer_norm(g, x, norm.weight, norm.bias, norm.eps)?;
         } else {
@@ -202,6 +220,7 @@ fn record(
     prob.binds[4] = y;
     match variant {
         Variant::Gemm => gemm(g, &prob)?,
+        Variant::GemmDirect => gemm_direct(g, &prob)?,
         Variant::Gemv => gemv::dispatch(g, &mut prob, false)?,
         _ => gemv::dispatch(g, &mut prob, true)?,
     }
@@ -307,16 +326,44 @@ fn gemm_kernel(w_f16: bool) -> Kernel {
     Kernel::new("matmul", "gemm").with("W_F16", w_f16)
 }
 
-fn gemm(g: &mut Graph, prob: &Problem) -> Result<()> {
-    let (gx, gy) = (prob.n.div_ceil(GEMM_TILE), prob.m.div_ceil(GEMM_TILE));
+fn gemm_direct_kernel(vec4: bool, w_f16: bool) -> Kernel {
+    let entry = if vec4 { "gemm_direct_vec4" } else { "gemm_direct_scalar" };
+    Kernel::new("matmul", entry).with("W_F16", w_f16)
+}
+
+/// The workgroup grid for `rows` x `cols` blocks of y, within the per-dimension limit.
+fn grid(prob: &Problem, rows: usize, cols: usize) -> Result<[u32; 3]> {
+    let (gx, gy) = (prob.n.div_ceil(cols), prob.m.div_ceil(rows));
     if gx > MAX_GROUPS || gy > MAX_GROUPS {
-        return Err(shape_err("linear", format!("{}x{} output needs more than 65535 tiles a side", prob.m, prob.n)));
+        return Err(shape_err(
+            "linear",
+            format!("{}x{} output needs more than 65535 workgroups a side", prob.m, prob.n),
+        ));
     }
-    g.dispatch(gemm_kernel(prob.w_f16), &params(&prob.params), &prob.binds[..5], [gx as u32, gy as u32, 1]);
+    Ok([gx as u32, gy as u32, 1])
+}
+
+fn gemm(g: &mut Graph, prob: &Problem) -> Result<()> {
+    let groups = grid(prob, GEMM_TILE, GEMM_TILE)?;
+    g.dispatch(gemm_kernel(prob.w_f16), &params(&prob.params), &prob.binds[..5], groups);
+    Ok(())
+}
+
+fn gemm_direct(g: &mut Graph, prob: &Problem) -> Result<()> {
+    let groups = grid(prob, DIRECT_ROWS, DIRECT_COLS * DIRECT_WG)?;
+    // 16-byte loads need every row of x and W to start on 16 bytes.
+    let vec4 = if prob.w_f16 { prob.k.is_multiple_of(8) } else { prob.k.is_multiple_of(4) };
+    g.dispatch(gemm_direct_kernel(vec4, prob.w_f16), &params(&prob.params), &prob.binds[..5], groups);
     Ok(())
 }
 
 /// Every specialisation this module dispatches (the GEMV ones are in [`gemv::kernels`]).
 pub fn kernels() -> Vec<Kernel> {
-    vec![gemm_kernel(false), gemm_kernel(true)]
+    let mut out = vec![gemm_kernel(false), gemm_kernel(true)];
+    for vec4 in [false, true] {
+        for w_f16 in [false, true] {
+            out.push(gemm_direct_kernel(vec4, w_f16));
+        }
+    }
+    out
 }
