@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use bark_wgpu::kv::{KvCacheConfig, PagedKvCache};
-use bark_wgpu::ops::attention::{self, Mask};
+use bark_wgpu::ops::attention::{self, AttnOptions, Mask};
 use bark_wgpu::ops::conv1d::{conv1d, Conv1dOpts};
 use bark_wgpu::ops::conv_transpose1d::{conv_transpose1d, ConvTranspose1dOpts};
 use bark_wgpu::ops::layernorm::{layer_norm, EPS};
@@ -180,15 +180,18 @@ fn time_attention(ctx: &Context, case: &str, heads: usize, t: usize, kv: DType, 
     // Keys and values read, and the two T x D products per (query, key) pair that are computed.
     let pairs = if decode {
         t as f64
-    } else if case == "dense" {
+    } else if case.starts_with("dense") {
         (t * t) as f64
     } else {
         (t * (t + 1) / 2) as f64
     };
     let bytes = kv.bytes(&[2 * t, h]) as f64;
+    // "... (tiles)" / "... (rows)": the tiled kernel or attention_rows.wgsl, whatever the adapter.
+    let rows_kernel = if case.ends_with("(rows)") { Some(true) } else { case.ends_with("(tiles)").then_some(false) };
+    let opts = AttnOptions { rows_kernel, ..Default::default() };
     let _cache;
-    if case == "dense" {
-        let y = attention::dense(&mut g, q, heads, 1, t, Mask::Full).expect("dense attention");
+    if case.starts_with("dense") {
+        let y = attention::dense_with(&mut g, q, heads, 1, t, Mask::Full, opts).expect("dense attention");
         g.keep(y);
     } else {
         let cfg = KvCacheConfig {
@@ -214,7 +217,7 @@ fn time_attention(ctx: &Context, case: &str, heads: usize, t: usize, kv: DType, 
                 bark_wgpu::ops::kv_cache::append(&mut g, &kv, 0, q).expect("append");
                 attention::paged(&mut g, &kv, 0, q, Mask::Causal).expect("paged attention")
             }
-            _ => attention::paged(&mut g, &kv, 0, q, Mask::Causal).expect("paged attention"),
+            _ => attention::paged_with(&mut g, &kv, 0, q, Mask::Causal, opts).expect("paged attention"),
         };
         g.keep(y);
         _cache = (cache, step);
@@ -434,27 +437,32 @@ fn main() {
     // coarse window prefill (887), decode at a full context, the fine model's 1024 frames.
     let attn: Vec<(&str, usize, usize)> = if full {
         vec![
-            ("prefill", 12, 257),
-            ("prefill", 16, 887),
+            ("prefill (tiles)", 12, 257),
+            ("prefill (rows)", 12, 257),
+            ("prefill (tiles)", 16, 887),
+            ("prefill (rows)", 16, 887),
             ("decode", 12, 1024),
             ("decode", 16, 1024),
             ("decode+append", 12, 1024),
             ("decode, append", 12, 1024),
-            ("dense", 16, 1024),
+            ("dense (tiles)", 16, 1024),
+            ("dense (rows)", 16, 1024),
         ]
     } else {
         vec![
-            ("prefill", 12, 257),
+            ("prefill (tiles)", 12, 257),
+            ("prefill (rows)", 12, 257),
             ("decode", 12, 1024),
             ("decode", 16, 1024),
             ("decode+append", 12, 1024),
             ("decode, append", 12, 1024),
-            ("dense", 2, 1024),
+            ("dense (tiles)", 2, 1024),
+            ("dense (rows)", 2, 1024),
         ]
     };
     for (case, heads, t) in attn {
         // The paged cases over both cache dtypes (f16 caches go with f16 models).
-        let dtypes: &[DType] = if case == "dense" { &[DType::F32] } else { &[DType::F32, DType::F16] };
+        let dtypes: &[DType] = if case.starts_with("dense") { &[DType::F32] } else { &[DType::F32, DType::F16] };
         for &kv in dtypes {
             let r = time_attention(&ctx, case, heads, t, kv, runs);
             r.print();

@@ -27,19 +27,23 @@ const TOL: f32 = 1e-5;
 const OTHER_DIMS: [usize; 6] = [4, 8, 16, 32, 100, 128];
 
 fn opts(block_rows: u32, split: u32) -> AttnOptions {
-    AttnOptions { block_rows: Some(block_rows), split: Some(split) }
+    AttnOptions { block_rows: Some(block_rows), split: Some(split), rows_kernel: None }
 }
+
+/// attention_rows.wgsl (the default for prefill and dense attention on CPU adapters).
+const ROWS: AttnOptions = AttnOptions { block_rows: None, split: None, rows_kernel: Some(true) };
 
 /// A cache config with heads of `d`.
 fn config_d(d: usize, layers: usize, heads: usize, page_size: usize, n_pages: usize, max_seqs: usize) -> KvCacheConfig {
     KvCacheConfig { head_dim: d, ..config(layers, heads, page_size, n_pages, max_seqs) }
 }
 
-/// Every kernel variant: block rows 1 and 16, with and without the key split, both masks.
+/// Every kernel variant: block rows 1 and 16, with and without the key split, and the rows
+/// kernel; both masks.
 fn all_variants() -> Vec<(Mask, AttnOptions)> {
     let mut variants = Vec::new();
     for mask in [Mask::Causal, Mask::Full] {
-        for o in [opts(1, 1), opts(1, 3), opts(16, 1), opts(16, 16)] {
+        for o in [opts(1, 1), opts(1, 3), opts(16, 1), opts(16, 16), ROWS] {
             variants.push((mask, o));
         }
     }
@@ -155,8 +159,14 @@ fn batch_then_decode(ctx: &Context, d: usize, heads: usize, lens: [usize; 3], de
         let entries: Vec<_> = order.iter().map(|&(s, p)| Some((seqs[s], p))).collect();
         rows.set(&cache, &entries).unwrap();
         let qkv: Vec<f32> = order.iter().flat_map(|&(s, p)| row(&data[s], 3 * h, p).to_vec()).collect();
-        let variants =
-            [(Mask::Causal, AttnOptions::default()), (Mask::Full, AttnOptions::default()), (Mask::Causal, opts(1, 2))];
+        // Both prefill kernels (a rows-kernel thread's 4 rows then belong to several sequences).
+        let variants = [
+            (Mask::Causal, ROWS),
+            (Mask::Full, ROWS),
+            (Mask::Causal, opts(16, 1)),
+            (Mask::Full, opts(16, 1)),
+            (Mask::Causal, opts(1, 2)),
+        ];
         let outs = step(ctx, &cache, &rows, &qkv, 0, &variants);
         let stored: Vec<_> = (0..3).map(|s| as_stored(ctx, &cache, 0, seqs[s], &data[s])).collect();
         for (&(mask, o), got) in variants.iter().zip(&outs) {
@@ -272,9 +282,10 @@ fn inactive_rows_are_zero_and_leave_the_cache_alone() {
     let rows = cache.step_rows(4).unwrap();
     // Rows 1 and 3 belong to no sequence; positions 0 and 1 of seq are rows 0 and 2.
     rows.set(&cache, &[Some((seq, 0)), None, Some((seq, 1)), None]).unwrap();
-    let got = step(ctx, &cache, &rows, &data, 0, &[(Mask::Full, opts(16, 1)), (Mask::Causal, opts(1, 2))]);
+    let variants = [(Mask::Full, opts(16, 1)), (Mask::Causal, opts(1, 2)), (Mask::Full, ROWS), (Mask::Causal, ROWS)];
+    let got = step(ctx, &cache, &rows, &data, 0, &variants);
     let seq_rows: Vec<f32> = [0, 2].iter().flat_map(|&i| row(&data, 3 * h, i).to_vec()).collect();
-    for (mask, out) in [Mask::Full, Mask::Causal].into_iter().zip(&got) {
+    for ((mask, _), out) in variants.into_iter().zip(&got) {
         for (i, pos) in [(0, Some(0)), (1, None), (2, Some(1)), (3, None)] {
             let want = match pos {
                 Some(p) => attend_seq(&seq_rows, heads, D, p, mask),
@@ -289,11 +300,15 @@ fn inactive_rows_are_zero_and_leave_the_cache_alone() {
 fn dense_fine_model_path() {
     let ctx = ctx();
     // (batch, T, heads, mask, options): Bark's fine window (B=2, T=1024) and awkward sizes;
-    // T=37 is not a multiple of the 16-row block, so blocks straddle batch items.
+    // T=37 is not a multiple of the 16-row block or of the rows kernel's 4 rows per thread, so
+    // blocks and threads straddle batch items.
     let cases = [
         (2, 1024, 1, Mask::Full, AttnOptions::default()),
+        (2, 1024, 1, Mask::Full, opts(16, 1)),
+        (2, 1024, 1, Mask::Full, ROWS),
         (3, 37, 5, Mask::Full, AttnOptions::default()),
         (3, 37, 5, Mask::Causal, opts(16, 1)),
+        (3, 37, 5, Mask::Causal, ROWS),
         (2, 100, 2, Mask::Full, opts(1, 2)),
     ];
     for (b, t, heads, mask, o) in cases {
@@ -308,6 +323,7 @@ fn dense_at_other_head_dims() {
     for d in OTHER_DIMS {
         dense_case(ctx, d, (2, 37, 2), Mask::Full, AttnOptions::default());
         dense_case(ctx, d, (2, 37, 2), Mask::Causal, opts(16, 1));
+        dense_case(ctx, d, (2, 37, 2), Mask::Full, ROWS);
         dense_case(ctx, d, (1, 70, 3), Mask::Full, opts(1, 2));
     }
 }
@@ -373,9 +389,12 @@ fn bad_shapes_and_options_are_errors() {
     assert!(attention::paged_append(&mut g, &kv2, 1, good2).is_err(), "layer out of range");
     assert!(attention::paged(&mut g, &kv, 1, good, Mask::Causal).is_err(), "layer out of range");
     assert!(bark_wgpu::ops::kv_cache::append(&mut g, &kv, 1, good).is_err(), "layer out of range");
-    for o in [opts(2, 1), opts(16, 0), opts(1, 17)] {
+    // The rows kernel has no block rows or split to set.
+    let rows_with_split = AttnOptions { split: Some(2), ..ROWS };
+    for o in [opts(2, 1), opts(16, 0), opts(1, 17), rows_with_split] {
         assert!(attention::paged_with(&mut g, &kv, 0, good, Mask::Causal, o).is_err(), "{o:?}");
     }
+    assert!(attention::dense_with(&mut g, good, 2, 1, 3, Mask::Full, rows_with_split).is_err());
     assert!(attention::dense(&mut g, good, 2, 1, 3, Mask::Full).is_ok());
     assert!(attention::dense(&mut g, good, 2, 2, 3, Mask::Full).is_err(), "6 rows expected");
     assert!(attention::dense(&mut g, good, 3, 1, 3, Mask::Full).is_err(), "384 is not 3 * 3 heads * head_dim");

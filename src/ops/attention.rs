@@ -1,5 +1,7 @@
 //! Fused attention with an online softmax (`shaders/attention.wgsl`): over the paged KV cache
-//! for the causal GPTs, and over a dense `[batch * T, 3H]` QKV matrix for the fine model.
+//! for the causal GPTs, and over a dense `[batch * T, 3H]` QKV matrix for the fine model. On
+//! CPU adapters prefill and dense attention run `shaders/attention_rows.wgsl` instead, the same
+//! operation without workgroup memory (see [`AttnOptions::rows_kernel`]).
 //!
 //! Both take the fused projection output `qkv` (`[rows, 3H]`, `[Q | K | V]`, heads contiguous
 //! in each) and return `[rows, H]` (heads concatenated, ready for the output projection).
@@ -50,7 +52,16 @@ pub struct AttnOptions {
     /// Workgroups sharing the keys of one (block, head), 1..=[`MAX_SPLIT`]; above 1 a second
     /// dispatch merges their partial results.
     pub split: Option<u32>,
+    /// Run `attention_rows.wgsl` (each thread walks the keys of [`ROWS_PER_THREAD`] query rows
+    /// itself; no workgroup memory, no barriers, no split) instead of the tiled kernel. By
+    /// default on CPU adapters for prefill and dense attention, where it is several times
+    /// faster; `block_rows` and `split` do not apply to it.
+    pub rows_kernel: Option<bool>,
 }
+
+/// Query rows each thread of `attention_rows.wgsl` takes (RQ), and its workgroup size (WG).
+pub const ROWS_PER_THREAD: u32 = 4;
+const ROWS_WG: u32 = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -96,6 +107,15 @@ fn kernel(entry: &'static str, head_dim: u32, block_rows: u32, kv_f16: bool, app
         .with("VCol", col)
 }
 
+/// attention_rows.wgsl's `entry` for heads of `head_dim` over f16 (`kv_f16`) or f32 keys.
+fn rows_kernel(entry: &'static str, head_dim: u32, kv_f16: bool) -> Kernel {
+    Kernel::new("attention_rows", entry)
+        .with("D", format!("{head_dim}u"))
+        .with("RQ", format!("{ROWS_PER_THREAD}u"))
+        .with("WG", format!("{ROWS_WG}u"))
+        .with("KV_F16", kv_f16)
+}
+
 /// The merge of split partials for heads of `head_dim`; with `append`, the merge that then
 /// appends the rows' K and V to a cache of f16 pairs (`kv_f16`) or f32.
 fn combine_kernel(head_dim: u32, append: Option<bool>) -> Kernel {
@@ -107,16 +127,40 @@ fn combine_kernel(head_dim: u32, append: Option<bool>) -> Kernel {
     }
 }
 
-/// Checks the options and fills in the defaults: `block_rows` from `default_rows`, the split
-/// from how many (block, head) workgroups there are and how many key chunks a row may have.
+/// How a checked attention runs: the tiled kernel with `block_rows` rows per workgroup over
+/// `blocks` blocks and `split` workgroups per (block, head), or (`rows`) attention_rows.wgsl.
+#[derive(Clone, Copy)]
+struct Launch {
+    rows: bool,
+    block_rows: u32,
+    blocks: u32,
+    split: u32,
+}
+
+/// Checks the options and fills in the defaults: the rows kernel where `rows_default` says so
+/// (unless the caller asks for tiles), else `block_rows` from `default_rows` and the split from
+/// how many (block, head) workgroups there are and how many key chunks a row may have.
 fn resolve(
     op: &'static str,
     opts: AttnOptions,
-    n_rows: u32,
-    n_heads: u32,
-    default_rows: u32,
+    (n_rows, n_heads): (u32, u32),
+    (default_rows, rows_default): (u32, bool),
     max_keys: u32,
-) -> Result<(u32, u32, u32)> {
+) -> Result<Launch> {
+    let tiles_asked = opts.block_rows.is_some() || opts.split.is_some();
+    if opts.rows_kernel.unwrap_or(rows_default && !tiles_asked) {
+        if tiles_asked {
+            return Err(Error::Invalid(format!("{op}: block_rows and split do not apply to the rows kernel")));
+        }
+        let threads = n_rows.div_ceil(ROWS_PER_THREAD);
+        if threads.div_ceil(ROWS_WG) > 65_535 || n_heads > 65_535 {
+            return Err(shape_err(
+                op,
+                format!("{n_rows} rows x {n_heads} heads is more workgroups than a dispatch allows"),
+            ));
+        }
+        return Ok(Launch { rows: true, block_rows: ROWS_PER_THREAD, blocks: threads.div_ceil(ROWS_WG), split: 1 });
+    }
     let block_rows = opts.block_rows.unwrap_or(default_rows);
     if !BLOCK_ROWS.contains(&block_rows) {
         return Err(Error::Invalid(format!("{op}: block_rows {block_rows} is not one of {BLOCK_ROWS:?}")));
@@ -134,7 +178,7 @@ fn resolve(
     if !(1..=MAX_SPLIT).contains(&split) {
         return Err(Error::Invalid(format!("{op}: split {split} is not in 1..={MAX_SPLIT}")));
     }
-    Ok((block_rows, blocks, split))
+    Ok(Launch { rows: false, block_rows, blocks, split })
 }
 
 /// The bindings a merge that appends needs: `[qkv, k pool, rows, page_table, seq_lens, v pool]`
@@ -148,12 +192,12 @@ fn record(
     g: &mut Graph,
     (entry, kv_f16): (&'static str, bool),
     p: Params,
-    (block_rows, blocks): (u32, u32),
+    launch: Launch,
     (before, after): (&[Val], &[Val]),
     append: Option<AppendBinds>,
 ) -> Val {
     let (n_rows, n_heads, split) = (p.n_rows as usize, p.n_heads as usize, p.n_split);
-    debug_assert!(append.is_none() || (split > 1 && block_rows == 1));
+    debug_assert!(append.is_none() || (split > 1 && launch.block_rows == 1 && !launch.rows));
     let head_dim = p.hidden / p.n_heads;
     let out = g.tensor(&[n_rows, p.hidden as usize], DType::F32);
     let target =
@@ -161,8 +205,12 @@ fn record(
     let mut all = before.to_vec();
     all.push(target);
     all.extend_from_slice(after);
-    let k = kernel(entry, head_dim, block_rows, kv_f16, append.is_some());
-    g.dispatch(k, &params(&p), &all, [blocks, p.n_heads, split]);
+    let k = if launch.rows {
+        rows_kernel(entry, head_dim, kv_f16)
+    } else {
+        kernel(entry, head_dim, launch.block_rows, kv_f16, append.is_some())
+    };
+    g.dispatch(k, &params(&p), &all, [launch.blocks, p.n_heads, split]);
     if split > 1 {
         let mut binds = vec![target, out];
         binds.extend(append.iter().flatten());
@@ -209,7 +257,7 @@ pub fn paged_append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Resul
             kv.n_rows, kv.geometry.max_seqs
         )));
     }
-    let opts = AttnOptions { block_rows: Some(1), split: None };
+    let opts = AttnOptions { block_rows: Some(1), split: None, rows_kernel: Some(false) };
     let (p, blocks) = paged_params(g, OP, kv, qkv, Mask::Causal, opts)?;
     let in_merge = p.n_split > 1;
     if !in_merge {
@@ -225,17 +273,19 @@ fn record_paged(
     kv: &KvVals,
     layer: usize,
     qkv: Val,
-    (p, blocks): (Params, (u32, u32)),
+    (p, launch): (Params, Launch),
     append_in_merge: bool,
 ) -> Result<Val> {
     let (k, v) = kv.layer(layer)?;
     let entry = ("paged", kv.geometry.kv_dtype == DType::F16);
-    let binds: (&[Val], &[Val]) = (&[qkv, k, v], &[kv.rows, kv.page_table, kv.seq_lens]);
+    // attention_rows.wgsl takes the page table before the rows (see there).
+    let after = if launch.rows { [kv.page_table, kv.rows, kv.seq_lens] } else { [kv.rows, kv.page_table, kv.seq_lens] };
+    let binds: (&[Val], &[Val]) = (&[qkv, k, v], &after);
     let append = append_in_merge.then_some([qkv, k, kv.rows, kv.page_table, kv.seq_lens, v]);
-    Ok(record(g, entry, p, blocks, binds, append))
+    Ok(record(g, entry, p, launch, binds, append))
 }
 
-/// The checked parameters of a paged attention and its (block rows, blocks).
+/// The checked parameters of a paged attention and how it runs.
 fn paged_params(
     g: &Graph,
     op: &'static str,
@@ -243,19 +293,22 @@ fn paged_params(
     qkv: Val,
     mask: Mask,
     opts: AttnOptions,
-) -> Result<(Params, (u32, u32))> {
+) -> Result<(Params, Launch)> {
     let geo = kv.geometry;
     check_head_dim(op, geo.head_dim)?;
     let n_rows = check_qkv(g, op, qkv, geo.hidden(), kv.n_rows)?;
-    let default_rows = if n_rows > geo.max_seqs { 16 } else { 1 };
+    // More rows than sequences: some sequence has several (a prefill).
+    let prefill = n_rows > geo.max_seqs;
+    let default_rows = if prefill { 16 } else { 1 };
     let max_keys = geo.max_pages_per_seq * geo.page_size;
-    let (block_rows, blocks, split) = resolve(op, opts, n_rows, geo.n_heads, default_rows, max_keys)?;
+    let rows_default = prefill && g.ctx().is_cpu();
+    let launch = resolve(op, opts, (n_rows, geo.n_heads), (default_rows, rows_default), max_keys)?;
     let p = Params {
         n_rows,
         n_heads: geo.n_heads,
         hidden: geo.hidden(),
         causal: u32::from(mask == Mask::Causal),
-        n_split: split,
+        n_split: launch.split,
         page_size: geo.page_size,
         n_pages: geo.n_pages,
         max_seqs: geo.max_seqs,
@@ -264,7 +317,7 @@ fn paged_params(
         scale: 1.0 / (geo.head_dim as f32).sqrt(),
         _pad: 0,
     };
-    Ok((p, (block_rows, blocks)))
+    Ok((p, launch))
 }
 
 /// Attention within each of `batch` items of `seq_len` rows, no cache: `qkv` is
@@ -274,7 +327,8 @@ pub fn dense(g: &mut Graph, qkv: Val, n_heads: usize, batch: usize, seq_len: usi
     dense_with(g, qkv, n_heads, batch, seq_len, mask, AttnOptions::default())
 }
 
-/// [`dense`] with explicit kernel choices (16 rows per workgroup by default).
+/// [`dense`] with explicit kernel choices (16 rows per workgroup by default; the rows kernel on
+/// CPU adapters).
 pub fn dense_with(
     g: &mut Graph,
     qkv: Val,
@@ -308,13 +362,13 @@ pub fn dense_with(
     let n_rows = batch.checked_mul(seq_len).ok_or_else(too_big)?;
     let n_rows = check_qkv(g, OP, qkv, hidden, n_rows)?;
     let seq_len = seq_len as u32;
-    let (block_rows, blocks, split) = resolve(OP, opts, n_rows, n_heads32, 16, seq_len)?;
+    let launch = resolve(OP, opts, (n_rows, n_heads32), (16, g.ctx().is_cpu()), seq_len)?;
     let p = Params {
         n_rows,
         n_heads: n_heads32,
         hidden,
         causal: u32::from(mask == Mask::Causal),
-        n_split: split,
+        n_split: launch.split,
         page_size: 0,
         n_pages: 0,
         max_seqs: 0,
@@ -323,12 +377,14 @@ pub fn dense_with(
         scale: 1.0 / (head_dim as f32).sqrt(),
         _pad: 0,
     };
-    // qkv is bound as the queries, the keys and the values.
-    Ok(record(g, ("dense", false), p, (block_rows, blocks), (&[qkv, qkv, qkv], &[]), None))
+    // qkv is bound as the queries, the keys and the values (and, for attention_rows.wgsl, as
+    // the page table its key walk names but a dense walk never reads).
+    let after: &[Val] = if launch.rows { &[qkv] } else { &[] };
+    Ok(record(g, ("dense", false), p, launch, (&[qkv, qkv, qkv], after), None))
 }
 
 /// Every specialisation this module dispatches: per head dimension, both entry points at each
-/// block size (paged over f32 and f16 pools), and the merge.
+/// block size (paged over f32 and f16 pools), the merges, and the rows kernel's.
 pub fn kernels() -> Vec<Kernel> {
     head_dims()
         .flat_map(|d| {
@@ -339,7 +395,8 @@ pub fn kernels() -> Vec<Kernel> {
             // The decode step's attention that appends, and the merges.
             let append = [false, true].map(|f16| kernel("paged", d, 1, f16, true));
             let merges = [None, Some(false), Some(true)].map(|a| combine_kernel(d, a));
-            attend.chain(append).chain(merges)
+            let rows = [rows_kernel("paged", d, false), rows_kernel("paged", d, true), rows_kernel("dense", d, false)];
+            attend.chain(append).chain(merges).chain(rows)
         })
         .collect()
 }

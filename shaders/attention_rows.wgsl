@@ -1,0 +1,244 @@
+// Attention for CPU adapters (lavapipe): the same operation as attention.wgsl's `paged` and
+// `dense` entry points (without the split and the append), computed with no barriers and no
+// sharing between threads. Each thread owns RQ consecutive query rows of one head and walks
+// their keys itself with an online softmax; a key and its value, once loaded, serve all RQ
+// rows. On a CPU the keys already sit in caches, and a barrier switches between every group of
+// SIMD lanes, so attention.wgsl's shared tiles cost more than they save there; on a GPU the
+// threads' uncoalesced reads would be the slow part, so GPUs keep attention.wgsl.
+//
+// Bindings, uniform and results are attention.wgsl's (see there): qkv [n_rows, 3H] at 1, the K
+// and V words at 2 and 3 (the pools, or qkv itself for `dense`), the output [n_rows, H] at 4, and
+// for `paged` the page table, the step's rows and the sequence lengths at 5..7. The page table
+// comes first because the shared key walk names it, so `dense` binds it too (the host passes
+// any buffer; a dense walk never reads it).
+
+struct Params {
+    n_rows: u32,
+    n_heads: u32,
+    hidden: u32,
+    causal: u32,
+    // Always 1 here.
+    n_split: u32,
+    page_size: u32,
+    n_pages: u32,
+    max_seqs: u32,
+    max_pages_per_seq: u32,
+    seq_len: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+// Head dimension, a multiple of 4 (the host specialises it).
+const D: u32 = 64u;
+const D4: u32 = D / 4u;
+// Query rows per thread, and threads per workgroup.
+const RQ: u32 = 4u;
+const WG: u32 = 8u;
+// Keys scored before the running max is updated: one rescale of the outputs per CH keys.
+// RQ = 4 and CH = 4 ran fastest on lavapipe (RQ 2 or 8, CH 2, 8 or 16: 5-60 % slower).
+const CH: u32 = 4u;
+// The pools hold two f16 halves per word (paged only; dense reads f32).
+const KV_F16: bool = false;
+const NEG: f32 = -3.0e38;
+const NEG_VALID: f32 = -1.0e38;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
+// K and V in 16-byte words: 4 f32, or 8 f16 halves.
+@group(0) @binding(2) var<storage, read> kbuf: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> vbuf: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> page_table: array<u32>;
+@group(0) @binding(6) var<storage, read> rows: array<vec2<u32>>;
+@group(0) @binding(7) var<storage, read> seq_lens: array<u32>;
+
+// The thread's rows: how many keys each sees (0: none, also for rows past n_rows) and its
+// sequence slot or batch item.
+var<private> nk: array<u32, RQ>;
+var<private> grp: array<u32, RQ>;
+// Each thread's unnormalised outputs, [WG][RQ][D4]: only the owning thread touches its slots,
+// so no barrier is needed (16 KiB at D = 128, WebGPU's guaranteed minimum).
+var<workgroup> o_s: array<vec4<f32>, WG * RQ * D4>;
+
+// Elements e .. e + 3 (e a multiple of 4) of K or V.
+fn four(w: vec4<u32>, e: u32) -> vec4<f32> {
+    if KV_F16 {
+        let h = select(w.xy, w.zw, (e & 4u) != 0u);
+        return vec4(unpack2x16float(h.x), unpack2x16float(h.y));
+    }
+    return bitcast<vec4<f32>>(w);
+}
+fn word(e: u32) -> u32 {
+    return select(e / 4u, e / 8u, KV_F16);
+}
+fn key4(e: u32) -> vec4<f32> {
+    return four(kbuf[word(e)], e);
+}
+fn value4(e: u32) -> vec4<f32> {
+    return four(vbuf[word(e)], e);
+}
+
+// Where key j of sequence (or batch item) g starts for this head, as an element index of K;
+// its value starts `v_shift` elements later in V.
+fn key_start(g: u32, j: u32, head: u32) -> u32 {
+    if p.seq_len > 0u {
+        // dense: qkv rows hold [Q | K | V].
+        return (g * p.seq_len + j) * 3u * p.hidden + p.hidden + head * D;
+    }
+    // paged: g < max_seqs and j < the sequence's length <= the table's width (the entry point
+    // checks both); a page the host never mapped is clamped to page 0 rather than read OOB.
+    var page = page_table[g * p.max_pages_per_seq + j / p.page_size];
+    page = select(0u, page, page < p.n_pages);
+    return (page * p.page_size + j % p.page_size) * p.hidden + head * D;
+}
+
+// Attends the thread's rows row0 .. row0 + RQ for `head` (nk and grp set) and writes them.
+// Nothing of size D lives in private arrays: lavapipe turns a dynamically indexed private array
+// into a branch tree over its elements, which made a first version take 6 s (D = 64) to 21 s
+// (D = 128) to compile. The queries are read from qkv where they are needed, and the outputs
+// accumulate in the thread's own slots of o_s (accumulating in `out` itself ran 1.7x slower).
+fn attend(row0: u32, head: u32, v_shift: u32, lid: u32) {
+    var m: array<f32, RQ>;
+    var l: array<f32, RQ>;
+    var passed: array<bool, RQ>;
+    // Where each row's query and output start (vec4 indices); rows past n_rows reuse the last
+    // row's query and are never written.
+    var qa: array<u32, RQ>;
+    var oa: array<u32, RQ>;
+    var real: array<bool, RQ>;
+    for (var r = 0u; r < RQ; r++) {
+        m[r] = NEG;
+        passed[r] = nk[r] == 0u;
+        real[r] = row0 + r < p.n_rows;
+        let row = min(row0 + r, p.n_rows - 1u);
+        qa[r] = (row * 3u * p.hidden + head * D) / 4u;
+        oa[r] = (lid * RQ + r) * D4;
+        for (var d = 0u; d < D4; d++) {
+            o_s[oa[r] + d] = vec4(0.0);
+        }
+    }
+    // One pass over the keys per distinct sequence among the rows; rows of other sequences
+    // see only masked scores in it (their max stays, their rescale is 1, they add nothing).
+    for (var first = 0u; first < RQ; first++) {
+        if passed[first] {
+            continue;
+        }
+        let g = grp[first];
+        var kmax = 0u;
+        for (var r = first; r < RQ; r++) {
+            if !passed[r] && grp[r] == g {
+                kmax = max(kmax, nk[r]);
+                passed[r] = true;
+            }
+        }
+        for (var j0 = 0u; j0 < kmax; j0 += CH) {
+            // The chunk's keys (past kmax: the last key again, masked).
+            var at: array<u32, CH>;
+            for (var c = 0u; c < CH; c++) {
+                at[c] = key_start(g, min(j0 + c, kmax - 1u), head);
+            }
+            // Scores, four columns of D at a time: RQ x CH dot products per RQ + CH loads.
+            var s: array<f32, RQ * CH>;
+            for (var d = 0u; d < D4; d++) {
+                var qd: array<vec4<f32>, RQ>;
+                for (var r = 0u; r < RQ; r++) {
+                    qd[r] = qkv[qa[r] + d];
+                }
+                for (var c = 0u; c < CH; c++) {
+                    let k = key4(at[c] + 4u * d);
+                    for (var r = 0u; r < RQ; r++) {
+                        s[r * CH + c] += dot(qd[r], k);
+                    }
+                }
+            }
+            // Masks, the running max and sum, probabilities in place of the scores.
+            var alpha: array<f32, RQ>;
+            for (var r = 0u; r < RQ; r++) {
+                var m_new = m[r];
+                for (var c = 0u; c < CH; c++) {
+                    let sc = select(NEG, s[r * CH + c] * p.scale, grp[r] == g && j0 + c < nk[r]);
+                    s[r * CH + c] = sc;
+                    m_new = max(m_new, sc);
+                }
+                alpha[r] = exp(m[r] - m_new);
+                m[r] = m_new;
+                var sum = 0.0;
+                for (var c = 0u; c < CH; c++) {
+                    let pr = select(0.0, exp(s[r * CH + c] - m_new), s[r * CH + c] > NEG_VALID);
+                    s[r * CH + c] = pr;
+                    sum += pr;
+                }
+                l[r] = l[r] * alpha[r] + sum;
+            }
+            // Outputs, four columns of D at a time, rescaled and accumulated in place.
+            for (var d = 0u; d < D4; d++) {
+                var v: array<vec4<f32>, CH>;
+                for (var c = 0u; c < CH; c++) {
+                    v[c] = value4(at[c] + v_shift + 4u * d);
+                }
+                for (var r = 0u; r < RQ; r++) {
+                    var od = o_s[oa[r] + d] * alpha[r];
+                    for (var c = 0u; c < CH; c++) {
+                        od += s[r * CH + c] * v[c];
+                    }
+                    o_s[oa[r] + d] = od;
+                }
+            }
+        }
+    }
+    for (var r = 0u; r < RQ; r++) {
+        if real[r] {
+            let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);
+            let row = row0 + r;
+            for (var d = 0u; d < D4; d++) {
+                out[(row * p.hidden + head * D) / 4u + d] = o_s[oa[r] + d] * inv;
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn paged(@builtin(global_invocation_id) id: vec3u, @builtin(local_invocation_index) lid: u32) {
+    let row0 = id.x * RQ;
+    let head = id.y;
+    if row0 >= p.n_rows {
+        return;
+    }
+    let max_len = p.max_pages_per_seq * p.page_size;
+    for (var r = 0u; r < RQ; r++) {
+        let row = row0 + r;
+        nk[r] = 0u;
+        grp[r] = 0u;
+        if row < p.n_rows {
+            let slot = rows[row].x;
+            let pos = rows[row].y;
+            if slot < p.max_seqs {
+                let len = min(seq_lens[slot], max_len);
+                if pos < len {
+                    nk[r] = select(len, pos + 1u, p.causal == 1u);
+                    grp[r] = slot;
+                }
+            }
+        }
+    }
+    attend(row0, head, 0u, lid);
+}
+
+@compute @workgroup_size(WG)
+fn dense(@builtin(global_invocation_id) id: vec3u, @builtin(local_invocation_index) lid: u32) {
+    let row0 = id.x * RQ;
+    let head = id.y;
+    if row0 >= p.n_rows {
+        return;
+    }
+    for (var r = 0u; r < RQ; r++) {
+        let row = row0 + r;
+        nk[r] = 0u;
+        grp[r] = 0u;
+        if row < p.n_rows {
+            nk[r] = select(p.seq_len, row % p.seq_len + 1u, p.causal == 1u);
+            grp[r] = row / p.seq_len;
+        }
+    }
+    attend(row0, head, p.hidden, lid);
+}
