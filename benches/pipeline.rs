@@ -248,6 +248,7 @@ fn main() {
     let probe = Context::new(&ContextOptions::default()).expect("a wgpu adapter");
     let a = probe.summary().clone();
     let norm_in_gemv = probe.norm_in_gemv();
+    let cpu_kernels = probe.cpu_kernels();
     drop(probe);
     let cpu = a.device_type == "Cpu";
     let models = env_list("BENCH_MODEL", if cpu { "tiny" } else { "small,large" });
@@ -262,6 +263,7 @@ fn main() {
     println!("adapter: {} ({}, {}), driver: {}", a.name, a.backend, a.device_type, a.driver);
     println!("features: shader_f16={} subgroup={}; {date}, commit {commit}", a.shader_f16, a.subgroup);
     println!("decode GEMVs apply the LayerNorms before them: {norm_in_gemv} (BARK_NORM_IN_GEMV)");
+    println!("GEMMs and prefill/fine attention in their CPU variants: {cpu_kernels} (BARK_CPU_KERNELS)");
     println!("median of {runs} runs after a warm-up; sampled (0.7/0.7/0.5), min_eos_p off, seed 7");
     println!("GPU MB: bytes of the GPU buffers the crate holds: the weights after loading / the most at any moment of");
     println!(
@@ -303,6 +305,7 @@ fn main() {
         "adapter": {"name": a.name, "backend": a.backend, "device_type": a.device_type, "driver": a.driver,
                     "shader_f16": a.shader_f16, "subgroup": a.subgroup},
         "norm_in_gemv": norm_in_gemv,
+        "cpu_kernels": cpu_kernels,
         "date": date, "commit": commit, "runs": runs, "text": TEXT,
         "results": results,
     });

@@ -303,14 +303,22 @@ fn gemm_bark_prefill_size() {
 
 #[test]
 fn auto_switches_from_gemv_to_gemm_after_16_rows() {
-    let ctx = ctx();
-    assert!(!GEMMS.contains(&matmul::choose(ctx, 16)));
-    // The direct GEMM on a CPU adapter, the tiled one on a GPU.
-    let gemm = if ctx.is_cpu() { Variant::GemmDirect } else { Variant::Gemm };
-    assert_eq!(matmul::choose(ctx, 17), gemm);
-    for m in [16, 17] {
-        for f16 in [false, true] {
-            check(ctx, &Case::new(m, 96, 70, f16).full(), Variant::Auto, 600 + m as u64);
+    // The GEMM above 16 rows is the tiled one, or the direct one where the context runs the
+    // CPU variants: by default exactly on a CPU adapter.
+    let default = ctx();
+    if std::env::var("BARK_CPU_KERNELS").is_err() {
+        assert_eq!(default.cpu_kernels(), default.summary().device_type == "Cpu");
+    }
+    for cpu_kernels in [false, true] {
+        let ctx = &Context::new(&ContextOptions { cpu_kernels: Some(cpu_kernels), ..Default::default() }).unwrap();
+        assert_eq!(ctx.cpu_kernels(), cpu_kernels);
+        assert!(!GEMMS.contains(&matmul::choose(ctx, 16)));
+        let gemm = if cpu_kernels { Variant::GemmDirect } else { Variant::Gemm };
+        assert_eq!(matmul::choose(ctx, 17), gemm);
+        for m in [16, 17] {
+            for f16 in [false, true] {
+                check(ctx, &Case::new(m, 96, 70, f16).full(), Variant::Auto, 600 + m as u64);
+            }
         }
     }
 }

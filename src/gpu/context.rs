@@ -28,6 +28,11 @@ pub struct ContextOptions {
     /// adapter but a CPU one: on lavapipe the kernel's extra work per workgroup costs more
     /// than the dispatch it saves (see BENCHMARKS.md), on a GPU a dispatch is the dearer.
     pub norm_in_gemv: Option<bool>,
+    /// Whether the GEMMs and the prefill and dense attention run their variants for CPUs
+    /// (`matmul::Variant::GemmDirect`, `shaders/attention_rows.wgsl`: no workgroup tiles or
+    /// barriers) instead of the tiled kernels. `None` means `BARK_CPU_KERNELS` (`0` or `1`) if
+    /// set, else yes exactly on a CPU adapter (2-4x faster on lavapipe; a GPU wants the tiles).
+    pub cpu_kernels: Option<bool>,
 }
 
 /// What `bark-wgpu devices` prints for one adapter.
@@ -96,6 +101,7 @@ pub(crate) struct Inner {
     pub max_binding_bytes: u64,
     pub max_buffer_bytes: u64,
     pub norm_in_gemv: bool,
+    pub cpu_kernels: bool,
     pub counters: Counters,
     pub pool: BufferPool,
     pub pipelines: PipelineCache,
@@ -105,6 +111,20 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Context {
     pub(crate) inner: Arc<Inner>,
+}
+
+/// An on/off setting: the caller's choice, else the environment variable `var` (`0` or `1`),
+/// else `default`.
+fn switch(chosen: Option<bool>, var: &str, default: bool) -> Result<bool> {
+    match (chosen, std::env::var(var).ok()) {
+        (Some(on), _) => Ok(on),
+        (None, Some(v)) => match v.trim() {
+            "1" => Ok(true),
+            "0" => Ok(false),
+            _ => Err(Error::Invalid(format!("{var} is {v:?}; set it to 0 or 1"))),
+        },
+        (None, None) => Ok(default),
+    }
 }
 
 fn backends_from(opts: &ContextOptions) -> wgpu::Backends {
@@ -188,15 +208,9 @@ impl Context {
         summary.timestamp_query = features.contains(wgpu::Features::TIMESTAMP_QUERY);
         let adapter_binding = limits.max_storage_buffer_binding_size;
         let max_binding_bytes = opts.max_binding_bytes.map_or(adapter_binding, |m| m.min(adapter_binding));
-        let norm_in_gemv = match (opts.norm_in_gemv, std::env::var("BARK_NORM_IN_GEMV").ok()) {
-            (Some(on), _) => on,
-            (None, Some(v)) => match v.trim() {
-                "1" => true,
-                "0" => false,
-                _ => return Err(Error::Invalid(format!("BARK_NORM_IN_GEMV is {v:?}; set it to 0 or 1"))),
-            },
-            (None, None) => adapter.get_info().device_type != wgpu::DeviceType::Cpu,
-        };
+        let cpu = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
+        let norm_in_gemv = switch(opts.norm_in_gemv, "BARK_NORM_IN_GEMV", !cpu)?;
+        let cpu_kernels = switch(opts.cpu_kernels, "BARK_CPU_KERNELS", cpu)?;
         Ok(Context {
             inner: Arc::new(Inner {
                 adapter,
@@ -206,6 +220,7 @@ impl Context {
                 max_binding_bytes,
                 max_buffer_bytes: limits.max_buffer_size,
                 norm_in_gemv,
+                cpu_kernels,
                 counters: Counters::default(),
                 pool: BufferPool::default(),
                 pipelines: PipelineCache::default(),
@@ -236,10 +251,9 @@ impl Context {
     pub fn has_subgroups(&self) -> bool {
         self.inner.summary.subgroup
     }
-    /// Whether the adapter is a CPU (lavapipe, WARP, SwiftShader): some kernels have variants
-    /// that suit a CPU's caches and SIMD lanes better than a GPU's tiles.
-    pub fn is_cpu(&self) -> bool {
-        self.inner.adapter.get_info().device_type == wgpu::DeviceType::Cpu
+    /// Whether GEMMs and prefill/dense attention run their CPU variants (see [`ContextOptions`]).
+    pub fn cpu_kernels(&self) -> bool {
+        self.inner.cpu_kernels
     }
     /// Whether decode GEMVs normalise their input themselves (see [`ContextOptions`]).
     pub fn norm_in_gemv(&self) -> bool {

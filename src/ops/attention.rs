@@ -53,9 +53,9 @@ pub struct AttnOptions {
     /// dispatch merges their partial results.
     pub split: Option<u32>,
     /// Run `attention_rows.wgsl` (each thread walks the keys of [`ROWS_PER_THREAD`] query rows
-    /// itself; no workgroup memory, no barriers, no split) instead of the tiled kernel. By
-    /// default on CPU adapters for prefill and dense attention, where it is several times
-    /// faster; `block_rows` and `split` do not apply to it.
+    /// itself; no barriers, no split) instead of the tiled kernel. By default for prefill and
+    /// dense attention where [`crate::Context::cpu_kernels`] (CPU adapters, where it is 2-3x
+    /// faster); `block_rows` and `split` do not apply to it.
     pub rows_kernel: Option<bool>,
 }
 
@@ -301,7 +301,7 @@ fn paged_params(
     let prefill = n_rows > geo.max_seqs;
     let default_rows = if prefill { 16 } else { 1 };
     let max_keys = geo.max_pages_per_seq * geo.page_size;
-    let rows_default = prefill && g.ctx().is_cpu();
+    let rows_default = prefill && g.ctx().cpu_kernels();
     let launch = resolve(op, opts, (n_rows, geo.n_heads), (default_rows, rows_default), max_keys)?;
     let p = Params {
         n_rows,
@@ -362,7 +362,7 @@ pub fn dense_with(
     let n_rows = batch.checked_mul(seq_len).ok_or_else(too_big)?;
     let n_rows = check_qkv(g, OP, qkv, hidden, n_rows)?;
     let seq_len = seq_len as u32;
-    let launch = resolve(OP, opts, (n_rows, n_heads32), (16, g.ctx().is_cpu()), seq_len)?;
+    let launch = resolve(OP, opts, (n_rows, n_heads32), (16, g.ctx().cpu_kernels()), seq_len)?;
     let p = Params {
         n_rows,
         n_heads: n_heads32,

@@ -31,7 +31,7 @@ pub enum Epilogue {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
     /// GEMV (subgroup reduction if available) for M <= 16; above, the tiled GEMM on a GPU and
-    /// the direct GEMM on a CPU adapter ([`Context::is_cpu`]).
+    /// the direct GEMM on a CPU adapter ([`Context::cpu_kernels`]).
     Auto,
     /// The tiled GEMM (workgroup-memory tiles), any M.
     Gemm,
@@ -125,7 +125,7 @@ pub fn choose(ctx: &Context, m: usize) -> Variant {
     match (m <= GEMV_MAX_M, ctx.has_subgroups()) {
         (true, true) => Variant::GemvSubgroup,
         (true, false) => Variant::Gemv,
-        (false, _) if ctx.is_cpu() => Variant::GemmDirect,
+        (false, _) if ctx.cpu_kernels() => Variant::GemmDirect,
         (false, _) => Variant::Gemm,
     }
 }
