@@ -387,6 +387,10 @@ fn main() {
     if ctx.has_subgroups() {
         gemv_variants.push(Variant::GemvSubgroup);
     }
+    // The GEMV the fused LayerNorm rides in (the GPU default for a decode step).
+    let fused_gemv = *gemv_variants.last().unwrap();
+    // The direct GEMM serves decode rows too on a CPU adapter; listed on every adapter.
+    gemv_variants.push(Variant::GemmDirect);
     let mut cases = Vec::new();
     // Decode, batch 1: the small models' MLP-in and the large ones'.
     for (k, n) in [(768, 3072), (1024, 4096)] {
@@ -400,7 +404,7 @@ fn main() {
     // against the layer norm pass followed by the plain GEMV.
     for m in [1, 16] {
         for norm in [Norm::Fused, Norm::Separate] {
-            cases.push(("ln+gemv", matmul::choose(&ctx, m), m, 768, 2304, DType::F16, norm));
+            cases.push(("ln+gemv", fused_gemv, m, 768, 2304, DType::F16, norm));
         }
     }
     // Prefill of a 257-token prompt: attention in (both dtypes), MLP in and out (f16).

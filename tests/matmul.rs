@@ -229,7 +229,10 @@ fn gemv_awkward_sizes_both_dtypes() {
 #[test]
 fn gemv_every_m_from_1_to_16() {
     let ctx = ctx();
-    for variant in gemv_variants(ctx) {
+    // The direct GEMM too: it takes 1, 2, 4 or 8 rows per thread by M.
+    let mut variants = gemv_variants(ctx);
+    variants.push(Variant::GemmDirect);
+    for variant in variants {
         for m in 1..=16 {
             // K = 64 takes the vec4 path, K = 33 the scalar one with an odd f16 row.
             check(ctx, &Case::new(m, 64, 37, m % 2 == 0).full(), variant, 100 + m as u64);
@@ -302,23 +305,48 @@ fn gemm_bark_prefill_size() {
 }
 
 #[test]
-fn auto_switches_from_gemv_to_gemm_after_16_rows() {
-    // The GEMM above 16 rows is the tiled one, or the direct one where the context runs the
-    // CPU variants: by default exactly on a CPU adapter.
+fn auto_picks_by_rows_and_context() {
+    // GPU kernels: the GEMV up to 16 rows, the tiled GEMM above. CPU kernels (by default
+    // exactly on a CPU adapter): the direct GEMM for every M, except that a normed product of
+    // up to 16 rows keeps the GEMV when the context fuses norms into GEMVs.
     let default = ctx();
     if std::env::var("BARK_CPU_KERNELS").is_err() {
         assert_eq!(default.cpu_kernels(), default.summary().device_type == "Cpu");
     }
     for cpu_kernels in [false, true] {
-        let ctx = &Context::new(&ContextOptions { cpu_kernels: Some(cpu_kernels), ..Default::default() }).unwrap();
-        assert_eq!(ctx.cpu_kernels(), cpu_kernels);
-        assert!(!GEMMS.contains(&matmul::choose(ctx, 16)));
-        let gemm = if cpu_kernels { Variant::GemmDirect } else { Variant::Gemm };
-        assert_eq!(matmul::choose(ctx, 17), gemm);
-        for m in [16, 17] {
-            for f16 in [false, true] {
-                check(ctx, &Case::new(m, 96, 70, f16).full(), Variant::Auto, 600 + m as u64);
+        for norm_in_gemv in [false, true] {
+            let opts = ContextOptions {
+                cpu_kernels: Some(cpu_kernels),
+                norm_in_gemv: Some(norm_in_gemv),
+                ..Default::default()
+            };
+            let ctx = &Context::new(&opts).unwrap();
+            assert_eq!(ctx.cpu_kernels(), cpu_kernels);
+            let gemv = matmul::choose(ctx, 16);
+            if cpu_kernels {
+                assert_eq!((gemv, matmul::choose(ctx, 17)), (Variant::GemmDirect, Variant::GemmDirect));
+            } else {
+                assert!(!GEMMS.contains(&gemv));
+                assert_eq!(matmul::choose(ctx, 17), Variant::Gemm);
             }
+            for m in [1, 16, 17] {
+                for f16 in [false, true] {
+                    check(ctx, &Case::new(m, 96, 70, f16).full(), Variant::Auto, 600 + m as u64);
+                    check(ctx, &Case::new(m, 96, 70, f16).normed(true).full(), Variant::Auto, 610 + m as u64);
+                }
+            }
+            // Which kernel ran: the GEMV's dispatch reads the norm itself (one dispatch), the
+            // GEMMs after a layer-norm pass (two).
+            let mut g = Graph::new(ctx);
+            let x = g.tensor(&[16, 96], DType::F32);
+            let w = g.tensor(&[70, 96], DType::F32);
+            let nw = g.tensor(&[96], DType::F32);
+            let norm = InputNorm { weight: nw, bias: None, eps: EPS };
+            let layer = Linear { weight: w, bias: None };
+            let y = matmul::norm_linear(&mut g, x, norm, layer, Epilogue::None, None).unwrap();
+            g.keep(y);
+            // 16 rows: fused wherever the context fuses norms, with CPU kernels or not.
+            assert_eq!(g.compile().unwrap().dispatch_count(), if norm_in_gemv { 1 } else { 2 });
         }
     }
 }
@@ -391,9 +419,12 @@ fn norm_linear_every_m_and_bark_sizes() {
 #[test]
 fn norm_linear_rows_do_not_depend_on_the_batch() {
     // A decode step's row must come out bit-identical whether it runs alone or with 15 other
-    // rows: the statistics are summed the same way for every M.
+    // rows: the statistics are summed the same way for every M, and the direct GEMM (after a
+    // layer-norm pass) sums each output in the same order at 1 row per thread as at 8.
     let ctx = ctx();
-    for variant in gemv_variants(ctx) {
+    let mut variants = gemv_variants(ctx);
+    variants.push(Variant::GemmDirect);
+    for variant in variants {
         for (k, f16) in [(64, true), (33, false)] {
             let c16 = Case::new(16, k, 29, f16).normed(true).full();
             let d16 = data(&c16, 990);
@@ -421,7 +452,7 @@ fn fallback_without_optional_features() {
     // A device opened without f16 shaders or subgroups: f16 weights still work (they are
     // unpacked from u32 words), the auto choice is the workgroup GEMV, and asking for the
     // subgroup one is an error, not a failed pipeline.
-    let opts = ContextOptions { no_optional_features: true, ..Default::default() };
+    let opts = ContextOptions { no_optional_features: true, cpu_kernels: Some(false), ..Default::default() };
     let ctx = &Context::new(&opts).unwrap();
     assert!(!ctx.has_subgroups() && !ctx.has_f16());
     assert_eq!(matmul::choose(ctx, 1), Variant::Gemv);

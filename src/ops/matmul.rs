@@ -4,8 +4,8 @@
 //! x is f32 `[.., K]` (leading dimensions are the M rows), W is `[N, K]` in PyTorch's layout,
 //! f32 or f16 (packed two per word), bias f32 `[N]`, residual f32 shaped like y. Accumulation is
 //! always f32. [`linear`] picks the kernel: GEMV for M <= [`GEMV_MAX_M`] (a decode step of up to
-//! 16 sequences), with subgroup reductions where the device has them; above that the tiled GEMM
-//! on a GPU, the direct (register-blocked, barrier-free) GEMM on a CPU adapter.
+//! 16 sequences), with subgroup reductions where the device has them, and the tiled GEMM above;
+//! on a context with [`Context::cpu_kernels`] (CPU adapters) the direct GEMM for every M.
 //! [`norm_linear`] puts a LayerNorm of x's rows in front (`linear(LN(x))`, how every Bark block
 //! and head starts): the GEMV does it on the fly in the same dispatch, the GEMM after a
 //! [`layer_norm`] pass.
@@ -30,14 +30,15 @@ pub enum Epilogue {
 /// Which kernel computes the product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
-    /// GEMV (subgroup reduction if available) for M <= 16; above, the tiled GEMM on a GPU and
-    /// the direct GEMM on a CPU adapter ([`Context::cpu_kernels`]).
+    /// GEMV (subgroup reduction if available) for M <= 16, the tiled GEMM above; the direct
+    /// GEMM for every M where [`Context::cpu_kernels`] (CPU adapters), except that a
+    /// [`norm_linear`] of M <= 16 rows keeps the GEMV where [`Context::norm_in_gemv`].
     Auto,
     /// The tiled GEMM (workgroup-memory tiles), any M.
     Gemm,
-    /// The direct GEMM: each thread reads x and W straight from memory and keeps an 8 x 4
-    /// block of y in registers; no workgroup memory, no barriers. Any M; 3-4x the tiled GEMM
-    /// on lavapipe, meant for CPU adapters.
+    /// The direct GEMM: each thread reads x and W straight from memory and keeps a block of
+    /// up to 8 rows x 4 columns of y in registers; no workgroup memory, no barriers. Any M;
+    /// on lavapipe 3-5x the tiled GEMM and 1.3-4x the GEMVs, meant for CPU adapters.
     GemmDirect,
     /// GEMV with a workgroup-memory reduction; needs M <= 16, no optional feature.
     Gemv,
@@ -50,8 +51,9 @@ pub const GEMV_MAX_M: usize = 16;
 
 /// GEMM output tile edge (BM = BN in `shaders/matmul.wgsl`).
 const GEMM_TILE: usize = 64;
-/// The direct GEMM's block of y per thread (DM rows x 4 columns) and threads per workgroup (DWG).
-const DIRECT_ROWS: usize = 8;
+/// The direct GEMM's blocks of y per thread (DM rows, the smallest that covers M, x 4 columns)
+/// and threads per workgroup (DWG).
+const DIRECT_ROWS: [usize; 4] = [1, 2, 4, 8];
 const DIRECT_COLS: usize = 4;
 const DIRECT_WG: usize = 64;
 const MAX_GROUPS: usize = 65_535;
@@ -120,13 +122,22 @@ pub fn norm_linear_with(
     record(g, x, Some(norm), layer, act, residual, variant)
 }
 
-/// The kernel [`Variant::Auto`] uses for `m` rows on this device.
+/// The kernel [`Variant::Auto`] uses for `m` rows on this device ([`linear`]).
 pub fn choose(ctx: &Context, m: usize) -> Variant {
-    match (m <= GEMV_MAX_M, ctx.has_subgroups()) {
-        (true, true) => Variant::GemvSubgroup,
-        (true, false) => Variant::Gemv,
-        (false, _) if ctx.cpu_kernels() => Variant::GemmDirect,
-        (false, _) => Variant::Gemm,
+    choose_for(ctx, m, false)
+}
+
+/// [`choose`], for a product with an input norm (`norm`) or without.
+fn choose_for(ctx: &Context, m: usize, norm: bool) -> Variant {
+    let gemv = m <= GEMV_MAX_M;
+    if ctx.cpu_kernels() && !(gemv && norm && ctx.norm_in_gemv()) {
+        Variant::GemmDirect
+    } else if !gemv {
+        Variant::Gemm
+    } else if ctx.has_subgroups() {
+        Variant::GemvSubgroup
+    } else {
+        Variant::Gemv
     }
 }
 
@@ -194,7 +205,7 @@ fn record(
     // A norm goes inside a GEMV the caller asked for, or one Auto picks where the context says
     // so; otherwise a layer_norm pass makes a normed copy of x first.
     let norm_inside = variant != Variant::Auto || g.ctx().norm_in_gemv();
-    let variant = if variant == Variant::Auto { choose(g.ctx(), prob.m) } else { variant };
+    let variant = if variant == Variant::Auto { choose_for(g.ctx(), prob.m, norm.is_some()) } else { variant };
     if !variant.is_gemm() && prob.m > GEMV_MAX_M {
         return Err(shape_err("linear", format!("GEMV takes at most {GEMV_MAX_M} rows, got {}", prob.m)));
     }
@@ -326,9 +337,9 @@ fn gemm_kernel(w_f16: bool) -> Kernel {
     Kernel::new("matmul", "gemm").with("W_F16", w_f16)
 }
 
-fn gemm_direct_kernel(vec4: bool, w_f16: bool) -> Kernel {
+fn gemm_direct_kernel(vec4: bool, w_f16: bool, rows: usize) -> Kernel {
     let entry = if vec4 { "gemm_direct_vec4" } else { "gemm_direct_scalar" };
-    Kernel::new("matmul", entry).with("W_F16", w_f16)
+    Kernel::new("matmul", entry).with("W_F16", w_f16).with("DM", format!("{rows}u"))
 }
 
 /// The workgroup grid for `rows` x `cols` blocks of y, within the per-dimension limit.
@@ -350,10 +361,12 @@ fn gemm(g: &mut Graph, prob: &Problem) -> Result<()> {
 }
 
 fn gemm_direct(g: &mut Graph, prob: &Problem) -> Result<()> {
-    let groups = grid(prob, DIRECT_ROWS, DIRECT_COLS * DIRECT_WG)?;
+    // Rows per thread: a decode step's M = 1 computes no padding rows.
+    let rows = DIRECT_ROWS.into_iter().find(|&r| r >= prob.m).unwrap_or(8);
+    let groups = grid(prob, rows, DIRECT_COLS * DIRECT_WG)?;
     // 16-byte loads need every row of x and W to start on 16 bytes.
     let vec4 = if prob.w_f16 { prob.k.is_multiple_of(8) } else { prob.k.is_multiple_of(4) };
-    g.dispatch(gemm_direct_kernel(vec4, prob.w_f16), &params(&prob.params), &prob.binds[..5], groups);
+    g.dispatch(gemm_direct_kernel(vec4, prob.w_f16, rows), &params(&prob.params), &prob.binds[..5], groups);
     Ok(())
 }
 
@@ -362,7 +375,9 @@ pub fn kernels() -> Vec<Kernel> {
     let mut out = vec![gemm_kernel(false), gemm_kernel(true)];
     for vec4 in [false, true] {
         for w_f16 in [false, true] {
-            out.push(gemm_direct_kernel(vec4, w_f16));
+            for rows in DIRECT_ROWS {
+                out.push(gemm_direct_kernel(vec4, w_f16, rows));
+            }
         }
     }
     out
