@@ -37,25 +37,7 @@
 // row quad (CG = 16 terms for BQ = 16, 64 for BQ = 1): a subgroup reduction could replace it
 // where subgroups exist.
 
-struct Params {
-    n_rows: u32,
-    n_heads: u32,
-    // H = n_heads * D
-    hidden: u32,
-    // 1: key positions <= the row's own; 0: all keys of its sequence (or batch item)
-    causal: u32,
-    // workgroups sharing the keys of one (block, head); 1 writes the output directly
-    n_split: u32,
-    page_size: u32,
-    n_pages: u32,
-    max_seqs: u32,
-    max_pages_per_seq: u32,
-    // dense: positions per batch item
-    seq_len: u32,
-    // 1 / sqrt(D)
-    scale: f32,
-    _pad: u32,
-}
+// #include attention_params
 
 // Head dimension: a multiple of 4 up to 128 (the host specialises it; Bark's is 64). 128 keeps
 // the workgroup memory (about 14 KiB at BQ = 16) under WebGPU's guaranteed 16 KiB.
@@ -91,7 +73,6 @@ const KV_F16: bool = false;
 const APPEND: bool = false;
 const NEW_KEY: u32 = 0xffffffffu;
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
 // Keys and values as words (see KV_F16), read through key4 and values: a thread reads whole
 // keys (vec4 loads) but only NV columns of a value, so V is read in words of NV f32 (VWord: u32

@@ -12,21 +12,7 @@
 // comes first because the shared key walk names it, so `dense` binds it too (the host passes
 // any buffer; a dense walk never reads it).
 
-struct Params {
-    n_rows: u32,
-    n_heads: u32,
-    hidden: u32,
-    causal: u32,
-    // Always 1 here.
-    n_split: u32,
-    page_size: u32,
-    n_pages: u32,
-    max_seqs: u32,
-    max_pages_per_seq: u32,
-    seq_len: u32,
-    scale: f32,
-    _pad: u32,
-}
+// #include attention_params
 
 // Head dimension, a multiple of 4 (the host specialises it).
 const D: u32 = 64u;
@@ -42,7 +28,6 @@ const KV_F16: bool = false;
 const NEG: f32 = -3.0e38;
 const NEG_VALID: f32 = -1.0e38;
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
 // K and V in 16-byte words: 4 f32, or 8 f16 halves.
 @group(0) @binding(2) var<storage, read> kbuf: array<vec4<u32>>;
