@@ -210,14 +210,15 @@ fn time_attention(ctx: &Context, case: &str, heads: usize, t: usize, kv: DType, 
         let step = cache.step_rows(rows).expect("rows");
         step.set_span(&cache, seq, t - rows).expect("rows");
         let kv = cache.bind(&mut g, &step);
-        let y = match case {
-            // The step's own K and V appended too: in the attention's merge, or first.
-            "decode+append" => attention::paged_append(&mut g, &kv, 0, q).expect("paged attention"),
-            "decode, append" => {
+        let y = if case == "decode+append" {
+            // The decode step's own op (the context's kernels): on a GPU the tiled kernel
+            // whose merge appends, on a CPU adapter the append and the rows kernel.
+            attention::paged_append(&mut g, &kv, 0, q).expect("paged attention")
+        } else {
+            if case.starts_with("decode, append") {
                 bark_wgpu::ops::kv_cache::append(&mut g, &kv, 0, q).expect("append");
-                attention::paged(&mut g, &kv, 0, q, Mask::Causal).expect("paged attention")
             }
-            _ => attention::paged_with(&mut g, &kv, 0, q, Mask::Causal, opts).expect("paged attention"),
+            attention::paged_with(&mut g, &kv, 0, q, Mask::Causal, opts).expect("paged attention")
         };
         g.keep(y);
         _cache = (cache, step);
@@ -445,10 +446,12 @@ fn main() {
             ("prefill (rows)", 12, 257),
             ("prefill (tiles)", 16, 887),
             ("prefill (rows)", 16, 887),
-            ("decode", 12, 1024),
-            ("decode", 16, 1024),
+            ("decode (tiles)", 12, 1024),
+            ("decode (rows)", 12, 1024),
+            ("decode (tiles)", 16, 1024),
+            ("decode (rows)", 16, 1024),
             ("decode+append", 12, 1024),
-            ("decode, append", 12, 1024),
+            ("decode, append (tiles)", 12, 1024),
             ("dense (tiles)", 16, 1024),
             ("dense (rows)", 16, 1024),
         ]
@@ -456,10 +459,12 @@ fn main() {
         vec![
             ("prefill (tiles)", 12, 257),
             ("prefill (rows)", 12, 257),
-            ("decode", 12, 1024),
-            ("decode", 16, 1024),
+            ("decode (tiles)", 12, 1024),
+            ("decode (rows)", 12, 1024),
+            ("decode (tiles)", 16, 1024),
+            ("decode (rows)", 16, 1024),
             ("decode+append", 12, 1024),
-            ("decode, append", 12, 1024),
+            ("decode, append (tiles)", 12, 1024),
             ("dense (tiles)", 2, 1024),
             ("dense (rows)", 2, 1024),
         ]

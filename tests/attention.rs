@@ -17,7 +17,7 @@ mod common;
 use attn_ref::{as_stored, attend, attend_seq, config, row, step, D};
 use bark_wgpu::kv::{KvCacheConfig, PagedKvCache};
 use bark_wgpu::ops::attention::{self, AttnOptions, Mask};
-use bark_wgpu::{Context, DType, Graph, Tensor};
+use bark_wgpu::{Context, ContextOptions, DType, Graph, Tensor};
 use common::{assert_close, ctx, max_abs_diff, Rng};
 
 const TOL: f32 = 1e-5;
@@ -183,8 +183,9 @@ fn batch_then_decode(ctx: &Context, d: usize, heads: usize, lens: [usize; 3], de
     let kv = cache.bind(&mut g, &rows);
     let xv = g.input(&x);
     bark_wgpu::ops::kv_cache::append(&mut g, &kv, 0, xv).unwrap();
-    let out = attention::paged(&mut g, &kv, 0, xv, Mask::Causal).unwrap();
-    g.keep(out);
+    // Both decode kernels: the tiled one with its keys split, and the rows kernel.
+    let outs = [opts(1, 2), ROWS].map(|o| attention::paged_with(&mut g, &kv, 0, xv, Mask::Causal, o).unwrap());
+    outs.iter().for_each(|&out| g.keep(out));
     let plan = g.compile().unwrap();
     let mut data = data;
     for _ in 0..decode_steps {
@@ -198,14 +199,16 @@ fn batch_then_decode(ctx: &Context, d: usize, heads: usize, lens: [usize; 3], de
         rows.set(&cache, &entries).unwrap();
         x.write_f32(ctx, &new).unwrap();
         plan.run().unwrap();
-        let got = plan.tensor(out).to_f32(ctx).unwrap();
         let want: Vec<f32> = (0..3)
             .flat_map(|s| {
                 let stored = as_stored(ctx, &cache, 0, seqs[s], &data[s]);
                 attend_seq(&stored, heads, d, data[s].len() / (3 * h) - 1, Mask::Causal)
             })
             .collect();
-        assert_close(&format!("batched decode d={d}"), &got, &want, TOL, 0.0);
+        for (out, kernel) in outs.iter().zip(["split", "rows"]) {
+            let got = plan.tensor(*out).to_f32(ctx).unwrap();
+            assert_close(&format!("batched decode d={d} {kernel}"), &got, &want, TOL, 0.0);
+        }
     }
 }
 
@@ -239,8 +242,10 @@ fn decode_steps_match_recomputing_the_sequence() {
     let out = attention::paged(&mut g, &kv, 0, xv, Mask::Causal).unwrap();
     g.readback(out);
     let plan = g.compile().unwrap();
-    // Batch 1: the default splits the keys (flash-decoding), so this covers the merge too.
-    assert_eq!(plan.dispatch_count(), 3, "append, attention, merge");
+    // Batch 1: the tiled default splits the keys (flash-decoding), so this covers the merge
+    // too; the rows kernel (CPU adapters) needs none.
+    let merge = usize::from(!ctx.cpu_kernels());
+    assert_eq!(plan.dispatch_count(), 2 + merge, "append, attention (, merge)");
 
     let mut stats = None;
     let mut decoded = Vec::new();
@@ -433,8 +438,15 @@ fn a_decode_step_appending_in_the_merge_equals_append_then_attend() {
     // rows (one idle) over sequences of different lengths, a few steps, f32 and f16 pools, a
     // cache short enough for one chunk (no split: the append runs first) and a long one (split:
     // the rows read their own keys from qkv and the merge appends). Outputs and pools must be
-    // bit-identical: the same keys, rounded the same way, in the same order.
-    let ctx = ctx();
+    // bit-identical: the same keys, rounded the same way, in the same order. With the CPU
+    // kernels both run the append first and the rows kernel.
+    for cpu_kernels in [false, true] {
+        let ctx = &Context::new(&ContextOptions { cpu_kernels: Some(cpu_kernels), ..Default::default() }).unwrap();
+        decode_append_twins(ctx);
+    }
+}
+
+fn decode_append_twins(ctx: &Context) {
     let heads = 2;
     let h = heads * D;
     for dtype in [DType::F32, DType::F16] {
@@ -471,7 +483,7 @@ fn a_decode_step_appending_in_the_merge_equals_append_then_attend() {
                 g.keep(out);
                 plans.push((rows, out, g.compile().unwrap()));
             }
-            let split = max_len > 64;
+            let split = max_len > 64 && !ctx.cpu_kernels();
             assert_eq!(plans[0].2.dispatch_count(), if split { 3 } else { 2 }, "append, attention (, merge)");
             assert_eq!(plans[1].2.dispatch_count(), 2, "attention and merge, or append and attention");
             for s in 0..3 {

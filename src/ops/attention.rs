@@ -52,14 +52,15 @@ pub struct AttnOptions {
     /// Workgroups sharing the keys of one (block, head), 1..=[`MAX_SPLIT`]; above 1 a second
     /// dispatch merges their partial results.
     pub split: Option<u32>,
-    /// Run `attention_rows.wgsl` (each thread walks the keys of [`ROWS_PER_THREAD`] query rows
-    /// itself; no barriers, no split) instead of the tiled kernel. By default for prefill and
-    /// dense attention where [`crate::Context::cpu_kernels`] (CPU adapters, where it is 2-3x
-    /// faster); `block_rows` and `split` do not apply to it.
+    /// Run `attention_rows.wgsl` (each thread walks the keys of [`ROWS_PER_THREAD`] query rows,
+    /// or of one row in a decode step, itself; no barriers, no split) instead of the tiled
+    /// kernel. The default where [`crate::Context::cpu_kernels`] (CPU adapters, where it is
+    /// 2-3x faster); `block_rows` and `split` do not apply to it.
     pub rows_kernel: Option<bool>,
 }
 
-/// Query rows each thread of `attention_rows.wgsl` takes (RQ), and its workgroup size (WG).
+/// Query rows each thread of `attention_rows.wgsl` takes (RQ) in a prefill or dense attention
+/// (a decode step's rows, one per sequence, take a thread each), and its workgroup size (WG).
 pub const ROWS_PER_THREAD: u32 = 4;
 const ROWS_WG: u32 = 8;
 
@@ -108,10 +109,10 @@ fn kernel(entry: &'static str, head_dim: u32, block_rows: u32, kv_f16: bool, app
 }
 
 /// attention_rows.wgsl's `entry` for heads of `head_dim` over f16 (`kv_f16`) or f32 keys.
-fn rows_kernel(entry: &'static str, head_dim: u32, kv_f16: bool) -> Kernel {
+fn rows_kernel(entry: &'static str, head_dim: u32, kv_f16: bool, rows_per_thread: u32) -> Kernel {
     Kernel::new("attention_rows", entry)
         .with("D", format!("{head_dim}u"))
-        .with("RQ", format!("{ROWS_PER_THREAD}u"))
+        .with("RQ", format!("{rows_per_thread}u"))
         .with("WG", format!("{ROWS_WG}u"))
         .with("KV_F16", kv_f16)
 }
@@ -128,7 +129,8 @@ fn combine_kernel(head_dim: u32, append: Option<bool>) -> Kernel {
 }
 
 /// How a checked attention runs: the tiled kernel with `block_rows` rows per workgroup over
-/// `blocks` blocks and `split` workgroups per (block, head), or (`rows`) attention_rows.wgsl.
+/// `blocks` blocks and `split` workgroups per (block, head), or (`rows`) attention_rows.wgsl
+/// with `block_rows` rows per thread.
 #[derive(Clone, Copy)]
 struct Launch {
     rows: bool,
@@ -138,8 +140,9 @@ struct Launch {
 }
 
 /// Checks the options and fills in the defaults: the rows kernel where `rows_default` says so
-/// (unless the caller asks for tiles), else `block_rows` from `default_rows` and the split from
-/// how many (block, head) workgroups there are and how many key chunks a row may have.
+/// (unless the caller asks for tiles), with one row per thread where `default_rows` is 1 (a
+/// decode step), else `block_rows` from `default_rows` and the split from how many (block,
+/// head) workgroups there are and how many key chunks a row may have.
 fn resolve(
     op: &'static str,
     opts: AttnOptions,
@@ -152,14 +155,15 @@ fn resolve(
         if tiles_asked {
             return Err(Error::Invalid(format!("{op}: block_rows and split do not apply to the rows kernel")));
         }
-        let threads = n_rows.div_ceil(ROWS_PER_THREAD);
+        let per_thread = if default_rows == 1 { 1 } else { ROWS_PER_THREAD };
+        let threads = n_rows.div_ceil(per_thread);
         if threads.div_ceil(ROWS_WG) > 65_535 || n_heads > 65_535 {
             return Err(shape_err(
                 op,
                 format!("{n_rows} rows x {n_heads} heads is more workgroups than a dispatch allows"),
             ));
         }
-        return Ok(Launch { rows: true, block_rows: ROWS_PER_THREAD, blocks: threads.div_ceil(ROWS_WG), split: 1 });
+        return Ok(Launch { rows: true, block_rows: per_thread, blocks: threads.div_ceil(ROWS_WG), split: 1 });
     }
     let block_rows = opts.block_rows.unwrap_or(default_rows);
     if !BLOCK_ROWS.contains(&block_rows) {
@@ -206,7 +210,7 @@ fn record(
     all.push(target);
     all.extend_from_slice(after);
     let k = if launch.rows {
-        rows_kernel(entry, head_dim, kv_f16)
+        rows_kernel(entry, head_dim, kv_f16, launch.block_rows)
     } else {
         kernel(entry, head_dim, launch.block_rows, kv_f16, append.is_some())
     };
@@ -240,15 +244,16 @@ pub fn paged(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, mask: Mask) -> 
 /// [`paged`] with explicit kernel choices. By default rows go 16 to a workgroup when the step
 /// has more rows than the cache has sequences (so some sequence has several: prefill), else 1.
 pub fn paged_with(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, mask: Mask, opts: AttnOptions) -> Result<Val> {
-    let (p, blocks) = paged_params(g, "attention::paged", kv, qkv, mask, opts)?;
-    record_paged(g, kv, layer, qkv, (p, blocks), false)
+    let (p, launch) = paged_params(g, "attention::paged", kv, qkv, mask, opts)?;
+    record_paged(g, kv, layer, qkv, (p, launch), false)
 }
 
 /// A decode step's attention and cache append in one: every row is the next position of a
 /// different sequence (or idle). Appends each row's K and V to layer `layer` of the cache and
 /// attends causally, bit for bit as [`super::kv_cache::append`] followed by [`paged`]. When the
 /// keys are split over workgroups (long caches) each row reads its own newest key from `qkv`
-/// and the merge appends, which saves a dispatch; otherwise the append runs first.
+/// and the merge appends, which saves a dispatch; otherwise (one chunk of keys, or the rows
+/// kernel of [`crate::Context::cpu_kernels`]) the append runs first.
 pub fn paged_append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Result<Val> {
     const OP: &str = "attention::paged_append";
     if kv.n_rows > kv.geometry.max_seqs as usize {
@@ -257,13 +262,13 @@ pub fn paged_append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Resul
             kv.n_rows, kv.geometry.max_seqs
         )));
     }
-    let opts = AttnOptions { block_rows: Some(1), split: None, rows_kernel: Some(false) };
-    let (p, blocks) = paged_params(g, OP, kv, qkv, Mask::Causal, opts)?;
-    let in_merge = p.n_split > 1;
+    // One row per workgroup (tiled) or per thread (rows kernel, the CPU default).
+    let (p, launch) = paged_params(g, OP, kv, qkv, Mask::Causal, AttnOptions::default())?;
+    let in_merge = !launch.rows && p.n_split > 1;
     if !in_merge {
         kv_cache::append(g, kv, layer, qkv)?;
     }
-    record_paged(g, kv, layer, qkv, (p, blocks), in_merge)
+    record_paged(g, kv, layer, qkv, (p, launch), in_merge)
 }
 
 /// Records a checked paged attention over layer `layer`; with `append_in_merge` (split only)
@@ -301,7 +306,7 @@ fn paged_params(
     let prefill = n_rows > geo.max_seqs;
     let default_rows = if prefill { 16 } else { 1 };
     let max_keys = geo.max_pages_per_seq * geo.page_size;
-    let rows_default = prefill && g.ctx().cpu_kernels();
+    let rows_default = g.ctx().cpu_kernels();
     let launch = resolve(op, opts, (n_rows, geo.n_heads), (default_rows, rows_default), max_keys)?;
     let p = Params {
         n_rows,
@@ -395,7 +400,13 @@ pub fn kernels() -> Vec<Kernel> {
             // The decode step's attention that appends, and the merges.
             let append = [false, true].map(|f16| kernel("paged", d, 1, f16, true));
             let merges = [None, Some(false), Some(true)].map(|a| combine_kernel(d, a));
-            let rows = [rows_kernel("paged", d, false), rows_kernel("paged", d, true), rows_kernel("dense", d, false)];
+            let rows = [1, ROWS_PER_THREAD].into_iter().flat_map(move |rq| {
+                [
+                    rows_kernel("paged", d, false, rq),
+                    rows_kernel("paged", d, true, rq),
+                    rows_kernel("dense", d, false, rq),
+                ]
+            });
             attend.chain(append).chain(merges).chain(rows)
         })
         .collect()
