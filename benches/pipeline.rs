@@ -263,7 +263,7 @@ fn main() {
     println!("adapter: {} ({}, {}), driver: {}", a.name, a.backend, a.device_type, a.driver);
     println!("features: shader_f16={} subgroup={}; {date}, commit {commit}", a.shader_f16, a.subgroup);
     println!("decode GEMVs apply the LayerNorms before them: {norm_in_gemv} (BARK_NORM_IN_GEMV)");
-    println!("GEMMs and prefill/fine attention in their CPU variants: {cpu_kernels} (BARK_CPU_KERNELS)");
+    println!("linear layers and attention in their CPU variants: {cpu_kernels} (BARK_CPU_KERNELS)");
     println!("median of {runs} runs after a warm-up; sampled (0.7/0.7/0.5), min_eos_p off, seed 7");
     println!("GPU MB: bytes of the GPU buffers the crate holds: the weights after loading / the most at any moment of");
     println!(

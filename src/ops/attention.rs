@@ -1,7 +1,7 @@
 //! Fused attention with an online softmax (`shaders/attention.wgsl`): over the paged KV cache
 //! for the causal GPTs, and over a dense `[batch * T, 3H]` QKV matrix for the fine model. On
-//! CPU adapters prefill and dense attention run `shaders/attention_rows.wgsl` instead, the same
-//! operation without workgroup memory (see [`AttnOptions::rows_kernel`]).
+//! CPU adapters (`Context::cpu_kernels`) both run `shaders/attention_rows.wgsl` instead, the same
+//! operation without shared tiles or barriers (see [`AttnOptions::rows_kernel`]).
 //!
 //! Both take the fused projection output `qkv` (`[rows, 3H]`, `[Q | K | V]`, heads contiguous
 //! in each) and return `[rows, H]` (heads concatenated, ready for the output projection).
