@@ -90,11 +90,9 @@ fn attend(row0: u32, head: u32, v_shift: u32, lid: u32) {
     // row's query and are never written.
     var qa: array<u32, RQ>;
     var oa: array<u32, RQ>;
-    var real: array<bool, RQ>;
     for (var r = 0u; r < RQ; r++) {
         m[r] = NEG;
         passed[r] = nk[r] == 0u;
-        real[r] = row0 + r < p.n_rows;
         let row = min(row0 + r, p.n_rows - 1u);
         qa[r] = (row * 3u * p.hidden + head * D) / 4u;
         oa[r] = (lid * RQ + r) * D4;
@@ -172,9 +170,9 @@ fn attend(row0: u32, head: u32, v_shift: u32, lid: u32) {
         }
     }
     for (var r = 0u; r < RQ; r++) {
-        if real[r] {
+        let row = row0 + r;
+        if row < p.n_rows {
             let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);
-            let row = row0 + r;
             for (var d = 0u; d < D4; d++) {
                 out[(row * p.hidden + head * D) / 4u + d] = o_s[oa[r] + d] * inv;
             }

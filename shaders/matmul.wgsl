@@ -1,12 +1,12 @@
-// GEMMs for prefill and other M > 16 products:
+// GEMMs: prefill and other M > 16 products on a GPU, every product on a CPU adapter:
 //   y[m, n] = act(sum_k x[m, k] * W[n, k] + bias[n]) + residual[m, n]
 // W is PyTorch's nn.Linear layout [N, K], bound as u32 words: f32 bits, or two f16 halves per
 // word (W_F16; rows padded to an even length). Accumulation is f32.
 //
-// `gemm` (GPUs): a workgroup computes a BM x BN = 64 x 64 tile of y; each of its 256 threads a TM x TN = 4 x 4
-// micro-tile (rows TM*ty.., columns TN*tx..). K advances BK = 16 at a time through workgroup
-// memory, where both tiles are stored k-major so a thread reads its rows and its columns as
-// vec4s. Every global read and write is bounds-guarded: M, N, K need not be multiples of
+// `gemm` (GPUs): a workgroup computes a BM x BN = 64 x 64 tile of y; each of its 256 threads
+// a TM x TN = 4 x 4 micro-tile (rows TM*ty.., columns TN*tx..). K advances BK = 16 at a time
+// through workgroup memory, where both tiles are stored k-major so a thread reads its rows and
+// its columns as vec4s. Every global read and write is bounds-guarded: M, N, K need not be multiples of
 // anything. (8 x 8 micro-tiles on 64 threads ran no faster on lavapipe, and would leave a
 // Bark prefill with too few threads per GPU core; the host's tile count assumes BM = BN = 64.)
 //
