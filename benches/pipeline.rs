@@ -11,6 +11,9 @@
 //! - `BENCH_SEMANTIC_TOKENS`: the semantic budget (default per model in configs.json: 499 = 10 s).
 //! - `BENCH_RUNS`: timed runs after one warm-up (default 3 on a CPU adapter, 5 otherwise).
 //! - `BENCH_JSON`: where the JSON goes (default `$CARGO_TARGET_DIR/bench-pipeline.json`).
+//! - `BARK_PROFILE=1`: also the GPU time of every kernel per stage of the last run (standard
+//!   error and the JSON's `profile`). Profiled runs wait for every step, so their rows are not
+//!   speed figures.
 //!
 //! Sampling (temperatures 0.7 / 0.7 / 0.5, the original's defaults) with `min_eos_p` off and a
 //! fixed seed, so every run produces the same tokens; random weights make the semantic EOS
@@ -26,7 +29,7 @@ mod common;
 use std::time::Instant;
 
 use bark_wgpu::generate::{Bark, GenerateOptions, LoadOptions};
-use bark_wgpu::{Context, ContextOptions};
+use bark_wgpu::{Context, ContextOptions, KernelTime};
 use common::ModelSpec;
 use serde_json::{json, Value};
 
@@ -55,15 +58,25 @@ impl StageTimes {
     }
 }
 
-/// Runs every stage once for `texts`, all in one batch.
-fn run_stages(bark: &Bark, texts: &[&str], opts: &GenerateOptions) -> Result<StageTimes, String> {
+/// GPU time per kernel of one stage call (with `BARK_PROFILE=1`).
+type StageProfile = (&'static str, Vec<KernelTime>);
+
+/// Runs every stage once for `texts`, all in one batch; with profiling on, also each stage's
+/// kernel times.
+fn run_stages(bark: &Bark, texts: &[&str], opts: &GenerateOptions) -> Result<(StageTimes, Vec<StageProfile>), String> {
     let ctx = bark.context();
-    let timed = |f: &mut dyn FnMut() -> bark_wgpu::Result<()>| -> Result<f64, String> {
+    let profiles = std::cell::RefCell::new(Vec::new());
+    let timed = |stage: &'static str, f: &mut dyn FnMut() -> bark_wgpu::Result<()>| -> Result<f64, String> {
         ctx.wait().map_err(|e| e.to_string())?;
+        ctx.take_profile();
         let t = Instant::now();
         f().map_err(|e| e.to_string())?;
         ctx.wait().map_err(|e| e.to_string())?;
-        Ok(t.elapsed().as_secs_f64())
+        let elapsed = t.elapsed().as_secs_f64();
+        if ctx.profiling() {
+            profiles.borrow_mut().push((stage, ctx.take_profile()));
+        }
+        Ok(elapsed)
     };
     let first_token = GenerateOptions { max_semantic_tokens: 1, ..opts.clone() };
     let mut s = StageTimes::default();
@@ -71,11 +84,11 @@ fn run_stages(bark: &Bark, texts: &[&str], opts: &GenerateOptions) -> Result<Sta
     let n = texts.len();
     let (mut semantic, mut coarse, mut fine) = (Vec::new(), Vec::new(), Vec::new());
     let mut audio = Vec::new();
-    s.prefill_s = timed(&mut || bark.semantic_batch(texts, &first_token, None, n).map(drop))?;
-    s.semantic_s = timed(&mut || bark.semantic_batch(texts, opts, None, n).map(|t| semantic = t))?;
-    s.coarse_s = timed(&mut || bark.coarse_batch(&semantic, opts, None, n).map(|t| coarse = t))?;
-    s.fine_s = timed(&mut || bark.fine_batch(&coarse, opts, None, n).map(|t| fine = t))?;
-    s.codec_s = timed(&mut || {
+    s.prefill_s = timed("semantic, first token", &mut || bark.semantic_batch(texts, &first_token, None, n).map(drop))?;
+    s.semantic_s = timed("semantic", &mut || bark.semantic_batch(texts, opts, None, n).map(|t| semantic = t))?;
+    s.coarse_s = timed("coarse", &mut || bark.coarse_batch(&semantic, opts, None, n).map(|t| coarse = t))?;
+    s.fine_s = timed("fine", &mut || bark.fine_batch(&coarse, opts, None, n).map(|t| fine = t))?;
+    s.codec_s = timed("codec", &mut || {
         audio = fine.iter().map(|f| bark.decode(f)).collect::<bark_wgpu::Result<Vec<_>>>()?;
         Ok(())
     })?;
@@ -83,7 +96,47 @@ fn run_stages(bark: &Bark, texts: &[&str], opts: &GenerateOptions) -> Result<Sta
     s.coarse_tokens = coarse.iter().map(Vec::len).sum();
     s.fine_frames = fine.iter().map(|f| f.first().map_or(0, Vec::len)).sum();
     s.samples = audio.iter().map(|a| a.samples.len()).sum();
-    Ok(s)
+    Ok((s, profiles.into_inner()))
+}
+
+/// Kernels shown per stage in a profile; the rest are summed in one line.
+const PROFILE_TOP: usize = 8;
+
+/// A stage's kernels, longest first, as table rows and JSON.
+fn profile_table(profiles: &[StageProfile]) -> (String, Value) {
+    let mut rows = String::from(
+        "| stage | kernel | dispatches | GPU ms | % of the stage's GPU time |\n| --- | --- | ---: | ---: | ---: |\n",
+    );
+    let mut json = Vec::new();
+    for (stage, kernels) in profiles {
+        let total: f64 = kernels.iter().map(|k| k.seconds).sum();
+        let pct = |s: f64| if total > 0.0 { 100.0 * s / total } else { 0.0 };
+        for k in kernels.iter().take(PROFILE_TOP) {
+            rows += &format!(
+                "| {stage} | {} | {} | {:.2} | {:.1} |\n",
+                k.kernel,
+                k.dispatches,
+                k.seconds * 1e3,
+                pct(k.seconds)
+            );
+        }
+        let rest = &kernels[kernels.len().min(PROFILE_TOP)..];
+        if !rest.is_empty() {
+            let (n, t): (u64, f64) = rest.iter().fold((0, 0.0), |(n, t), k| (n + k.dispatches, t + k.seconds));
+            rows += &format!("| {stage} | {} other kernels | {n} | {:.2} | {:.1} |\n", rest.len(), t * 1e3, pct(t));
+        }
+        rows += &format!(
+            "| {stage} | all | {} | {:.2} | 100 |\n",
+            kernels.iter().map(|k| k.dispatches).sum::<u64>(),
+            total * 1e3
+        );
+        let ks: Vec<Value> = kernels
+            .iter()
+            .map(|k| json!({"kernel": k.kernel, "dispatches": k.dispatches, "gpu_s": k.seconds}))
+            .collect();
+        json.push(json!({"stage": stage, "kernels": ks}));
+    }
+    (rows, Value::Array(json))
 }
 
 /// Weight bytes one causal decode step reads: every layer's four matrices (`12 h^2`), the LM
@@ -235,10 +288,15 @@ fn bench_model(
             continue;
         }
         eprintln!("  batch {batch}: warm-up {:.1} s, {runs} timed runs", t.elapsed().as_secs_f64());
-        let times: Vec<StageTimes> =
-            (0..runs).map(|_| run_stages(&bark, &texts, &opts).expect("a run after a good warm-up")).collect();
-        let (row, json) = report(spec, dtype, batch, &median_times(&times), (weights, ctx.stats().bytes_peak));
+        let (times, profiles): (Vec<StageTimes>, Vec<Vec<StageProfile>>) =
+            (0..runs).map(|_| run_stages(&bark, &texts, &opts).expect("a run after a good warm-up")).unzip();
+        let (row, mut json) = report(spec, dtype, batch, &median_times(&times), (weights, ctx.stats().bytes_peak));
         println!("{row}");
+        if ctx.profiling() {
+            let (table, profile) = profile_table(profiles.last().expect("at least one run"));
+            eprintln!("\n{} {dtype} batch {batch}: GPU time per kernel, last run (BARK_PROFILE=1)\n{table}", spec.name);
+            json["profile"] = profile;
+        }
         out.push((row, json));
     }
     out
@@ -249,6 +307,7 @@ fn main() {
     let a = probe.summary().clone();
     let norm_in_gemv = probe.norm_in_gemv();
     let cpu_kernels = probe.cpu_kernels();
+    let profiling = probe.profiling();
     drop(probe);
     let cpu = a.device_type == "Cpu";
     let models = env_list("BENCH_MODEL", if cpu { "tiny" } else { "small,large" });
@@ -265,6 +324,9 @@ fn main() {
     println!("decode GEMVs apply the LayerNorms before them: {norm_in_gemv} (BARK_NORM_IN_GEMV)");
     println!("linear layers and attention in their CPU variants: {cpu_kernels} (BARK_CPU_KERNELS)");
     println!("median of {runs} runs after a warm-up; sampled (0.7/0.7/0.5), min_eos_p off, seed 7");
+    if profiling {
+        println!("BARK_PROFILE=1: every dispatch is timed and every step waited for; these rows are not speed figures");
+    }
     println!("GPU MB: bytes of the GPU buffers the crate holds: the weights after loading / the most at any moment of");
     println!(
         "this batch size's runs (weights, KV caches, intermediates, staging; what the driver adds is not counted).\n"
@@ -306,6 +368,7 @@ fn main() {
                     "shader_f16": a.shader_f16, "subgroup": a.subgroup},
         "norm_in_gemv": norm_in_gemv,
         "cpu_kernels": cpu_kernels,
+        "profiling": profiling,
         "date": date, "commit": commit, "runs": runs, "text": TEXT,
         "results": results,
     });

@@ -218,7 +218,9 @@ fn say(a: SayArgs) -> Result<()> {
     let format = if a.pcm16 { WavFormat::Pcm16 } else { WavFormat::Float32 };
     let (Some(text), Some(out_path)) = (&a.text, &a.out) else {
         let lines = lines.context("--input or --text is needed")?;
-        return say_lines::say_lines(&bark, lines, &opts, voice.as_ref(), a.batch as usize, format, &note);
+        say_lines::say_lines(&bark, lines, &opts, voice.as_ref(), a.batch as usize, format, &note)?;
+        print_profile(bark.context());
+        return Ok(());
     };
     // Long text is split into pieces; text that fits one window generates exactly as `generate`.
     let out = bark.generate_long(text, &opts, voice.as_ref())?;
@@ -228,7 +230,30 @@ fn say(a: SayArgs) -> Result<()> {
     }
     let secs = out.audio.samples.len() as f64 / out.audio.sample_rate as f64;
     note(&format!("wrote {} ({secs:.2} s of audio)", out_path.display()));
+    print_profile(bark.context());
     Ok(())
+}
+
+/// With `BARK_PROFILE=1`: the GPU time of every kernel over the whole run, on standard error.
+fn print_profile(ctx: &Context) {
+    let kernels = ctx.take_profile();
+    if kernels.is_empty() {
+        return;
+    }
+    let total: f64 = kernels.iter().map(|k| k.seconds).sum();
+    eprintln!("GPU time per kernel (BARK_PROFILE=1; every step waited for, so the run was slower than usual):");
+    eprintln!("{:<44} {:>10} {:>12} {:>7}", "kernel", "dispatches", "GPU ms", "%");
+    for k in &kernels {
+        let pct = 100.0 * k.seconds / total.max(f64::MIN_POSITIVE);
+        eprintln!("{:<44} {:>10} {:>12.2} {:>7.1}", k.kernel, k.dispatches, k.seconds * 1e3, pct);
+    }
+    eprintln!(
+        "{:<44} {:>10} {:>12.2} {:>7.1}",
+        "all",
+        kernels.iter().map(|k| k.dispatches).sum::<u64>(),
+        total * 1e3,
+        100.0
+    );
 }
 
 fn main() {

@@ -10,7 +10,7 @@ const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_bark-wgpu"));
-    c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    c.env("XDG_RUNTIME_DIR", std::env::temp_dir()).env_remove("BARK_PROFILE");
     c
 }
 
@@ -52,6 +52,31 @@ fn say_greedy_writes_transformers_audio_and_a_reusable_prompt() {
     assert!(worst <= 1e-4, "audio differs from transformers by {worst}");
     let p = bark_wgpu::voice::VoicePrompt::load_npz(&prompt).unwrap();
     assert_eq!(p.fine.len(), 8);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bark_profile_prints_the_gpu_time_of_every_kernel() {
+    let dir = scratch("profile");
+    let out = dir.join("out.wav");
+    let run = bin()
+        .env("BARK_PROFILE", "1")
+        .args(["say", "--model", MODEL, "--text", &fixture_text(), "--greedy", "--max-semantic-tokens", "8"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(read_wav(&out).is_ok(), "the audio is still written");
+    assert!(err.starts_with("GPU time per kernel"), "{err}");
+    // Every stage's kernels appear, each with a count and a time; the last line sums them.
+    for kernel in ["sampling::sample", "layernorm::layernorm", "rvq::rvq_decode", "lstm::", "conv1d::conv1d"] {
+        assert!(err.lines().any(|l| l.starts_with(kernel)), "no {kernel} line:\n{err}");
+    }
+    let total = err.lines().last().unwrap().split_whitespace().collect::<Vec<_>>();
+    assert_eq!(total[0], "all", "{err}");
+    assert!(total[1].parse::<u64>().unwrap() > 100 && total[2].parse::<f64>().unwrap() > 0.0, "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

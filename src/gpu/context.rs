@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::profile::{KernelTime, Profiler};
 use super::{BufferPool, PipelineCache};
 use crate::{Error, Result};
 
@@ -33,6 +34,10 @@ pub struct ContextOptions {
     /// barriers) instead of the GPU kernels. `None` means `BARK_CPU_KERNELS` (`0` or `1`) if
     /// set, else yes exactly on a CPU adapter (1.3-5x faster on lavapipe; a GPU wants the tiles).
     pub cpu_kernels: Option<bool>,
+    /// Whether plan runs time each dispatch with timestamp queries, for
+    /// [`Context::take_profile`] (see `gpu/profile.rs`: it slows every run down). `None` means
+    /// `BARK_PROFILE` (`0` or `1`) if set, else no. Needs an adapter with timestamp queries.
+    pub profile: Option<bool>,
 }
 
 /// What `bark-wgpu devices` prints for one adapter.
@@ -102,6 +107,7 @@ pub(crate) struct Inner {
     pub max_buffer_bytes: u64,
     pub norm_in_gemv: bool,
     pub cpu_kernels: bool,
+    pub profiler: Option<Profiler>,
     pub counters: Counters,
     pub pool: BufferPool,
     pub pipelines: PipelineCache,
@@ -211,6 +217,13 @@ impl Context {
         let cpu = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
         let norm_in_gemv = switch(opts.norm_in_gemv, "BARK_NORM_IN_GEMV", !cpu)?;
         let cpu_kernels = switch(opts.cpu_kernels, "BARK_CPU_KERNELS", cpu)?;
+        let profiler = switch(opts.profile, "BARK_PROFILE", false)?.then(Profiler::default);
+        if profiler.is_some() && !summary.timestamp_query {
+            return Err(Error::Invalid(format!(
+                "profiling needs timestamp queries, which {} does not offer here; unset BARK_PROFILE",
+                summary.name
+            )));
+        }
         Ok(Context {
             inner: Arc::new(Inner {
                 adapter,
@@ -221,6 +234,7 @@ impl Context {
                 max_buffer_bytes: limits.max_buffer_size,
                 norm_in_gemv,
                 cpu_kernels,
+                profiler,
                 counters: Counters::default(),
                 pool: BufferPool::default(),
                 pipelines: PipelineCache::default(),
@@ -258,6 +272,21 @@ impl Context {
     /// Whether decode GEMVs normalise their input themselves (see [`ContextOptions`]).
     pub fn norm_in_gemv(&self) -> bool {
         self.inner.norm_in_gemv
+    }
+
+    /// Whether plan runs time their dispatches (see [`ContextOptions::profile`]).
+    pub fn profiling(&self) -> bool {
+        self.inner.profiler.is_some()
+    }
+
+    /// GPU time per kernel since profiling started or was last taken, longest first; empty
+    /// when profiling is off.
+    pub fn take_profile(&self) -> Vec<KernelTime> {
+        self.inner.profiler.as_ref().map(Profiler::take).unwrap_or_default()
+    }
+
+    pub(crate) fn profiler(&self) -> Option<&Profiler> {
+        self.inner.profiler.as_ref()
     }
 
     pub fn stats(&self) -> Stats {

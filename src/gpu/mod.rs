@@ -4,6 +4,7 @@
 mod context;
 mod pipeline;
 mod pool;
+mod profile;
 pub mod shaders;
 mod tensor;
 pub mod wgsl_include;
@@ -12,5 +13,7 @@ pub use context::{AdapterSummary, Context, ContextOptions, Stats};
 pub use pipeline::Kernel;
 pub(crate) use pipeline::PipelineCache;
 pub(crate) use pool::BufferPool;
+pub use profile::KernelTime;
+pub(crate) use profile::PassTimer;
 pub(crate) use tensor::{map_read, Storage};
 pub use tensor::{DType, RowSplit, Tensor};

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{Graph, Val};
-use crate::gpu::{DType, Storage, Tensor};
+use crate::gpu::{DType, PassTimer, Storage, Tensor};
 use crate::{Context, Error, Result};
 
 /// Index of a dispatch in its graph, for [`Plan::set_params`].
@@ -15,6 +15,8 @@ pub struct NodeId(pub usize);
 struct Step {
     /// The kernel's shader file (for [`Plan::shaders`]).
     shader: &'static str,
+    /// `shader::entry`, the kernel's name in a profile.
+    name: String,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
@@ -213,7 +215,8 @@ impl Plan {
             }
             ctx.count_bind_group();
             let shader = node.kernel.shader;
-            steps.push(Step { shader, pipeline, bind_group, groups: node.groups, params_at: *at });
+            let name = format!("{shader}::{}", node.kernel.entry);
+            steps.push(Step { shader, name, pipeline, bind_group, groups: node.groups, params_at: *at });
         }
 
         let mut readbacks = Vec::new();
@@ -228,7 +231,8 @@ impl Plan {
     }
 
     /// Encodes every dispatch into one compute pass, then the readback copies and the copies,
-    /// and submits once. Does not wait.
+    /// and submits once. Does not wait, except when the context is profiling (it then reads
+    /// the run's timestamps).
     pub fn run(&self) -> Result<()> {
         self.submit().map(|_| ())
     }
@@ -239,13 +243,20 @@ impl Plan {
     pub fn submit(&self) -> Result<Run> {
         let device = self.ctx.device();
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
-        {
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
-            for s in &self.steps {
-                pass.set_pipeline(&s.pipeline);
-                pass.set_bind_group(0, &s.bind_group, &[]);
-                pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+        let timer = self.ctx.profiling().then(|| PassTimer::new(&self.ctx, self.steps.len()));
+        match &timer {
+            // One pass per dispatch, each timed at both ends.
+            Some(timer) => {
+                for (i, s) in self.steps.iter().enumerate() {
+                    let desc =
+                        wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: Some(timer.writes(i)) };
+                    encode(&mut enc.begin_compute_pass(&desc), std::slice::from_ref(s));
+                }
+                timer.resolve(&mut enc);
+            }
+            None => {
+                let desc = wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None };
+                encode(&mut enc.begin_compute_pass(&desc), &self.steps);
             }
         }
         let turn = self.runs.fetch_add(1, Ordering::Relaxed) % 2;
@@ -259,6 +270,9 @@ impl Plan {
             enc.copy_buffer_to_buffer(s.buffer(), 0, d.buffer(), 0, rounded(s.dtype(), s.shape()));
         }
         let submission = self.ctx.queue().submit([enc.finish()]);
+        if let Some(timer) = timer {
+            timer.finish(&self.ctx, submission.clone(), self.steps.iter().map(|s| s.name.as_str()))?;
+        }
         Ok(Run { submission, turn })
     }
 
@@ -311,6 +325,15 @@ impl Plan {
     /// The shader of each dispatch, in the order they run.
     pub fn shaders(&self) -> Vec<&'static str> {
         self.steps.iter().map(|s| s.shader).collect()
+    }
+}
+
+/// Records `steps`' dispatches into `pass`.
+fn encode(pass: &mut wgpu::ComputePass<'_>, steps: &[Step]) {
+    for s in steps {
+        pass.set_pipeline(&s.pipeline);
+        pass.set_bind_group(0, &s.bind_group, &[]);
+        pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
     }
 }
 
