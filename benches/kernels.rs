@@ -5,7 +5,8 @@
 //! one warm-up run, the weight bytes streamed per second and the arithmetic rate, and writes the
 //! same as JSON to `$CARGO_TARGET_DIR/bench-kernels.json` (default `target/`). Runs per kernel:
 //! `BENCH_ITERS` if set, else up to 5 and no more once 1.5 s are spent (a lavapipe GEMM takes
-//! seconds). On a CPU adapter (lavapipe) the numbers only rank the variants.
+//! seconds). On a CPU adapter (lavapipe) the numbers only rank the variants. `BENCH_ONLY`
+//! (e.g. `attention,stream`) runs only the kernels it names.
 
 use std::time::Instant;
 
@@ -102,6 +103,12 @@ fn time_linear(
     };
     g.keep(y);
     time_plan(ctx, &g.compile().expect("compile plan"), runs)
+}
+
+/// Whether `BENCH_ONLY` (kernel names, comma-separated: gemv, ln+gemv, gemm, attention,
+/// layernorm, conv1d, convT1d, lstm, stream, overhead) lets `kernel` run; unset runs all.
+fn wanted(kernel: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|k| k.trim() == kernel))
 }
 
 /// Median seconds of `plan.run(); ctx.wait()` after one warm-up, and the number of runs.
@@ -328,6 +335,29 @@ fn codec_and_norm(ctx: &Context, seconds: usize, runs: Runs) -> Vec<Row> {
     rows
 }
 
+/// The bandwidth one kernel reaches here: `a + b` over `n` floats each (reads two, writes one).
+/// The GB/s of a memory-bound kernel (a decode GEMV, the attention over a cache) is best read
+/// against this row rather than a datasheet, which a CPU adapter does not have.
+fn stream(ctx: &Context, n: usize, runs: Runs) -> Row {
+    let a = Tensor::from_f32(ctx, &pattern(n, 1.0), &[n], DType::F32).expect("input a");
+    let b = Tensor::from_f32(ctx, &pattern(n, 0.5), &[n], DType::F32).expect("input b");
+    let mut g = Graph::new(ctx);
+    let (av, bv) = (g.input(&a), g.input(&b));
+    let y = bark_wgpu::ops::elementwise::add(&mut g, av, bv).expect("add");
+    g.keep(y);
+    let (median_s, runs) = time_plan(ctx, &g.compile().expect("compile plan"), runs);
+    Row {
+        kernel: "stream",
+        variant: "a + b".into(),
+        shape: format!("{n}"),
+        dtype: DType::F32,
+        bytes: (n * 12) as f64,
+        flops: n as f64,
+        median_s,
+        runs,
+    }
+}
+
 /// The fixed cost of a decode step's many small dispatches: a chain of `n` dependent GELUs on 256
 /// values (no arithmetic to speak of). Prints the host time of encoding and submitting the chain
 /// (wgpu's validation, bind groups, barriers: what one-ahead submission hides behind the GPU's
@@ -418,7 +448,7 @@ fn main() {
     }
 
     let mut rows = Vec::new();
-    for (kernel, variant, m, k, n, dtype, norm) in cases {
+    for (kernel, variant, m, k, n, dtype, norm) in cases.into_iter().filter(|c| wanted(c.0)) {
         let (median_s, runs) = time_linear(&ctx, variant, (m, k, n), dtype, norm, runs);
         let variant = match norm {
             Norm::None => format!("{variant:?}"),
@@ -469,7 +499,7 @@ fn main() {
             ("dense (rows)", 2, 1024),
         ]
     };
-    for (case, heads, t) in attn {
+    for (case, heads, t) in attn.into_iter().filter(|_| wanted("attention")) {
         // The paged cases over both cache dtypes (f16 caches go with f16 models).
         let dtypes: &[DType] = if case.starts_with("dense") { &[DType::F32] } else { &[DType::F32, DType::F16] };
         for &kv in dtypes {
@@ -479,10 +509,18 @@ fn main() {
         }
     }
     // 10 s of audio on a GPU (what a bark-small sentence decodes), 1 s on a CPU adapter.
-    rows.extend(codec_and_norm(&ctx, if full { 10 } else { 1 }, runs));
-    let r = dispatch_overhead(&ctx, 128, runs);
-    r.print();
-    rows.push(r);
+    if ["layernorm", "conv1d", "convT1d", "lstm"].into_iter().any(wanted) {
+        rows.extend(codec_and_norm(&ctx, if full { 10 } else { 1 }, runs));
+    }
+    // 3 x 64 MiB: far beyond any cache, within every adapter's binding limit.
+    let tail = [
+        wanted("stream").then(|| stream(&ctx, 16 << 20, runs)),
+        wanted("overhead").then(|| dispatch_overhead(&ctx, 128, runs)),
+    ];
+    for r in tail.into_iter().flatten() {
+        r.print();
+        rows.push(r);
+    }
     match write_json(&ctx, &rows) {
         Ok(path) => println!("\nwrote {}", path.display()),
         Err(e) => eprintln!("could not write the JSON results: {e}"),

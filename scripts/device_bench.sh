@@ -11,14 +11,16 @@
 # Then on the GPU box, from the repository root (carry .gl and .bin):
 #   bash scripts/device_bench.sh "$OUT"            # all of it (about 10-20 minutes on an H100)
 #   STEPS=pipeline bash scripts/device_bench.sh "$OUT"   # or some of: devices kernels memory pipeline
-#                                                        # pipeline-split-norms transformers
+#                                                        # pipeline-split-norms profile transformers
 # Results: OUTDIR/{devices,kernels,memory,pipeline,...,transformers}.txt and the benches' JSON.
 # pipeline-split-norms reruns bark-small at batch 1 with BARK_NORM_IN_GEMV=0 (the LayerNorms as
 # passes of their own, the default on CPU adapters), to judge the GPU default against it.
+# profile reruns bark-small f16 at batch 1 once with BARK_PROFILE=1: the GPU time of every kernel
+# per stage (profile.txt; its speed row is not a figure, every step is waited for).
 
 set -uo pipefail
 out=${1:?usage: device_bench.sh OUTDIR}
-steps=${STEPS:-devices kernels memory pipeline pipeline-split-norms transformers}
+steps=${STEPS:-devices kernels memory pipeline pipeline-split-norms profile transformers}
 mkdir -p "$out"
 
 if ! ldconfig -p | grep -q libvulkan; then
@@ -42,6 +44,9 @@ for step in $steps; do
         pipeline-split-norms)
             BARK_NORM_IN_GEMV=0 BENCH_MODEL=small BENCH_BATCH=1 BENCH_JSON=$out/pipeline-split-norms.json \
                 .bin/pipeline --bench 2>&1 | tee "$out/pipeline-split-norms.txt" ;;
+        profile)
+            BARK_PROFILE=1 BENCH_MODEL=small BENCH_DTYPE=f16 BENCH_BATCH=1 BENCH_RUNS=1 \
+                BENCH_JSON=$out/profile.json .bin/pipeline --bench 2>&1 | tee "$out/profile.txt" ;;
         transformers)
             PYTHONUNBUFFERED=1 python3 scripts/bench_transformers.py --model "${BENCH_MODEL:-small,large}" \
                 --batch "${BENCH_BATCH:-1,16}" --json "$out/transformers.json" 2>&1 | tee "$out/transformers.txt" ;;
