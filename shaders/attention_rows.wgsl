@@ -20,6 +20,11 @@ const D4: u32 = D / 4u;
 // Query rows per thread, and threads per workgroup.
 const RQ: u32 = 4u;
 const WG: u32 = 8u;
+// With one row per thread (a decode step: one row per sequence) the threads of a workgroup
+// take consecutive heads of a row instead of consecutive rows of a head: a step has a few rows
+// but 12-16 heads, and a CPU runs a workgroup's threads as SIMD lanes, which rows alone would
+// leave idle. All lanes then walk the same keys.
+const HEAD_LANES: bool = RQ == 1u;
 // Keys scored before the running max is updated: one rescale of the outputs per CH keys.
 // RQ = 4 and CH = 4 ran fastest on lavapipe (RQ 2 or 8, CH 2, 8 or 16: 5-60 % slower).
 const CH: u32 = 4u;
@@ -180,10 +185,16 @@ fn attend(row0: u32, head: u32, v_shift: u32, lid: u32) {
     }
 }
 
+// The thread's first row and its head (see HEAD_LANES), or n_rows when it has no work.
+fn place(id: vec3u) -> vec2u {
+    let at = select(vec2(id.x * RQ, id.y), vec2(id.y * RQ, id.x), HEAD_LANES);
+    return select(at, vec2(p.n_rows, 0u), at.y >= p.n_heads);
+}
+
 @compute @workgroup_size(WG)
 fn paged(@builtin(global_invocation_id) id: vec3u, @builtin(local_invocation_index) lid: u32) {
-    let row0 = id.x * RQ;
-    let head = id.y;
+    let row0 = place(id).x;
+    let head = place(id).y;
     if row0 >= p.n_rows {
         return;
     }
@@ -209,8 +220,8 @@ fn paged(@builtin(global_invocation_id) id: vec3u, @builtin(local_invocation_ind
 
 @compute @workgroup_size(WG)
 fn dense(@builtin(global_invocation_id) id: vec3u, @builtin(local_invocation_index) lid: u32) {
-    let row0 = id.x * RQ;
-    let head = id.y;
+    let row0 = place(id).x;
+    let head = place(id).y;
     if row0 >= p.n_rows {
         return;
     }

@@ -108,6 +108,16 @@ fn batch_and_batched_decode_at_other_head_dims() {
 }
 
 #[test]
+fn batched_decode_at_barks_head_counts() {
+    // The rows kernel spreads a decode step's heads over a workgroup's 8 threads: 12 and 16
+    // heads fill one workgroup and part or all of a second (threads past the last head idle).
+    let ctx = ctx();
+    for (heads, dtype) in [(12, DType::F32), (16, DType::F16)] {
+        batch_then_decode(ctx, D, heads, [1, 37, 90], 2, dtype);
+    }
+}
+
+#[test]
 fn f16_cache_batch_and_decode() {
     // The kernels read the pools' f16 halves; the reference attends over the same rounded keys
     // and values (as_stored checks the rounding), so the f32 tolerance still holds. Head dims:

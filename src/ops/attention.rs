@@ -55,12 +55,14 @@ pub struct AttnOptions {
     /// Run `attention_rows.wgsl` (each thread walks the keys of [`ROWS_PER_THREAD`] query rows,
     /// or of one row in a decode step, itself; no barriers, no split) instead of the tiled
     /// kernel. The default where [`crate::Context::cpu_kernels`] (CPU adapters, where it is
-    /// 2-3x faster); `block_rows` and `split` do not apply to it.
+    /// 2-3x faster in a prefill and 6x in a decode step); `block_rows` and `split` do not
+    /// apply to it.
     pub rows_kernel: Option<bool>,
 }
 
 /// Query rows each thread of `attention_rows.wgsl` takes (RQ) in a prefill or dense attention
-/// (a decode step's rows, one per sequence, take a thread each), and its workgroup size (WG).
+/// (a decode step's rows, one per sequence, take a thread per head, and a workgroup spans
+/// heads), and its workgroup size (WG).
 pub const ROWS_PER_THREAD: u32 = 4;
 const ROWS_WG: u32 = 8;
 
@@ -157,7 +159,7 @@ fn resolve(
         }
         let per_thread = if default_rows == 1 { 1 } else { ROWS_PER_THREAD };
         let threads = n_rows.div_ceil(per_thread);
-        if threads.div_ceil(ROWS_WG) > 65_535 || n_heads > 65_535 {
+        if threads.div_ceil(ROWS_WG) > 65_535 || n_heads > 65_535 || (per_thread == 1 && n_rows > 65_535) {
             return Err(shape_err(
                 op,
                 format!("{n_rows} rows x {n_heads} heads is more workgroups than a dispatch allows"),
@@ -214,7 +216,13 @@ fn record(
     } else {
         kernel(entry, head_dim, launch.block_rows, kv_f16, append.is_some())
     };
-    g.dispatch(k, &params(&p), &all, [launch.blocks, p.n_heads, split]);
+    // With one row per thread, attention_rows.wgsl's workgroups span heads (its HEAD_LANES).
+    let groups = if launch.rows && launch.block_rows == 1 {
+        [p.n_heads.div_ceil(ROWS_WG), p.n_rows, 1]
+    } else {
+        [launch.blocks, p.n_heads, split]
+    };
+    g.dispatch(k, &params(&p), &all, groups);
     if split > 1 {
         let mut binds = vec![target, out];
         binds.extend(append.iter().flatten());
