@@ -133,111 +133,127 @@ fn gemm(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u
     }
 }
 
-// ---- The direct GEMM (CPU adapters). A thread computes rows m0 .. m0 + DM of y at columns
-// n0 .. n0 + 4; DWG threads side by side take consecutive column blocks. The host sets DM to
-// the smallest of 1, 2, 4, 8 that covers M: at M = 257, 8 ran fastest on lavapipe (2, 4 and 16
-// were 10-35 % slower: fewer rows reuse each W word less, more spill registers). Each output is
-// the same sequential sum over K whatever DM, so a row comes out bit-identical at any M.
-const DM: u32 = 8u;
-const DWG: u32 = 64u;
+// ---- The direct GEMM (CPU adapters). A thread computes a block of DM rows x 4 DC columns of
+// y: rows m0 .. m0 + DM, columns n0 .. n0 + 4 DC; DWG threads side by side take consecutive
+// column blocks. The host sets DM to the smallest of 1, 2, 4, 8, 16 that covers M, and DC to 4
+// (1 where DM = 1: a decode row reads each weight once whatever the block, and narrower
+// blocks give its few rows more threads).
+//
+// Why blocks this large: lavapipe runs 8 threads as the SIMD lanes of one CPU core, and loads
+// every storage-buffer element one lane at a time (a loop with a bounds check per element), so
+// a thread's cost is its count of loaded elements, and the larger its block, the more
+// multiply-adds each load serves: 16 x 16 ran 2-2.6x the 8 x 4 block of before on lavapipe.
+// The loops over the block are written out (`// #unroll`, see src/gpu/shaders.rs): rolled,
+// lavapipe kept the accumulators in memory and ran at half the speed.
+//
+// Each output is the same sequential sum over K whatever DM and DC, so a row comes out
+// bit-identical at any M.
+const DM: u32 = 16u;
+const DC: u32 = 4u;
+const DWG: u32 = 8u;
 
-struct Block {
-    m0: u32,
-    n0: u32,
-    // Offsets of the block's rows of x and W (in the caller's units); rows past M or N
-    // re-read the last row and are not written.
-    xr: array<u32, DM>,
-    wr: array<u32, 4>,
+// The first row and column of the thread's block.
+fn origin(wid: vec3u, t: u32) -> vec2u {
+    return vec2(wid.y * DM, (wid.x * DWG + t) * 4u * DC);
 }
 
-fn block(wid: vec3u, t: u32, x_row: u32, w_row: u32) -> Block {
-    var b: Block;
-    b.m0 = wid.y * DM;
-    b.n0 = (wid.x * DWG + t) * 4u;
-    for (var i = 0u; i < DM; i++) {
-        b.xr[i] = min(b.m0 + i, p.m - 1u) * x_row;
-    }
-    for (var j = 0u; j < 4u; j++) {
-        b.wr[j] = min(b.n0 + j, p.n - 1u) * w_row;
-    }
-    return b;
-}
-
-fn store(b: Block, acc: array<vec4<f32>, DM>) {
-    for (var i = 0u; i < DM; i++) {
-        let m = b.m0 + i;
-        for (var j = 0u; j < 4u; j++) {
-            let n = b.n0 + j;
-            if m < p.m && n < p.n {
-                y[m * p.n + n] = finish(acc[i][j], m, n);
+// Writes the block: acc[i * DC + c] holds row m0 + i, columns n0 + 4c .. n0 + 4c + 3.
+fn store(o: vec2u, acc: ptr<function, array<vec4<f32>, DM * DC>>) {
+    for (var i = 0u; i < DM; i++) { // #unroll
+        for (var c = 0u; c < DC; c++) { // #unroll
+            for (var k = 0u; k < 4u; k++) { // #unroll
+                let m = o.x + i;
+                let n = o.y + 4u * c + k;
+                if m < p.m && n < p.n {
+                    y[m * p.n + n] = finish((*acc)[i * DC + c][k], m, n);
+                }
             }
         }
     }
 }
 
 // K % 4 == 0 (f32) or K % 8 == 0 (f16): one 16-byte word of W is 4 (f32) or 8 (f16) weights.
+// Rows past M or columns past N re-read the last one and are not written.
 @compute @workgroup_size(DWG)
 fn gemm_direct_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
-    let words = p.row_words / 4u;
-    let b = block(wid, t, p.k / 4u, words);
-    if b.n0 >= p.n {
+    let o = origin(wid, t);
+    if o.y >= p.n {
         return;
     }
-    var acc: array<vec4<f32>, DM>;
+    let words = p.row_words / 4u;
+    let x_row = p.k / 4u;
+    var acc: array<vec4<f32>, DM * DC>;
     for (var q = 0u; q < words; q++) {
         if W_F16 {
-            // Weights k .. k + 4 of each row in lo, k + 4 .. k + 8 in hi.
-            var lo: array<vec4<f32>, 4>;
-            var hi: array<vec4<f32>, 4>;
-            for (var j = 0u; j < 4u; j++) {
-                let u = w4[b.wr[j] + q];
-                lo[j] = vec4(unpack2x16float(u.x), unpack2x16float(u.y));
-                hi[j] = vec4(unpack2x16float(u.z), unpack2x16float(u.w));
+            // Weights k .. k + 4 of column n0 + j in lo[j], k + 4 .. k + 8 in hi[j].
+            var lo: array<vec4<f32>, 4u * DC>;
+            var hi: array<vec4<f32>, 4u * DC>;
+            for (var c = 0u; c < DC; c++) { // #unroll
+                for (var k = 0u; k < 4u; k++) { // #unroll
+                    let u = w4[min(o.y + 4u * c + k, p.n - 1u) * words + q];
+                    lo[4u * c + k] = vec4(unpack2x16float(u.x), unpack2x16float(u.y));
+                    hi[4u * c + k] = vec4(unpack2x16float(u.z), unpack2x16float(u.w));
+                }
             }
-            for (var i = 0u; i < DM; i++) {
-                let a = x4[b.xr[i] + 2u * q];
-                let c = x4[b.xr[i] + 2u * q + 1u];
-                acc[i] += vec4(
-                    dot(a, lo[0]) + dot(c, hi[0]),
-                    dot(a, lo[1]) + dot(c, hi[1]),
-                    dot(a, lo[2]) + dot(c, hi[2]),
-                    dot(a, lo[3]) + dot(c, hi[3]),
-                );
+            for (var i = 0u; i < DM; i++) { // #unroll
+                let r = min(o.x + i, p.m - 1u) * x_row + 2u * q;
+                let a = x4[r];
+                let e = x4[r + 1u];
+                for (var c = 0u; c < DC; c++) { // #unroll
+                    let j = 4u * c;
+                    acc[i * DC + c] += vec4(
+                        dot(a, lo[j]) + dot(e, hi[j]),
+                        dot(a, lo[j + 1u]) + dot(e, hi[j + 1u]),
+                        dot(a, lo[j + 2u]) + dot(e, hi[j + 2u]),
+                        dot(a, lo[j + 3u]) + dot(e, hi[j + 3u]),
+                    );
+                }
             }
         } else {
-            var wv: array<vec4<f32>, 4>;
-            for (var j = 0u; j < 4u; j++) {
-                wv[j] = bitcast<vec4<f32>>(w4[b.wr[j] + q]);
+            var wv: array<vec4<f32>, 4u * DC>;
+            for (var c = 0u; c < DC; c++) { // #unroll
+                for (var k = 0u; k < 4u; k++) { // #unroll
+                    wv[4u * c + k] = bitcast<vec4<f32>>(w4[min(o.y + 4u * c + k, p.n - 1u) * words + q]);
+                }
             }
-            for (var i = 0u; i < DM; i++) {
-                let a = x4[b.xr[i] + q];
-                acc[i] += vec4(dot(a, wv[0]), dot(a, wv[1]), dot(a, wv[2]), dot(a, wv[3]));
+            for (var i = 0u; i < DM; i++) { // #unroll
+                let a = x4[min(o.x + i, p.m - 1u) * x_row + q];
+                for (var c = 0u; c < DC; c++) { // #unroll
+                    let j = 4u * c;
+                    acc[i * DC + c] += vec4(dot(a, wv[j]), dot(a, wv[j + 1u]), dot(a, wv[j + 2u]), dot(a, wv[j + 3u]));
+                }
             }
         }
     }
-    store(b, acc);
+    store(o, &acc);
 }
 
 // Any K, one weight at a time.
 @compute @workgroup_size(DWG)
 fn gemm_direct_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
-    let b = block(wid, t, p.k, p.row_words);
-    if b.n0 >= p.n {
+    let o = origin(wid, t);
+    if o.y >= p.n {
         return;
     }
-    var acc: array<vec4<f32>, DM>;
+    var acc: array<vec4<f32>, DM * DC>;
     for (var k = 0u; k < p.k; k++) {
-        var wv: vec4<f32>;
-        for (var j = 0u; j < 4u; j++) {
-            if W_F16 {
-                wv[j] = unpack2x16float(w[b.wr[j] + k / 2u])[k % 2u];
-            } else {
-                wv[j] = bitcast<f32>(w[b.wr[j] + k]);
+        var wv: array<vec4<f32>, DC>;
+        for (var c = 0u; c < DC; c++) { // #unroll
+            for (var j = 0u; j < 4u; j++) { // #unroll
+                let at = min(o.y + 4u * c + j, p.n - 1u) * p.row_words;
+                if W_F16 {
+                    wv[c][j] = unpack2x16float(w[at + k / 2u])[k % 2u];
+                } else {
+                    wv[c][j] = bitcast<f32>(w[at + k]);
+                }
             }
         }
-        for (var i = 0u; i < DM; i++) {
-            acc[i] += x[b.xr[i] + k] * wv;
+        for (var i = 0u; i < DM; i++) { // #unroll
+            let xv = x[min(o.x + i, p.m - 1u) * p.k + k];
+            for (var c = 0u; c < DC; c++) { // #unroll
+                acc[i * DC + c] += xv * wv[c];
+            }
         }
     }
-    store(b, acc);
+    store(o, &acc);
 }

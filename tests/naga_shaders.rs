@@ -62,7 +62,7 @@ fn every_specialisation_the_ops_use_is_valid() {
     assert!(!kernels.is_empty());
     for k in kernels {
         let src = shaders::source(k.shader).unwrap_or_else(|| panic!("{}: no such shader", k.shader));
-        let src = shaders::specialize(src, &k.consts).unwrap_or_else(|e| panic!("{} {:?}: {e}", k.shader, k.consts));
+        let src = shaders::prepare(src, &k.consts).unwrap_or_else(|e| panic!("{} {:?}: {e}", k.shader, k.consts));
         check(&format!("{} {:?}", k.shader, k.consts), &src);
     }
 }
@@ -74,6 +74,29 @@ fn specialize_rewrites_declarations_and_rejects_unknown_names() {
     assert!(out.contains("const WG: u32 = 128u;"), "{out}");
     assert!(out.contains("alias T = f16;"), "{out}");
     assert!(shaders::specialize(src, &[("W", "1u".into())]).is_err());
+}
+
+#[test]
+fn unroll_writes_out_marked_loops() {
+    let src = "const N: u32 = 3u;\nfn f() {\n    for (var i = 0u; i < N; i++) { // #unroll\n        for (var j = 0u; j < 2u; j++) { // #unroll\n            a[i * 2u + j] = v.i + i1 + 1i;\n        }\n    }\n    for (var k = 0u; k < N; k++) {\n        b[k] = k;\n    }\n}\n";
+    let out = shaders::unroll(src).unwrap();
+    // Six copies, innermost fastest; fields, longer names and literals keep their `i`.
+    let copies: Vec<&str> = out.lines().filter(|l| l.contains("a[")).map(str::trim).collect();
+    let want: Vec<String> =
+        (0..3).flat_map(|i| (0..2).map(move |j| format!("a[{i}u * 2u + {j}u] = v.i + i1 + 1i;"))).collect();
+    assert_eq!(copies, want, "{out}");
+    assert!(out.contains("for (var k = 0u; k < N; k++) {\n        b[k] = k;"), "an unmarked loop stays: {out}");
+    assert_eq!(out.matches('{').count(), out.matches('}').count(), "{out}");
+    // Malformed markers are errors, not silently rolled loops.
+    for bad in [
+        "for (var i = 0u; i < M; i++) { // #unroll\n}\n",
+        "for (var i = 1u; i < 4u; i++) { // #unroll\n}\n",
+        "for (var i = 0u; i <= 4u; i++) { // #unroll\n}\n",
+        "for (var i = 0u; i < 4u; i++) { // #unroll\n    x(); }\n",
+        "for (var i = 0u; i < 65u; i++) { // #unroll\n}\n",
+    ] {
+        assert!(shaders::unroll(bad).is_err(), "{bad}");
+    }
 }
 
 #[test]

@@ -40,7 +40,7 @@ impl Context {
         }
         let shader_err = |message: String| Error::Shader { name: kernel.shader.to_string(), message };
         let src = shaders::source(kernel.shader).ok_or_else(|| shader_err("no such file in shaders/".into()))?;
-        let src = shaders::specialize(src, &kernel.consts).map_err(shader_err)?;
+        let src = shaders::prepare(src, &kernel.consts).map_err(shader_err)?;
         let device = self.device();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {

@@ -4,6 +4,11 @@
 //! WGSL with default values. A variant rewrites the right-hand
 //! side of named module-scope declarations: `const WG: u32 = 64u;` or `alias T = f32;`.
 //! So the naga test validates the files as they are, and the variants by the same rewrite.
+//!
+//! Then [`unroll`] writes out the loops marked `// #unroll`: lavapipe's compiler leaves loops
+//! of a few hundred instructions rolled, and a rolled loop that indexes a private array keeps
+//! that array in memory, which cost the direct GEMM half its speed (see shaders/matmul.wgsl).
+//! [`prepare`] does both, as every pipeline is built.
 
 include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
 
@@ -35,4 +40,128 @@ pub fn specialize(src: &str, consts: &[(&str, String)]) -> Result<String, String
     let mut out = lines.join("\n");
     out.push('\n');
     Ok(out)
+}
+
+/// [`specialize`], then [`unroll`]: the text a pipeline is compiled from.
+pub fn prepare(src: &str, consts: &[(&str, String)]) -> Result<String, String> {
+    unroll(&specialize(src, consts)?)
+}
+
+/// The marker that ends a loop line to unroll.
+pub const UNROLL: &str = "// #unroll";
+/// Most copies one marked loop may make.
+const MAX_UNROLL: u32 = 64;
+
+/// Replaces every loop written `for (var i = 0u; i < N; i++) { // #unroll` (N a literal such as
+/// `4u`, or a module-scope `const N: u32 = 4u;`) by N blocks `{ ... }`, the body with `i` as
+/// `0u`, `1u`, ...; marked loops may nest. The closing brace must be alone on its line.
+pub fn unroll(src: &str) -> Result<String, String> {
+    let lines: Vec<&str> = src.lines().collect();
+    let mut out = String::with_capacity(src.len());
+    for line in unroll_lines(&lines, src)? {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn unroll_lines(lines: &[&str], module: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < lines.len() {
+        let line = lines[at];
+        let Some(head) = line.trim_end().strip_suffix(UNROLL) else {
+            out.push(line.to_string());
+            at += 1;
+            continue;
+        };
+        let (var, count) = parse_loop(head.trim(), module).map_err(|e| format!("`{}`: {e}", line.trim()))?;
+        let end =
+            closing_line(lines, at).ok_or_else(|| format!("`{}`: no closing brace alone on a line", line.trim()))?;
+        let body = unroll_lines(&lines[at + 1..end], module)?;
+        let indent = &line[..line.len() - line.trim_start().len()];
+        for k in 0..count {
+            out.push(format!("{indent}{{"));
+            out.extend(body.iter().map(|b| substitute(b, var, &format!("{k}u"))));
+            out.push(format!("{indent}}}"));
+        }
+        at = end + 1;
+    }
+    Ok(out)
+}
+
+/// `for (var i = 0u; i < N; i++) {` -> ("i", N).
+fn parse_loop<'a>(head: &'a str, module: &str) -> Result<(&'a str, u32), String> {
+    let shape = "an unrolled loop is written `for (var i = 0u; i < N; i++) {`";
+    let rest = head.strip_prefix("for (var ").ok_or(shape)?;
+    let (var, rest) = rest.split_once(" = 0u; ").ok_or(shape)?;
+    let rest = rest.strip_prefix(var).and_then(|r| r.strip_prefix(" < ")).ok_or(shape)?;
+    let (bound, rest) = rest.split_once("; ").ok_or(shape)?;
+    if rest.strip_prefix(var) != Some("++) {") || !is_ident(var) {
+        return Err(shape.into());
+    }
+    let count = literal(bound).or_else(|| const_value(module, bound)).ok_or_else(|| {
+        format!("the bound `{bound}` is neither a literal nor a module-scope `const {bound}: u32 = ..u;`")
+    })?;
+    if count > MAX_UNROLL {
+        return Err(format!("{count} copies; at most {MAX_UNROLL}"));
+    }
+    Ok((var, count))
+}
+
+fn is_ident(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn literal(s: &str) -> Option<u32> {
+    s.strip_suffix('u').unwrap_or(s).parse().ok()
+}
+
+/// The value of `const NAME: u32 = <literal>;` in `module`.
+fn const_value(module: &str, name: &str) -> Option<u32> {
+    module.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("const ")?.strip_prefix(name)?.strip_prefix(": u32 = ")?;
+        literal(rest.strip_suffix(';')?)
+    })
+}
+
+/// The line holding the `}` that closes the brace opened on line `open`.
+fn closing_line(lines: &[&str], open: usize) -> Option<usize> {
+    let mut depth = 0i32;
+    for (i, line) in lines.iter().enumerate().skip(open) {
+        let code = line.split("//").next().unwrap_or("");
+        depth += code.matches('{').count() as i32 - code.matches('}').count() as i32;
+        if depth == 0 {
+            return (i > open && line.trim() == "}").then_some(i);
+        }
+    }
+    None
+}
+
+/// `line` with every identifier `var` (not a field or swizzle after a `.`) replaced by `value`.
+fn substitute(line: &str, var: &str, value: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    let mut prev: Option<char> = None;
+    while let Some(c) = rest.chars().next() {
+        if c.is_ascii_alphabetic() || c == '_' {
+            let len = rest.find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_')).unwrap_or(rest.len());
+            let word = &rest[..len];
+            out.push_str(if word == var && prev != Some('.') { value } else { word });
+            rest = &rest[len..];
+            prev = word.chars().last();
+        } else if c.is_ascii_digit() {
+            // A number with a suffix (`4u`, `1e3`) is one token, not an identifier.
+            let len = rest.find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '.')).unwrap_or(rest.len());
+            out.push_str(&rest[..len]);
+            rest = &rest[len..];
+            prev = out.chars().last();
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+            prev = Some(c);
+        }
+    }
+    out
 }

@@ -37,8 +37,8 @@ pub enum Variant {
     /// The tiled GEMM (workgroup-memory tiles), any M.
     Gemm,
     /// The direct GEMM: each thread reads x and W straight from memory and keeps a block of
-    /// up to 8 rows x 4 columns of y in registers; no workgroup memory, no barriers. Any M;
-    /// on lavapipe 3-5x the tiled GEMM and 1.3-4x the GEMVs, meant for CPU adapters.
+    /// up to 16 rows x 16 columns of y; no workgroup memory, no barriers. Any M; on lavapipe
+    /// 9-13x the tiled GEMM and 1.3-4x the GEMVs, meant for CPU adapters.
     GemmDirect,
     /// GEMV with a workgroup-memory reduction; needs M <= 16, no optional feature.
     Gemv,
@@ -51,11 +51,10 @@ pub const GEMV_MAX_M: usize = 16;
 
 /// GEMM output tile edge (BM = BN in `shaders/matmul.wgsl`).
 const GEMM_TILE: usize = 64;
-/// The direct GEMM's blocks of y per thread (DM rows, the smallest that covers M, x 4 columns)
-/// and threads per workgroup (DWG).
-const DIRECT_ROWS: [usize; 4] = [1, 2, 4, 8];
-const DIRECT_COLS: usize = 4;
-const DIRECT_WG: usize = 64;
+/// The direct GEMM's blocks of y per thread (DM rows, the smallest that covers M, x 4 DC
+/// columns, see [`direct_col_groups`]) and threads per workgroup (DWG).
+const DIRECT_ROWS: [usize; 5] = [1, 2, 4, 8, 16];
+const DIRECT_WG: usize = 8;
 const MAX_GROUPS: usize = 65_535;
 
 /// A linear layer's weights, as models hold them.
@@ -337,9 +336,21 @@ fn gemm_kernel(w_f16: bool) -> Kernel {
     Kernel::new("matmul", "gemm").with("W_F16", w_f16)
 }
 
+/// Groups of 4 columns per thread of the direct GEMM for blocks of `rows` rows (its DC).
+fn direct_col_groups(rows: usize) -> usize {
+    if rows == 1 {
+        1
+    } else {
+        4
+    }
+}
+
 fn gemm_direct_kernel(vec4: bool, w_f16: bool, rows: usize) -> Kernel {
     let entry = if vec4 { "gemm_direct_vec4" } else { "gemm_direct_scalar" };
-    Kernel::new("matmul", entry).with("W_F16", w_f16).with("DM", format!("{rows}u"))
+    Kernel::new("matmul", entry)
+        .with("W_F16", w_f16)
+        .with("DM", format!("{rows}u"))
+        .with("DC", format!("{}u", direct_col_groups(rows)))
 }
 
 /// The workgroup grid for `rows` x `cols` blocks of y, within the per-dimension limit.
@@ -362,8 +373,8 @@ fn gemm(g: &mut Graph, prob: &Problem) -> Result<()> {
 
 fn gemm_direct(g: &mut Graph, prob: &Problem) -> Result<()> {
     // Rows per thread: a decode step's M = 1 computes no padding rows.
-    let rows = DIRECT_ROWS.into_iter().find(|&r| r >= prob.m).unwrap_or(8);
-    let groups = grid(prob, rows, DIRECT_COLS * DIRECT_WG)?;
+    let rows = DIRECT_ROWS.into_iter().find(|&r| r >= prob.m).unwrap_or(16);
+    let groups = grid(prob, rows, 4 * direct_col_groups(rows) * DIRECT_WG)?;
     // 16-byte loads need every row of x and W to start on 16 bytes.
     let vec4 = if prob.w_f16 { prob.k.is_multiple_of(8) } else { prob.k.is_multiple_of(4) };
     g.dispatch(gemm_direct_kernel(vec4, prob.w_f16, rows), &params(&prob.params), &prob.binds[..5], groups);
