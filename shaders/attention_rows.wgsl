@@ -17,8 +17,8 @@
 // Head dimension, a multiple of 4 (the host specialises it).
 const D: u32 = 64u;
 const D4: u32 = D / 4u;
-// Query rows per thread, and threads per workgroup.
-const RQ: u32 = 4u;
+// Query rows per thread (the host's rows_per_thread: 8 at D = 64), and threads per workgroup.
+const RQ: u32 = 8u;
 const WG: u32 = 8u;
 // With one row per thread (a decode step: one row per sequence) the threads of a workgroup
 // take consecutive heads of a row instead of consecutive rows of a head: a step has a few rows
@@ -26,7 +26,7 @@ const WG: u32 = 8u;
 // leave idle. All lanes then walk the same keys.
 const HEAD_LANES: bool = RQ == 1u;
 // Keys scored before the running max is updated: one rescale of the outputs per CH keys.
-// RQ = 4 and CH = 4 ran fastest on lavapipe (RQ 2 or 8, CH 2, 8 or 16: 5-60 % slower).
+// With the rows written out, CH = 8 ran no faster than 4 on lavapipe.
 const CH: u32 = 4u;
 // The pools hold two f16 halves per word (paged only; dense reads f32).
 const KV_F16: bool = false;
@@ -46,9 +46,6 @@ const NEG_VALID: f32 = -1.0e38;
 // sequence slot or batch item.
 var<private> nk: array<u32, RQ>;
 var<private> grp: array<u32, RQ>;
-// Each thread's unnormalised outputs, [WG][RQ][D4]: only the owning thread touches its slots,
-// so no barrier is needed (16 KiB at D = 128, WebGPU's guaranteed minimum).
-var<workgroup> o_s: array<vec4<f32>, WG * RQ * D4>;
 
 // Elements e .. e + 3 (e a multiple of 4) of K or V.
 fn four(w: vec4<u32>, e: u32) -> vec4<f32> {
@@ -83,26 +80,24 @@ fn key_start(g: u32, j: u32, head: u32) -> u32 {
 }
 
 // Attends the thread's rows row0 .. row0 + RQ for `head` (nk and grp set) and writes them.
-// Nothing of size D lives in private arrays: lavapipe turns a dynamically indexed private array
-// into a branch tree over its elements, which made a first version take 6 s (D = 64) to 21 s
-// (D = 128) to compile. The queries are read from qkv where they are needed, and the outputs
-// accumulate in the thread's own slots of o_s (accumulating in `out` itself ran 1.7x slower).
-fn attend(row0: u32, head: u32, v_shift: u32, lid: u32) {
+// The rows' queries and unnormalised outputs live in private arrays indexed only by constants:
+// the loops over rows, keys of a chunk and columns are written out (`// #unroll`), since
+// lavapipe would otherwise keep those arrays in memory and walk a branch tree over their
+// elements at every access (and took seconds to compile such a shader). Per chunk of CH keys a
+// thread loads CH keys and values once and uses each for its RQ rows.
+fn attend(row0: u32, head: u32, v_shift: u32) {
     var m: array<f32, RQ>;
     var l: array<f32, RQ>;
     var passed: array<bool, RQ>;
-    // Where each row's query and output start (vec4 indices); rows past n_rows reuse the last
-    // row's query and are never written.
-    var qa: array<u32, RQ>;
-    var oa: array<u32, RQ>;
-    for (var r = 0u; r < RQ; r++) {
+    var q: array<vec4<f32>, RQ * D4>;
+    var o: array<vec4<f32>, RQ * D4>;
+    for (var r = 0u; r < RQ; r++) { // #unroll
         m[r] = NEG;
         passed[r] = nk[r] == 0u;
-        let row = min(row0 + r, p.n_rows - 1u);
-        qa[r] = (row * 3u * p.hidden + head * D) / 4u;
-        oa[r] = (lid * RQ + r) * D4;
-        for (var d = 0u; d < D4; d++) {
-            o_s[oa[r] + d] = vec4(0.0);
+        // Rows past n_rows reuse the last row's query and are never written.
+        let qa = (min(row0 + r, p.n_rows - 1u) * 3u * p.hidden + head * D) / 4u;
+        for (var d = 0u; d < D4; d++) { // #unroll
+            q[r * D4 + d] = qkv[qa + d];
         }
     }
     // One pass over the keys per distinct sequence among the rows; rows of other sequences
@@ -113,8 +108,8 @@ fn attend(row0: u32, head: u32, v_shift: u32, lid: u32) {
         }
         let g = grp[first];
         var kmax = 0u;
-        for (var r = first; r < RQ; r++) {
-            if !passed[r] && grp[r] == g {
+        for (var r = 0u; r < RQ; r++) { // #unroll
+            if r >= first && !passed[r] && grp[r] == g {
                 kmax = max(kmax, nk[r]);
                 passed[r] = true;
             }
@@ -122,28 +117,23 @@ fn attend(row0: u32, head: u32, v_shift: u32, lid: u32) {
         for (var j0 = 0u; j0 < kmax; j0 += CH) {
             // The chunk's keys (past kmax: the last key again, masked).
             var at: array<u32, CH>;
-            for (var c = 0u; c < CH; c++) {
+            for (var c = 0u; c < CH; c++) { // #unroll
                 at[c] = key_start(g, min(j0 + c, kmax - 1u), head);
             }
-            // Scores, four columns of D at a time: RQ x CH dot products per RQ + CH loads.
             var s: array<f32, RQ * CH>;
-            for (var d = 0u; d < D4; d++) {
-                var qd: array<vec4<f32>, RQ>;
-                for (var r = 0u; r < RQ; r++) {
-                    qd[r] = qkv[qa[r] + d];
-                }
-                for (var c = 0u; c < CH; c++) {
+            for (var d = 0u; d < D4; d++) { // #unroll
+                for (var c = 0u; c < CH; c++) { // #unroll
                     let k = key4(at[c] + 4u * d);
-                    for (var r = 0u; r < RQ; r++) {
-                        s[r * CH + c] += dot(qd[r], k);
+                    for (var r = 0u; r < RQ; r++) { // #unroll
+                        s[r * CH + c] += dot(q[r * D4 + d], k);
                     }
                 }
             }
             // Masks, the running max and sum, probabilities in place of the scores.
             var alpha: array<f32, RQ>;
-            for (var r = 0u; r < RQ; r++) {
+            for (var r = 0u; r < RQ; r++) { // #unroll
                 var m_new = m[r];
-                for (var c = 0u; c < CH; c++) {
+                for (var c = 0u; c < CH; c++) { // #unroll
                     let sc = select(NEG, s[r * CH + c] * p.scale, grp[r] == g && j0 + c < nk[r]);
                     s[r * CH + c] = sc;
                     m_new = max(m_new, sc);
@@ -151,35 +141,35 @@ fn attend(row0: u32, head: u32, v_shift: u32, lid: u32) {
                 alpha[r] = exp(m[r] - m_new);
                 m[r] = m_new;
                 var sum = 0.0;
-                for (var c = 0u; c < CH; c++) {
+                for (var c = 0u; c < CH; c++) { // #unroll
                     let pr = select(0.0, exp(s[r * CH + c] - m_new), s[r * CH + c] > NEG_VALID);
                     s[r * CH + c] = pr;
                     sum += pr;
                 }
                 l[r] = l[r] * alpha[r] + sum;
             }
-            // Outputs, four columns of D at a time, rescaled and accumulated in place.
-            for (var d = 0u; d < D4; d++) {
+            // Outputs, four columns of D at a time, rescaled and accumulated.
+            for (var d = 0u; d < D4; d++) { // #unroll
                 var v: array<vec4<f32>, CH>;
-                for (var c = 0u; c < CH; c++) {
+                for (var c = 0u; c < CH; c++) { // #unroll
                     v[c] = value4(at[c] + v_shift + 4u * d);
                 }
-                for (var r = 0u; r < RQ; r++) {
-                    var od = o_s[oa[r] + d] * alpha[r];
-                    for (var c = 0u; c < CH; c++) {
+                for (var r = 0u; r < RQ; r++) { // #unroll
+                    var od = o[r * D4 + d] * alpha[r];
+                    for (var c = 0u; c < CH; c++) { // #unroll
                         od += s[r * CH + c] * v[c];
                     }
-                    o_s[oa[r] + d] = od;
+                    o[r * D4 + d] = od;
                 }
             }
         }
     }
-    for (var r = 0u; r < RQ; r++) {
+    for (var r = 0u; r < RQ; r++) { // #unroll
         let row = row0 + r;
         if row < p.n_rows {
             let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);
-            for (var d = 0u; d < D4; d++) {
-                out[(row * p.hidden + head * D) / 4u + d] = o_s[oa[r] + d] * inv;
+            for (var d = 0u; d < D4; d++) { // #unroll
+                out[(row * p.hidden + head * D) / 4u + d] = o[r * D4 + d] * inv;
             }
         }
     }
@@ -192,14 +182,14 @@ fn place(id: vec3u) -> vec2u {
 }
 
 @compute @workgroup_size(WG)
-fn paged(@builtin(global_invocation_id) id: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn paged(@builtin(global_invocation_id) id: vec3u) {
     let row0 = place(id).x;
     let head = place(id).y;
     if row0 >= p.n_rows {
         return;
     }
     let max_len = p.max_pages_per_seq * p.page_size;
-    for (var r = 0u; r < RQ; r++) {
+    for (var r = 0u; r < RQ; r++) { // #unroll
         let row = row0 + r;
         nk[r] = 0u;
         grp[r] = 0u;
@@ -215,17 +205,17 @@ fn paged(@builtin(global_invocation_id) id: vec3u, @builtin(local_invocation_ind
             }
         }
     }
-    attend(row0, head, 0u, lid);
+    attend(row0, head, 0u);
 }
 
 @compute @workgroup_size(WG)
-fn dense(@builtin(global_invocation_id) id: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn dense(@builtin(global_invocation_id) id: vec3u) {
     let row0 = place(id).x;
     let head = place(id).y;
     if row0 >= p.n_rows {
         return;
     }
-    for (var r = 0u; r < RQ; r++) {
+    for (var r = 0u; r < RQ; r++) { // #unroll
         let row = row0 + r;
         nk[r] = 0u;
         grp[r] = 0u;
@@ -234,5 +224,5 @@ fn dense(@builtin(global_invocation_id) id: vec3u, @builtin(local_invocation_ind
             grp[r] = row / p.seq_len;
         }
     }
-    attend(row0, head, p.hidden, lid);
+    attend(row0, head, p.hidden);
 }

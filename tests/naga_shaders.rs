@@ -78,7 +78,7 @@ fn specialize_rewrites_declarations_and_rejects_unknown_names() {
 
 #[test]
 fn unroll_writes_out_marked_loops() {
-    let src = "const N: u32 = 3u;\nfn f() {\n    for (var i = 0u; i < N; i++) { // #unroll\n        for (var j = 0u; j < 2u; j++) { // #unroll\n            a[i * 2u + j] = v.i + i1 + 1i;\n        }\n    }\n    for (var k = 0u; k < N; k++) {\n        b[k] = k;\n    }\n}\n";
+    let src = "const M: u32 = 12u;\nconst N: u32 = M / 4u;\nfn f() {\n    for (var i = 0u; i < N; i++) { // #unroll\n        for (var j = 0u; j < 2u; j++) { // #unroll\n            a[i * 2u + j] = v.i + i1 + 1i;\n        }\n    }\n    for (var k = 0u; k < N; k++) {\n        b[k] = k;\n    }\n}\n";
     let out = shaders::unroll(src).unwrap();
     // Six copies, innermost fastest; fields, longer names and literals keep their `i`.
     let copies: Vec<&str> = out.lines().filter(|l| l.contains("a[")).map(str::trim).collect();
@@ -90,6 +90,7 @@ fn unroll_writes_out_marked_loops() {
     // Malformed markers are errors, not silently rolled loops.
     for bad in [
         "for (var i = 0u; i < M; i++) { // #unroll\n}\n",
+        "const M: u32 = K;\nfor (var i = 0u; i < M; i++) { // #unroll\n}\n",
         "for (var i = 1u; i < 4u; i++) { // #unroll\n}\n",
         "for (var i = 0u; i <= 4u; i++) { // #unroll\n}\n",
         "for (var i = 0u; i < 4u; i++) { // #unroll\n    x(); }\n",

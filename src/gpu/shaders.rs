@@ -53,7 +53,8 @@ pub const UNROLL: &str = "// #unroll";
 const MAX_UNROLL: u32 = 64;
 
 /// Replaces every loop written `for (var i = 0u; i < N; i++) { // #unroll` (N a literal such as
-/// `4u`, or a module-scope `const N: u32 = 4u;`) by N blocks `{ ... }`, the body with `i` as
+/// `4u`, or a module-scope `const N: u32 = ...;` whose value is literals and other such consts
+/// joined by `+ - * /`, evaluated left to right) by N blocks `{ ... }`, the body with `i` as
 /// `0u`, `1u`, ...; marked loops may nest. The closing brace must be alone on its line.
 pub fn unroll(src: &str) -> Result<String, String> {
     let lines: Vec<&str> = src.lines().collect();
@@ -118,12 +119,33 @@ fn literal(s: &str) -> Option<u32> {
     s.strip_suffix('u').unwrap_or(s).parse().ok()
 }
 
-/// The value of `const NAME: u32 = <literal>;` in `module`.
+/// The value of `const NAME: u32 = <expression>;` in `module` (see [`unroll`]).
 fn const_value(module: &str, name: &str) -> Option<u32> {
-    module.lines().find_map(|l| {
+    const_value_at(module, name, 0)
+}
+
+fn const_value_at(module: &str, name: &str, depth: usize) -> Option<u32> {
+    if depth > 8 {
+        return None;
+    }
+    let expr = module.lines().find_map(|l| {
         let rest = l.trim().strip_prefix("const ")?.strip_prefix(name)?.strip_prefix(": u32 = ")?;
-        literal(rest.strip_suffix(';')?)
-    })
+        rest.split(';').next()
+    })?;
+    let term = |t: &str| literal(t).or_else(|| const_value_at(module, t, depth + 1));
+    let mut tokens = expr.split_whitespace();
+    let mut value = term(tokens.next()?)?;
+    while let Some(op) = tokens.next() {
+        let rhs = term(tokens.next()?)?;
+        value = match op {
+            "+" => value.checked_add(rhs)?,
+            "-" => value.checked_sub(rhs)?,
+            "*" => value.checked_mul(rhs)?,
+            "/" => value.checked_div(rhs)?,
+            _ => return None,
+        };
+    }
+    Some(value)
 }
 
 /// The line holding the `}` that closes the brace opened on line `open`.

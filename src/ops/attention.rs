@@ -52,7 +52,7 @@ pub struct AttnOptions {
     /// Workgroups sharing the keys of one (block, head), 1..=[`MAX_SPLIT`]; above 1 a second
     /// dispatch merges their partial results.
     pub split: Option<u32>,
-    /// Run `attention_rows.wgsl` (each thread walks the keys of [`ROWS_PER_THREAD`] query rows,
+    /// Run `attention_rows.wgsl` (each thread walks the keys of [`rows_per_thread`] query rows,
     /// or of one row in a decode step, itself; no barriers, no split) instead of the tiled
     /// kernel. The default where [`crate::Context::cpu_kernels`] (CPU adapters, where it is
     /// 2-3x faster in a prefill and 6x in a decode step); `block_rows` and `split` do not
@@ -61,9 +61,15 @@ pub struct AttnOptions {
 }
 
 /// Query rows each thread of `attention_rows.wgsl` takes (RQ) in a prefill or dense attention
-/// (a decode step's rows, one per sequence, take a thread per head, and a workgroup spans
-/// heads), and its workgroup size (WG).
-pub const ROWS_PER_THREAD: u32 = 4;
+/// over heads of `head_dim` (a decode step's rows, one per sequence, take a thread per head, and
+/// a workgroup spans heads). More rows share each loaded key and value (on lavapipe 8 rows ran
+/// 2.4-2.9x the speed of 4), but the kernel is written out per row and column, so its size,
+/// and lavapipe's compile time with it, grows with rows x head_dim: at most 8 x 64.
+pub fn rows_per_thread(head_dim: u32) -> u32 {
+    (512 / head_dim.max(1)).clamp(1, 8)
+}
+
+/// Threads per workgroup of `attention_rows.wgsl` (WG).
 const ROWS_WG: u32 = 8;
 
 #[repr(C)]
@@ -148,7 +154,7 @@ struct Launch {
 fn resolve(
     op: &'static str,
     opts: AttnOptions,
-    (n_rows, n_heads): (u32, u32),
+    (n_rows, n_heads, head_dim): (u32, u32, u32),
     (default_rows, rows_default): (u32, bool),
     max_keys: u32,
 ) -> Result<Launch> {
@@ -157,7 +163,7 @@ fn resolve(
         if tiles_asked {
             return Err(Error::Invalid(format!("{op}: block_rows and split do not apply to the rows kernel")));
         }
-        let per_thread = if default_rows == 1 { 1 } else { ROWS_PER_THREAD };
+        let per_thread = if default_rows == 1 { 1 } else { rows_per_thread(head_dim) };
         let threads = n_rows.div_ceil(per_thread);
         if threads.div_ceil(ROWS_WG) > 65_535 || n_heads > 65_535 || (per_thread == 1 && n_rows > 65_535) {
             return Err(shape_err(
@@ -315,7 +321,7 @@ fn paged_params(
     let default_rows = if prefill { 16 } else { 1 };
     let max_keys = geo.max_pages_per_seq * geo.page_size;
     let rows_default = g.ctx().cpu_kernels();
-    let launch = resolve(op, opts, (n_rows, geo.n_heads), (default_rows, rows_default), max_keys)?;
+    let launch = resolve(op, opts, (n_rows, geo.n_heads, geo.head_dim), (default_rows, rows_default), max_keys)?;
     let p = Params {
         n_rows,
         n_heads: geo.n_heads,
@@ -375,7 +381,7 @@ pub fn dense_with(
     let n_rows = batch.checked_mul(seq_len).ok_or_else(too_big)?;
     let n_rows = check_qkv(g, OP, qkv, hidden, n_rows)?;
     let seq_len = seq_len as u32;
-    let launch = resolve(OP, opts, (n_rows, n_heads32), (16, g.ctx().cpu_kernels()), seq_len)?;
+    let launch = resolve(OP, opts, (n_rows, n_heads32, head_dim), (16, g.ctx().cpu_kernels()), seq_len)?;
     let p = Params {
         n_rows,
         n_heads: n_heads32,
@@ -408,7 +414,7 @@ pub fn kernels() -> Vec<Kernel> {
             // The decode step's attention that appends, and the merges.
             let append = [false, true].map(|f16| kernel("paged", d, 1, f16, true));
             let merges = [None, Some(false), Some(true)].map(|a| combine_kernel(d, a));
-            let rows = [1, ROWS_PER_THREAD].into_iter().flat_map(move |rq| {
+            let rows = [1, rows_per_thread(d)].into_iter().flat_map(move |rq| {
                 [
                     rows_kernel("paged", d, false, rq),
                     rows_kernel("paged", d, true, rq),
