@@ -322,7 +322,7 @@ fn main() {
     println!("adapter: {} ({}, {}), driver: {}", a.name, a.backend, a.device_type, a.driver);
     println!("features: shader_f16={} subgroup={}; {date}, commit {commit}", a.shader_f16, a.subgroup);
     println!("decode GEMVs apply the LayerNorms before them: {norm_in_gemv} (BARK_NORM_IN_GEMV)");
-    println!("linear layers and attention in their CPU variants: {cpu_kernels} (BARK_CPU_KERNELS)");
+    println!("linear layers, attention and layer norms in their CPU variants: {cpu_kernels} (BARK_CPU_KERNELS)");
     println!("median of {runs} runs after a warm-up; sampled (0.7/0.7/0.5), min_eos_p off, seed 7");
     if profiling {
         println!("BARK_PROFILE=1: every dispatch is timed and every step waited for; these rows are not speed figures");

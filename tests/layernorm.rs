@@ -1,10 +1,24 @@
-//! LayerNorm against an f64 CPU reference.
+//! LayerNorm against an f64 CPU reference, both kernels: a workgroup per row (GPUs) and a
+//! thread per row (`cpu_kernels`, CPU adapters), each on any adapter.
 
 mod common;
 
+use std::sync::OnceLock;
+
 use bark_wgpu::ops::layernorm::{self, EPS, MAX_COLS};
-use bark_wgpu::{DType, Graph, Tensor};
+use bark_wgpu::{Context, ContextOptions, DType, Graph, Tensor};
 use common::{assert_close, ctx, Rng};
+
+/// A context for each kernel: `cpu_kernels` off (the workgroup kernel) and on (the rows one).
+fn contexts() -> &'static [Context; 2] {
+    static CTX: OnceLock<[Context; 2]> = OnceLock::new();
+    CTX.get_or_init(|| {
+        [false, true].map(|on| {
+            Context::new(&ContextOptions { cpu_kernels: Some(on), ..Default::default() })
+                .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"))
+        })
+    })
+}
 
 /// torch.nn.LayerNorm in f64 on the same f32 inputs: biased variance, eps inside the sqrt.
 fn reference(x: &[f32], h: usize, w: &[f32], b: Option<&[f32]>, eps: f32) -> Vec<f32> {
@@ -22,7 +36,8 @@ fn reference(x: &[f32], h: usize, w: &[f32], b: Option<&[f32]>, eps: f32) -> Vec
 }
 
 // Tolerance for f32 kernels against the f64 reference: the row sums are trees over at most
-// ~1000 terms (relative error ~log2(H) * 2^-24 < 1e-6), the centred values are exact to an ulp,
+// ~1000 terms (relative error ~log2(H) * 2^-24 < 1e-6; the rows kernel's sums of 32-element
+// blocks, 32 + H / 32 terms, up to ~300 * 2^-24 < 2e-5 in the worst case, ~1e-6 in practice), the centred values are exact to an ulp,
 // and 1/sqrt adds a few ulps; outputs are O(1) (weights ~1, bias ~0.5). 1e-5 absolute plus
 // 1e-5 relative leaves a 10x margin and is still 50x tighter than the unbiased-variance
 // mistake at H = 1024 (a relative 5e-4).
@@ -42,20 +57,31 @@ fn case(rng: &mut Rng, rows: usize, h: usize, mean: f32) -> Case {
     Case { x, w, b }
 }
 
-/// Runs `layer_norm` (with or without bias) and returns y.
-fn run_ln(c: &Case, rows: usize, h: usize, bias: bool, eps: f32) -> Vec<f32> {
-    let ctx = ctx();
-    let tx = Tensor::from_f32(ctx, &c.x, &[rows, h], DType::F32).unwrap();
-    let tw = Tensor::from_f32(ctx, &c.w, &[h], DType::F32).unwrap();
-    let tb = Tensor::from_f32(ctx, &c.b, &[h], DType::F32).unwrap();
-    let mut g = Graph::new(ctx);
-    let (x, w) = (g.input(&tx), g.input(&tw));
-    let b = bias.then(|| g.input(&tb));
-    let y = layernorm::layer_norm(&mut g, x, w, b, eps).unwrap();
-    g.keep(y);
-    let plan = g.compile().unwrap();
-    plan.run().unwrap();
-    plan.tensor(y).to_f32(ctx).unwrap()
+/// Runs `layer_norm` (with or without bias) with each kernel; returns y from both.
+fn run_ln(c: &Case, rows: usize, h: usize, bias: bool, eps: f32) -> Vec<Vec<f32>> {
+    contexts()
+        .iter()
+        .map(|ctx| {
+            let tx = Tensor::from_f32(ctx, &c.x, &[rows, h], DType::F32).unwrap();
+            let tw = Tensor::from_f32(ctx, &c.w, &[h], DType::F32).unwrap();
+            let tb = Tensor::from_f32(ctx, &c.b, &[h], DType::F32).unwrap();
+            let mut g = Graph::new(ctx);
+            let (x, w) = (g.input(&tx), g.input(&tw));
+            let b = bias.then(|| g.input(&tb));
+            let y = layernorm::layer_norm(&mut g, x, w, b, eps).unwrap();
+            g.keep(y);
+            let plan = g.compile().unwrap();
+            plan.run().unwrap();
+            plan.tensor(y).to_f32(ctx).unwrap()
+        })
+        .collect()
+}
+
+/// Both kernels' outputs against `want`.
+fn check_both(what: &str, got: &[Vec<f32>], want: &[f32], atol: f32, rtol: f32) {
+    for (y, kernel) in got.iter().zip(["workgroup", "rows"]) {
+        assert_close(&format!("{what} ({kernel} kernel)"), y, want, atol, rtol);
+    }
 }
 
 #[test]
@@ -80,7 +106,7 @@ fn layer_norm_matches_torch_on_awkward_widths() {
         for bias in [false, true] {
             let got = run_ln(&c, rows, h, bias, EPS);
             let want = reference(&c.x, h, &c.w, bias.then_some(&c.b[..]), EPS);
-            assert_close(&format!("ln rows={rows} h={h} bias={bias}"), &got, &want, ATOL, RTOL);
+            check_both(&format!("ln rows={rows} h={h} bias={bias}"), &got, &want, ATOL, RTOL);
         }
     }
 }
@@ -95,7 +121,7 @@ fn layer_norm_is_exact_enough_for_rows_with_a_large_mean() {
         let got = run_ln(&c, 4, h, true, EPS);
         let want = reference(&c.x, h, &c.w, Some(&c.b), EPS);
         // The inputs themselves are exact; the f32 ulp of 1e4 (~1e-3) must not show.
-        assert_close(&format!("ln large mean h={h}"), &got, &want, ATOL, RTOL);
+        check_both(&format!("ln large mean h={h}"), &got, &want, ATOL, RTOL);
     }
 }
 
@@ -106,13 +132,13 @@ fn layer_norm_of_a_constant_row_is_the_bias_and_eps_is_used() {
     c.x = vec![3.25; rows * h];
     let got = run_ln(&c, rows, h, true, EPS);
     let want: Vec<f32> = (0..rows * h).map(|i| c.b[i % h]).collect();
-    assert_close("constant row", &got, &want, 0.0, 0.0);
+    check_both("constant row", &got, &want, 0.0, 0.0);
 
     // A large eps changes the result visibly: the kernel must use the one it is given.
     let c = case(&mut Rng::new(14), rows, h, 0.0);
     let got = run_ln(&c, rows, h, false, 0.5);
     let want = reference(&c.x, h, &c.w, None, 0.5);
-    assert_close("eps 0.5", &got, &want, ATOL, RTOL);
+    check_both("eps 0.5", &got, &want, ATOL, RTOL);
 }
 
 #[test]
@@ -122,7 +148,7 @@ fn layer_norm_many_rows_use_a_two_dimensional_grid() {
     let c = case(&mut Rng::new(15), rows, h, -1.0);
     let got = run_ln(&c, rows, h, true, EPS);
     let want = reference(&c.x, h, &c.w, Some(&c.b), EPS);
-    assert_close("70k rows", &got, &want, ATOL, RTOL);
+    check_both("70k rows", &got, &want, ATOL, RTOL);
 }
 
 #[test]
@@ -131,7 +157,7 @@ fn layer_norm_at_the_widest_row() {
     let c = case(&mut Rng::new(16), rows, h, 5.0);
     let got = run_ln(&c, rows, h, false, EPS);
     let want = reference(&c.x, h, &c.w, None, EPS);
-    assert_close("widest row", &got, &want, ATOL, RTOL);
+    check_both("widest row", &got, &want, ATOL, RTOL);
 }
 
 #[test]

@@ -29,10 +29,11 @@ pub struct ContextOptions {
     /// adapter but a CPU one: on lavapipe the kernel's extra work per workgroup costs more
     /// than the dispatch it saves (see BENCHMARKS.md), on a GPU a dispatch is the dearer.
     pub norm_in_gemv: Option<bool>,
-    /// Whether the linear layers and the attention run their variants for CPUs
-    /// (`matmul::Variant::GemmDirect`, `shaders/attention_rows.wgsl`: no workgroup tiles or
-    /// barriers) instead of the GPU kernels. `None` means `BARK_CPU_KERNELS` (`0` or `1`) if
-    /// set, else yes exactly on a CPU adapter (1.3-5x faster on lavapipe; a GPU wants the tiles).
+    /// Whether the linear layers, the attention and the layer norms run their variants for
+    /// CPUs (`matmul::Variant::GemmDirect`, `shaders/attention_rows.wgsl`, `layernorm_rows`: no
+    /// workgroup tiles or barriers) instead of the GPU kernels. `None` means `BARK_CPU_KERNELS`
+    /// (`0` or `1`) if set, else yes exactly on a CPU adapter (1.3-13x faster on lavapipe; a
+    /// GPU wants the tiles).
     pub cpu_kernels: Option<bool>,
     /// Whether plan runs time each dispatch with timestamp queries, for
     /// [`Context::take_profile`] (see `gpu/profile.rs`: it slows every run down). `None` means
@@ -265,7 +266,8 @@ impl Context {
     pub fn has_subgroups(&self) -> bool {
         self.inner.summary.subgroup
     }
-    /// Whether linear layers and attention run their CPU variants (see [`ContextOptions`]).
+    /// Whether linear layers, attention and layer norms run their CPU variants (see
+    /// [`ContextOptions`]).
     pub fn cpu_kernels(&self) -> bool {
         self.inner.cpu_kernels
     }

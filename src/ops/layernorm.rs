@@ -1,5 +1,6 @@
 //! LayerNorm over the last dimension (`shaders/layernorm.wgsl`): the norms of prefill and of
-//! the fine model. (A block's residual add rides in the linear layer before the norm, and a
+//! the fine model; a workgroup per row, or on a context with [`crate::Context::cpu_kernels`] a
+//! thread per row (`layernorm_rows`: no barriers, for CPU adapters). (A block's residual add rides in the linear layer before the norm, and a
 //! decode step's norms in the GEMV after it: [`super::matmul::norm_linear`].)
 
 use bytemuck::{Pod, Zeroable};
@@ -39,6 +40,13 @@ struct Params {
     h: u32,
     eps: f32,
     has_bias: u32,
+}
+
+/// Rows per workgroup of `layernorm_rows` (its ROWS_WG).
+const ROWS_WG: u32 = 8;
+
+fn rows_kernel() -> Kernel {
+    Kernel::new("layernorm", "layernorm_rows")
 }
 
 fn kernel((wg, per): (usize, usize)) -> Kernel {
@@ -85,7 +93,12 @@ pub fn layer_norm(g: &mut Graph, x: Val, weight: Val, bias: Option<Val>, eps: f3
     let y = g.tensor(&shape, DType::F32);
     let p = params(&Params { rows, h, eps, has_bias: bias.is_some().into() });
     // Without a bias the weight fills its binding, unread.
-    g.dispatch(kernel(variant), &p, &[x, weight, bias.unwrap_or(weight), y], groups_1d(rows));
+    let binds = [x, weight, bias.unwrap_or(weight), y];
+    if g.ctx().cpu_kernels() {
+        g.dispatch(rows_kernel(), &p, &binds, groups_1d(rows.div_ceil(ROWS_WG)));
+    } else {
+        g.dispatch(kernel(variant), &p, &binds, groups_1d(rows));
+    }
     Ok(y)
 }
 
@@ -94,5 +107,5 @@ pub fn kernels() -> Vec<Kernel> {
     // Every (workgroup size, share) that variant_for can return, found by asking it.
     let mut shapes: Vec<(usize, usize)> = (1..=MAX_COLS).map(variant_for).collect();
     shapes.dedup();
-    shapes.into_iter().map(kernel).collect()
+    shapes.into_iter().map(kernel).chain([rows_kernel()]).collect()
 }
