@@ -12,10 +12,10 @@
 //
 // `gemm_direct_vec4` / `gemm_direct_scalar` (CPU adapters such as lavapipe): no workgroup
 // memory and no barriers; each thread reads its operands straight from the buffers and keeps
-// a DM x 4 block of y in registers. On a CPU the buffers already sit in caches, and a
-// workgroup barrier costs a switch between every group of SIMD lanes, so the tiles above
-// cost more than they save there (see BENCHMARKS.md). On a GPU the threads' strided reads of
-// W do not coalesce: that is what the tiles are for.
+// a block of DM x 4 DC outputs of y (see the section below). On a CPU the buffers already sit
+// in caches, and a workgroup barrier costs a switch between every group of SIMD lanes, so the
+// tiles above cost more than they save there (see BENCHMARKS.md). On a GPU the threads'
+// strided reads of W do not coalesce: that is what the tiles are for.
 
 // #include linear_epilogue
 
