@@ -139,10 +139,10 @@ fn gemm(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u
 // (1 where DM = 1: a decode row reads each weight once whatever the block, and narrower
 // blocks give its few rows more threads).
 //
-// Why blocks this large: lavapipe runs 8 threads as the SIMD lanes of one CPU core, and loads
-// every storage-buffer element one lane at a time (a loop with a bounds check per element), so
-// a thread's cost is its count of loaded elements, and the larger its block, the more
-// multiply-adds each load serves: 16 x 16 ran 2-2.6x the 8 x 4 block of before on lavapipe.
+// Why blocks this large: lavapipe runs 8 threads as the SIMD lanes of one CPU core, and runs
+// every load from a storage buffer one lane at a time (a loop over the lanes with a bounds
+// check per element; a 16-byte load costs about what a 4-byte one does), so a thread's cost is
+// its count of loads, and the larger its block, the more multiply-adds each load serves: 16 x 16 ran 2-2.6x the 8 x 4 block of before on lavapipe.
 // The loops over the block are written out (`// #unroll`, see src/gpu/shaders.rs): rolled,
 // lavapipe kept the accumulators in memory and ran at half the speed.
 //
