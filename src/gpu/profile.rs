@@ -20,8 +20,8 @@ pub struct KernelTime {
     pub seconds: f64,
 }
 
-/// Queries one set may hold (wgpu's `QUERY_SET_MAX_QUERIES`): two per pass.
-const MAX_QUERIES: u32 = 4096;
+/// Passes one query set times: wgpu's `QUERY_SET_MAX_QUERIES` (4096), two queries per pass.
+const PASSES_PER_SET: u32 = 4096 / 2;
 
 /// Totals per kernel, in nanoseconds.
 #[derive(Default)]
@@ -49,9 +49,12 @@ impl Profiler {
     }
 }
 
-/// Timestamp queries for `passes` compute passes (two each), in as many sets as they need.
+/// Timestamp queries for `passes` compute passes (two each), in as many sets as they need, and
+/// the buffers they are read back through. A plan makes one on its first profiled run and keeps
+/// it: a profiled run waits for itself, so the next one may reuse the buffers.
 pub(crate) struct PassTimer {
-    sets: Vec<wgpu::QuerySet>,
+    /// Each set and its query count.
+    sets: Vec<(wgpu::QuerySet, u32)>,
     resolved: wgpu::Buffer,
     staging: wgpu::Buffer,
     passes: u32,
@@ -61,15 +64,11 @@ impl PassTimer {
     pub fn new(ctx: &Context, passes: usize) -> PassTimer {
         let device = ctx.device();
         let passes = passes as u32;
-        let per_set = MAX_QUERIES / 2;
-        let sets = (0..passes.div_ceil(per_set))
+        let sets = (0..passes.div_ceil(PASSES_PER_SET))
             .map(|k| {
-                let count = (passes - k * per_set).min(per_set) * 2;
-                device.create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("profile"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count,
-                })
+                let count = (passes - k * PASSES_PER_SET).min(PASSES_PER_SET) * 2;
+                let desc = wgpu::QuerySetDescriptor { label: Some("profile"), ty: wgpu::QueryType::Timestamp, count };
+                (device.create_query_set(&desc), count)
             })
             .collect();
         let bytes = u64::from(passes.max(1)) * 16;
@@ -88,10 +87,10 @@ impl PassTimer {
 
     /// The timestamps of pass `i`: its start and end queries.
     pub fn writes(&self, i: usize) -> wgpu::ComputePassTimestampWrites<'_> {
-        let per_set = (MAX_QUERIES / 2) as usize;
+        let per_set = PASSES_PER_SET as usize;
         let at = (i % per_set) as u32 * 2;
         wgpu::ComputePassTimestampWrites {
-            query_set: &self.sets[i / per_set],
+            query_set: &self.sets[i / per_set].0,
             beginning_of_pass_write_index: Some(at),
             end_of_pass_write_index: Some(at + 1),
         }
@@ -99,17 +98,15 @@ impl PassTimer {
 
     /// Copies every timestamp where [`PassTimer::finish`] can read it; after the last pass.
     pub fn resolve(&self, enc: &mut wgpu::CommandEncoder) {
-        let per_set = MAX_QUERIES / 2;
-        for (k, set) in self.sets.iter().enumerate() {
-            let count = (self.passes - k as u32 * per_set).min(per_set) * 2;
-            enc.resolve_query_set(set, 0..count, &self.resolved, u64::from(k as u32 * per_set) * 16);
+        for (k, (set, count)) in self.sets.iter().enumerate() {
+            enc.resolve_query_set(set, 0..*count, &self.resolved, u64::from(k as u32 * PASSES_PER_SET) * 16);
         }
         enc.copy_buffer_to_buffer(&self.resolved, 0, &self.staging, 0, self.staging.size());
     }
 
     /// Waits for `submission` and adds pass `i`'s time to `kernels[i]`'s total.
     pub fn finish<'a>(
-        self,
+        &self,
         ctx: &Context,
         submission: wgpu::SubmissionIndex,
         kernels: impl IntoIterator<Item = &'a str>,

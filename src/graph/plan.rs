@@ -2,7 +2,7 @@
 
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::{Graph, Val};
 use crate::gpu::{DType, PassTimer, Storage, Tensor};
@@ -42,6 +42,8 @@ pub struct Plan {
     copies: Vec<(Val, Val)>,
     /// Runs so far; run `n` copies its readbacks into staging buffer `n % 2`.
     runs: AtomicUsize,
+    /// The timestamp queries of profiled runs, made by the first one.
+    timer: OnceLock<PassTimer>,
     /// Bytes of intermediate buffers the plan added (after reuse by lifetime; compiled in a
     /// [`Scratch`], only those it did not find there).
     pub transient_bytes: u64,
@@ -227,7 +229,17 @@ impl Plan {
             readbacks.push((v, pair));
         }
         let copies = g.copies.clone();
-        Ok(Plan { ctx, steps, tensors, params, readbacks, copies, runs: AtomicUsize::new(0), transient_bytes })
+        Ok(Plan {
+            ctx,
+            steps,
+            tensors,
+            params,
+            readbacks,
+            copies,
+            runs: AtomicUsize::new(0),
+            timer: OnceLock::new(),
+            transient_bytes,
+        })
     }
 
     /// Encodes every dispatch into one compute pass, then the readback copies and the copies,
@@ -243,8 +255,9 @@ impl Plan {
     pub fn submit(&self) -> Result<Run> {
         let device = self.ctx.device();
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
-        let timer = self.ctx.profiling().then(|| PassTimer::new(&self.ctx, self.steps.len()));
-        match &timer {
+        let timer =
+            self.ctx.profiling().then(|| self.timer.get_or_init(|| PassTimer::new(&self.ctx, self.steps.len())));
+        match timer {
             // One pass per dispatch, each timed at both ends.
             Some(timer) => {
                 for (i, s) in self.steps.iter().enumerate() {

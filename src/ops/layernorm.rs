@@ -1,7 +1,8 @@
 //! LayerNorm over the last dimension (`shaders/layernorm.wgsl`): the norms of prefill and of
 //! the fine model; a workgroup per row, or on a context with [`crate::Context::cpu_kernels`] a
-//! thread per row (`layernorm_rows`: no barriers, for CPU adapters). (A block's residual add rides in the linear layer before the norm, and a
-//! decode step's norms in the GEMV after it: [`super::matmul::norm_linear`].)
+//! thread per row (`layernorm_rows`: no barriers, for CPU adapters). (A block's residual add
+//! rides in the linear layer before the norm, and a decode step's norms in the GEMV after it:
+//! [`super::matmul::norm_linear`].)
 
 use bytemuck::{Pod, Zeroable};
 

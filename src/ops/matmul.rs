@@ -373,7 +373,7 @@ fn gemm(g: &mut Graph, prob: &Problem) -> Result<()> {
 
 fn gemm_direct(g: &mut Graph, prob: &Problem) -> Result<()> {
     // Rows per thread: a decode step's M = 1 computes no padding rows.
-    let rows = DIRECT_ROWS.into_iter().find(|&r| r >= prob.m).unwrap_or(16);
+    let rows = DIRECT_ROWS.into_iter().find(|&r| r >= prob.m).unwrap_or(DIRECT_ROWS[DIRECT_ROWS.len() - 1]);
     let groups = grid(prob, rows, 4 * direct_col_groups(rows) * DIRECT_WG)?;
     // 16-byte loads need every row of x and W to start on 16 bytes.
     let vec4 = if prob.w_f16 { prob.k.is_multiple_of(8) } else { prob.k.is_multiple_of(4) };
