@@ -30,6 +30,11 @@ const HEAD_LANES: bool = RQ == 1u;
 const CH: u32 = 4u;
 // The pools hold two f16 halves per word (paged only; dense reads f32).
 const KV_F16: bool = false;
+// With f16 halves and D a multiple of 8 every key and value starts a 16-byte word, so the
+// chunks of 4 elements d and d + 1 (d even) come from one word: the walks load it at d and
+// take its upper half at d + 1 (lavapipe pays per load, not per byte). Otherwise a chunk's
+// halves may straddle words, and each chunk loads its own.
+const PAIRED: bool = KV_F16 && D % 8u == 0u;
 const NEG: f32 = -3.0e38;
 const NEG_VALID: f32 = -1.0e38;
 
@@ -47,7 +52,7 @@ const NEG_VALID: f32 = -1.0e38;
 var<private> nk: array<u32, RQ>;
 var<private> grp: array<u32, RQ>;
 
-// Elements e .. e + 3 (e a multiple of 4) of K or V.
+// Elements e .. e + 3 (e a multiple of 4) of K or V, from the word w that holds them.
 fn four(w: vec4<u32>, e: u32) -> vec4<f32> {
     if KV_F16 {
         let h = select(w.xy, w.zw, (e & 4u) != 0u);
@@ -57,12 +62,6 @@ fn four(w: vec4<u32>, e: u32) -> vec4<f32> {
 }
 fn word(e: u32) -> u32 {
     return select(e / 4u, e / 8u, KV_F16);
-}
-fn key4(e: u32) -> vec4<f32> {
-    return four(kbuf[word(e)], e);
-}
-fn value4(e: u32) -> vec4<f32> {
-    return four(vbuf[word(e)], e);
 }
 
 // Where key j of sequence (or batch item) g starts for this head, as an element index of K;
@@ -121,9 +120,13 @@ fn attend(row0: u32, head: u32, v_shift: u32) {
                 at[c] = key_start(g, min(j0 + c, kmax - 1u), head);
             }
             var s: array<f32, RQ * CH>;
+            var kw: array<vec4<u32>, CH>;
             for (var d = 0u; d < D4; d++) { // #unroll
                 for (var c = 0u; c < CH; c++) { // #unroll
-                    let k = key4(at[c] + 4u * d);
+                    if !PAIRED || d % 2u == 0u {
+                        kw[c] = kbuf[word(at[c] + 4u * d)];
+                    }
+                    let k = four(kw[c], at[c] + 4u * d);
                     for (var r = 0u; r < RQ; r++) { // #unroll
                         s[r * CH + c] += dot(q[r * D4 + d], k);
                     }
@@ -149,10 +152,14 @@ fn attend(row0: u32, head: u32, v_shift: u32) {
                 l[r] = l[r] * alpha[r] + sum;
             }
             // Outputs, four columns of D at a time, rescaled and accumulated.
+            var vw: array<vec4<u32>, CH>;
             for (var d = 0u; d < D4; d++) { // #unroll
                 var v: array<vec4<f32>, CH>;
                 for (var c = 0u; c < CH; c++) { // #unroll
-                    v[c] = value4(at[c] + v_shift + 4u * d);
+                    if !PAIRED || d % 2u == 0u {
+                        vw[c] = vbuf[word(at[c] + v_shift + 4u * d)];
+                    }
+                    v[c] = four(vw[c], at[c] + v_shift + 4u * d);
                 }
                 for (var r = 0u; r < RQ; r++) { // #unroll
                     var od = o[r * D4 + d] * alpha[r];
