@@ -1,4 +1,4 @@
-// GEMMs: prefill and other M > 16 products on a GPU, every product on a CPU adapter:
+// The tiled GEMM for GPUs: prefill and other M > 16 products:
 //   y[m, n] = act(sum_k x[m, k] * W[n, k] + bias[n]) + residual[m, n]
 // W is PyTorch's nn.Linear layout [N, K], bound as u32 words: f32 bits, or two f16 halves per
 // word (W_F16; rows padded to an even length). Accumulation is f32.
@@ -10,20 +10,15 @@
 // anything. (8 x 8 micro-tiles on 64 threads ran no faster on lavapipe, and would leave a
 // Bark prefill with too few threads per GPU core; the host's tile count assumes BM = BN = 64.)
 //
-// `gemm_direct_vec4` / `gemm_direct_scalar` (CPU adapters such as lavapipe): no workgroup
-// memory and no barriers; each thread reads its operands straight from the buffers and keeps
-// a block of DM x 4 DC outputs of y (see the section below). On a CPU the buffers already sit
-// in caches, and a workgroup barrier costs a switch between every group of SIMD lanes, so the
-// tiles above cost more than they save there (see BENCHMARKS.md). On a GPU the threads'
-// strided reads of W do not coalesce: that is what the tiles are for.
+// CPU adapters (lavapipe) run the same product as gemm_direct.wgsl or gemm_direct_subgroup.wgsl
+// instead: no workgroup memory and no barriers, a block of y per thread (see
+// common/gemm_direct.wgsl). On a GPU those threads' strided reads of W do not coalesce: that
+// is what the tiles here are for.
 
 // #include linear_epilogue
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
-// The same buffers in 16-byte words, for gemm_direct_vec4 (rows of x and W start on 16 bytes).
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w4: array<vec4<u32>>;
 
 const W_F16: bool = false;
 const BM: u32 = 64u;
@@ -131,129 +126,4 @@ fn gemm(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u
             }
         }
     }
-}
-
-// ---- The direct GEMM (CPU adapters). A thread computes a block of DM rows x 4 DC columns of
-// y: rows m0 .. m0 + DM, columns n0 .. n0 + 4 DC; DWG threads side by side take consecutive
-// column blocks. The host sets DM to the smallest of 1, 2, 4, 8, 16 that covers M, and DC to 4
-// (1 where DM = 1: a decode row reads each weight once whatever the block, and narrower
-// blocks give its few rows more threads).
-//
-// Why blocks this large: lavapipe runs 8 threads as the SIMD lanes of one CPU core, and runs
-// every load from a storage buffer one lane at a time (a loop over the lanes with a bounds
-// check per element; a 16-byte load costs about what a 4-byte one does), so a thread's cost is
-// its count of loads, and the larger its block, the more multiply-adds each load serves: 16 x 16 ran 2-2.6x the 8 x 4 block of before on lavapipe.
-// The loops over the block are written out (`// #unroll`, see src/gpu/shaders.rs): rolled,
-// lavapipe kept the accumulators in memory and ran at half the speed.
-//
-// Each output is the same sequential sum over K whatever DM and DC, so a row comes out
-// bit-identical at any M.
-const DM: u32 = 16u;
-const DC: u32 = 4u;
-const DWG: u32 = 8u;
-
-// The first row and column of the thread's block.
-fn origin(wid: vec3u, t: u32) -> vec2u {
-    return vec2(wid.y * DM, (wid.x * DWG + t) * 4u * DC);
-}
-
-// Writes the block: acc[i * DC + c] holds row m0 + i, columns n0 + 4c .. n0 + 4c + 3.
-fn store(o: vec2u, acc: ptr<function, array<vec4<f32>, DM * DC>>) {
-    for (var i = 0u; i < DM; i++) { // #unroll
-        for (var c = 0u; c < DC; c++) { // #unroll
-            for (var k = 0u; k < 4u; k++) { // #unroll
-                let m = o.x + i;
-                let n = o.y + 4u * c + k;
-                if m < p.m && n < p.n {
-                    y[m * p.n + n] = finish((*acc)[i * DC + c][k], m, n);
-                }
-            }
-        }
-    }
-}
-
-// K % 4 == 0 (f32) or K % 8 == 0 (f16): one 16-byte word of W is 4 (f32) or 8 (f16) weights.
-// Rows past M or columns past N re-read the last one and are not written.
-@compute @workgroup_size(DWG)
-fn gemm_direct_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
-    let o = origin(wid, t);
-    if o.y >= p.n {
-        return;
-    }
-    let words = p.row_words / 4u;
-    let x_row = p.k / 4u;
-    var acc: array<vec4<f32>, DM * DC>;
-    for (var q = 0u; q < words; q++) {
-        if W_F16 {
-            // Weights k .. k + 4 of column n0 + j in lo[j], k + 4 .. k + 8 in hi[j].
-            var lo: array<vec4<f32>, 4u * DC>;
-            var hi: array<vec4<f32>, 4u * DC>;
-            for (var c = 0u; c < DC; c++) { // #unroll
-                for (var k = 0u; k < 4u; k++) { // #unroll
-                    let u = w4[min(o.y + 4u * c + k, p.n - 1u) * words + q];
-                    lo[4u * c + k] = vec4(unpack2x16float(u.x), unpack2x16float(u.y));
-                    hi[4u * c + k] = vec4(unpack2x16float(u.z), unpack2x16float(u.w));
-                }
-            }
-            for (var i = 0u; i < DM; i++) { // #unroll
-                let r = min(o.x + i, p.m - 1u) * x_row + 2u * q;
-                let a = x4[r];
-                let e = x4[r + 1u];
-                for (var c = 0u; c < DC; c++) { // #unroll
-                    let j = 4u * c;
-                    acc[i * DC + c] += vec4(
-                        dot(a, lo[j]) + dot(e, hi[j]),
-                        dot(a, lo[j + 1u]) + dot(e, hi[j + 1u]),
-                        dot(a, lo[j + 2u]) + dot(e, hi[j + 2u]),
-                        dot(a, lo[j + 3u]) + dot(e, hi[j + 3u]),
-                    );
-                }
-            }
-        } else {
-            var wv: array<vec4<f32>, 4u * DC>;
-            for (var c = 0u; c < DC; c++) { // #unroll
-                for (var k = 0u; k < 4u; k++) { // #unroll
-                    wv[4u * c + k] = bitcast<vec4<f32>>(w4[min(o.y + 4u * c + k, p.n - 1u) * words + q]);
-                }
-            }
-            for (var i = 0u; i < DM; i++) { // #unroll
-                let a = x4[min(o.x + i, p.m - 1u) * x_row + q];
-                for (var c = 0u; c < DC; c++) { // #unroll
-                    let j = 4u * c;
-                    acc[i * DC + c] += vec4(dot(a, wv[j]), dot(a, wv[j + 1u]), dot(a, wv[j + 2u]), dot(a, wv[j + 3u]));
-                }
-            }
-        }
-    }
-    store(o, &acc);
-}
-
-// Any K, one weight at a time.
-@compute @workgroup_size(DWG)
-fn gemm_direct_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
-    let o = origin(wid, t);
-    if o.y >= p.n {
-        return;
-    }
-    var acc: array<vec4<f32>, DM * DC>;
-    for (var k = 0u; k < p.k; k++) {
-        var wv: array<vec4<f32>, DC>;
-        for (var c = 0u; c < DC; c++) { // #unroll
-            for (var j = 0u; j < 4u; j++) { // #unroll
-                let at = min(o.y + 4u * c + j, p.n - 1u) * p.row_words;
-                if W_F16 {
-                    wv[c][j] = unpack2x16float(w[at + k / 2u])[k % 2u];
-                } else {
-                    wv[c][j] = bitcast<f32>(w[at + k]);
-                }
-            }
-        }
-        for (var i = 0u; i < DM; i++) { // #unroll
-            let xv = x[min(o.x + i, p.m - 1u) * p.k + k];
-            for (var c = 0u; c < DC; c++) { // #unroll
-                acc[i * DC + c] += xv * wv[c];
-            }
-        }
-    }
-    store(o, &acc);
 }

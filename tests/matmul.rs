@@ -22,6 +22,7 @@
 
 mod common;
 
+use bark_wgpu::ops::gemm_direct;
 use bark_wgpu::ops::layernorm::EPS;
 use bark_wgpu::ops::matmul::{self, Epilogue, InputNorm, Linear, Variant};
 use bark_wgpu::{Context, ContextOptions, DType, Graph, Tensor};
@@ -301,6 +302,34 @@ fn gemm_bark_prefill_size() {
     for variant in GEMMS {
         check_rows(ctx, &Case::new(257, 1024, 4096, true).full(), variant, 500, Some(rows.clone()));
         check_rows(ctx, &Case::new(257, 4096, 300, false), variant, 501, Some(rows.clone()));
+    }
+}
+
+#[test]
+fn direct_gemm_shares_x_loads_and_agrees_bit_for_bit_without() {
+    // Where subgroups hold a workgroup (lavapipe: 8 lanes of 8) the direct GEMM's lanes split
+    // the loads of x's rows and shuffle them to each other (blocks of 8 and 16 rows, 16-byte
+    // loads); a device without subgroups has each thread load them all. Every output is the
+    // same sum in the same order either way, so the two must agree bit for bit, and match the
+    // reference. Shapes: 8 and 16 row blocks, M past a block, N past a workgroup's 128 columns,
+    // both dtypes, and K = 12 in f16 (no 16-byte loads: not shared).
+    let shared = ctx();
+    if shared.adapter().get_info().name.contains("llvmpipe") {
+        assert!(gemm_direct::shares_x_loads(shared), "lavapipe has subgroups of 8: the loads should be shared");
+    }
+    let opts = ContextOptions { no_optional_features: true, cpu_kernels: Some(true), ..Default::default() };
+    let own = &Context::new(&opts).unwrap();
+    assert!(!gemm_direct::shares_x_loads(own));
+    let shapes =
+        [(8, 24, 259, true), (23, 16, 300, false), (16, 64, 29, true), (40, 1024, 130, true), (9, 12, 33, true)];
+    for (i, &(m, k, n, f16)) in shapes.iter().enumerate() {
+        let c = Case::new(m, k, n, f16).full();
+        let d = data(&c, 1000 + i as u64);
+        let a = run_gpu(shared, &c, &d, Variant::GemmDirect);
+        let b = run_gpu(own, &c, &d, Variant::GemmDirect);
+        let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{m}x{k}x{n} f16={f16}: shared and own x loads differ");
+        check(shared, &c, Variant::GemmDirect, 1000 + i as u64);
     }
 }
 

@@ -5,7 +5,8 @@
 //! f32 or f16 (packed two per word), bias f32 `[N]`, residual f32 shaped like y. Accumulation is
 //! always f32. [`linear`] picks the kernel: GEMV for M <= [`GEMV_MAX_M`] (a decode step of up to
 //! 16 sequences), with subgroup reductions where the device has them, and the tiled GEMM above;
-//! on a context with [`Context::cpu_kernels`] (CPU adapters) the direct GEMM for every M.
+//! on a context with [`Context::cpu_kernels`] (CPU adapters) the direct GEMM
+//! ([`super::gemm_direct`]) for every M.
 //! [`norm_linear`] puts a LayerNorm of x's rows in front (`linear(LN(x))`, how every Bark block
 //! and head starts): the GEMV does it on the fly in the same dispatch, the GEMM after a
 //! [`layer_norm`] pass.
@@ -13,7 +14,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::layernorm::{self, layer_norm};
-use super::{gemv, params};
+use super::{gemm_direct, gemv, params};
 use crate::error::{shape_err, Error};
 use crate::gpu::{DType, Kernel};
 use crate::graph::{Graph, Val};
@@ -51,10 +52,6 @@ pub const GEMV_MAX_M: usize = 16;
 
 /// GEMM output tile edge (BM = BN in `shaders/matmul.wgsl`).
 const GEMM_TILE: usize = 64;
-/// The direct GEMM's blocks of y per thread (DM rows, the smallest that covers M, x 4 DC
-/// columns, see [`direct_col_groups`]) and threads per workgroup (DWG).
-const DIRECT_ROWS: [usize; 5] = [1, 2, 4, 8, 16];
-const DIRECT_WG: usize = 8;
 const MAX_GROUPS: usize = 65_535;
 
 /// A linear layer's weights, as models hold them.
@@ -230,7 +227,7 @@ fn record(
     prob.binds[4] = y;
     match variant {
         Variant::Gemm => gemm(g, &prob)?,
-        Variant::GemmDirect => gemm_direct(g, &prob)?,
+        Variant::GemmDirect => gemm_direct::dispatch(g, &prob)?,
         Variant::Gemv => gemv::dispatch(g, &mut prob, false)?,
         _ => gemv::dispatch(g, &mut prob, true)?,
     }
@@ -336,25 +333,8 @@ fn gemm_kernel(w_f16: bool) -> Kernel {
     Kernel::new("matmul", "gemm").with("W_F16", w_f16)
 }
 
-/// Groups of 4 columns per thread of the direct GEMM for blocks of `rows` rows (its DC).
-fn direct_col_groups(rows: usize) -> usize {
-    if rows == 1 {
-        1
-    } else {
-        4
-    }
-}
-
-fn gemm_direct_kernel(vec4: bool, w_f16: bool, rows: usize) -> Kernel {
-    let entry = if vec4 { "gemm_direct_vec4" } else { "gemm_direct_scalar" };
-    Kernel::new("matmul", entry)
-        .with("W_F16", w_f16)
-        .with("DM", format!("{rows}u"))
-        .with("DC", format!("{}u", direct_col_groups(rows)))
-}
-
 /// The workgroup grid for `rows` x `cols` blocks of y, within the per-dimension limit.
-fn grid(prob: &Problem, rows: usize, cols: usize) -> Result<[u32; 3]> {
+pub(crate) fn grid(prob: &Problem, rows: usize, cols: usize) -> Result<[u32; 3]> {
     let (gx, gy) = (prob.n.div_ceil(cols), prob.m.div_ceil(rows));
     if gx > MAX_GROUPS || gy > MAX_GROUPS {
         return Err(shape_err(
@@ -371,25 +351,8 @@ fn gemm(g: &mut Graph, prob: &Problem) -> Result<()> {
     Ok(())
 }
 
-fn gemm_direct(g: &mut Graph, prob: &Problem) -> Result<()> {
-    // Rows per thread: a decode step's M = 1 computes no padding rows.
-    let rows = DIRECT_ROWS.into_iter().find(|&r| r >= prob.m).unwrap_or(DIRECT_ROWS[DIRECT_ROWS.len() - 1]);
-    let groups = grid(prob, rows, 4 * direct_col_groups(rows) * DIRECT_WG)?;
-    // 16-byte loads need every row of x and W to start on 16 bytes.
-    let vec4 = if prob.w_f16 { prob.k.is_multiple_of(8) } else { prob.k.is_multiple_of(4) };
-    g.dispatch(gemm_direct_kernel(vec4, prob.w_f16, rows), &params(&prob.params), &prob.binds[..5], groups);
-    Ok(())
-}
-
-/// Every specialisation this module dispatches (the GEMV ones are in [`gemv::kernels`]).
+/// Every specialisation this module dispatches (the GEMV and direct GEMM ones are in
+/// [`gemv::kernels`] and [`gemm_direct::kernels`]).
 pub fn kernels() -> Vec<Kernel> {
-    let mut out = vec![gemm_kernel(false), gemm_kernel(true)];
-    for vec4 in [false, true] {
-        for w_f16 in [false, true] {
-            for rows in DIRECT_ROWS {
-                out.push(gemm_direct_kernel(vec4, w_f16, rows));
-            }
-        }
-    }
-    out
+    vec![gemm_kernel(false), gemm_kernel(true)]
 }

@@ -7,6 +7,7 @@ pub mod conv1d;
 pub mod conv_transpose1d;
 pub mod elementwise;
 pub mod embedding;
+pub mod gemm_direct;
 pub mod gemv;
 pub mod kv_cache;
 pub mod layernorm;
@@ -25,6 +26,7 @@ pub fn all_kernels() -> Vec<Kernel> {
         conv_transpose1d::kernels(),
         elementwise::kernels(),
         embedding::kernels(),
+        gemm_direct::kernels(),
         gemv::kernels(),
         kv_cache::kernels(),
         layernorm::kernels(),

@@ -1,0 +1,155 @@
+// The direct GEMM's shared body (gemm_direct.wgsl, gemm_direct_subgroup.wgsl), for CPU
+// adapters such as lavapipe: the product of matmul.wgsl (read its header for y, W's layout and
+// the epilogue) with no workgroup memory and no barriers. Each thread reads its operands
+// straight from the buffers and keeps a block of DM rows x 4 DC columns of y: rows
+// m0 .. m0 + DM, columns n0 .. n0 + 4 DC; DWG threads side by side take consecutive column
+// blocks, so all of a workgroup's threads need the same DM rows of x. The host sets DM to the
+// smallest of 1, 2, 4, 8, 16 that covers M, and DC to 4 (1 where DM = 1: a decode row reads
+// each weight once whatever the block, and narrower blocks give its few rows more threads).
+//
+// Why: on a CPU the buffers already sit in caches, and a workgroup barrier costs a switch
+// between every group of SIMD lanes, so matmul.wgsl's tiles cost more than they save there.
+// lavapipe runs a workgroup's 8 threads as the SIMD lanes of one CPU core, and runs every load
+// from a storage buffer one lane at a time (a loop over the lanes with a bounds check per
+// element; a 16-byte load costs about what a 4-byte one does), so a thread's cost is its count
+// of loads, and the larger its block, the more multiply-adds each load serves: 16 x 16 ran
+// 2-2.6x the 8 x 4 block of before. The lanes can also split the x loads among themselves:
+// each loads DM / X_LANES of the rows and takes the others' from them with `x_from` (a
+// subgroup shuffle, which lavapipe runs as register moves), 1.45x again in f16.
+// The loops over the block are written out (`// #unroll`, see src/gpu/shaders.rs): rolled,
+// lavapipe kept the accumulators in memory and ran at half the speed.
+//
+// Each output is the same sequential sum over K whatever DM, DC and X_LANES, so a row comes
+// out bit-identical at any M, from either file.
+//
+// The including file defines X_LANES (threads that share each x load: 1, or DWG where a
+// subgroup holds the whole workgroup), `x_from(v, lane)` (the word v as lane `lane` loaded
+// it) and the entry point `gemm_direct_vec4`, which passes the thread's subgroup lane (0 when
+// X_LANES = 1) to `direct_vec4`.
+
+// #include linear_epilogue
+
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+// The same buffers in 16-byte words, for direct_vec4 (rows of x and W start on 16 bytes).
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w4: array<vec4<u32>>;
+
+const W_F16: bool = false;
+const DM: u32 = 16u;
+const DC: u32 = 4u;
+const DWG: u32 = 8u;
+// Rows of x each thread loads per step (the host shares loads only where X_LANES divides DM).
+const XL: u32 = DM / X_LANES;
+
+// The first row and column of the thread's block.
+fn origin(wid: vec3u, t: u32) -> vec2u {
+    return vec2(wid.y * DM, (wid.x * DWG + t) * 4u * DC);
+}
+
+// Writes the block: acc[i * DC + c] holds row m0 + i, columns n0 + 4c .. n0 + 4c + 3.
+fn store(o: vec2u, acc: ptr<function, array<vec4<f32>, DM * DC>>) {
+    for (var i = 0u; i < DM; i++) { // #unroll
+        for (var c = 0u; c < DC; c++) { // #unroll
+            for (var k = 0u; k < 4u; k++) { // #unroll
+                let m = o.x + i;
+                let n = o.y + 4u * c + k;
+                if m < p.m && n < p.n {
+                    y[m * p.n + n] = finish((*acc)[i * DC + c][k], m, n);
+                }
+            }
+        }
+    }
+}
+
+// K % 4 == 0 (f32) or K % 8 == 0 (f16): one 16-byte word of W is 4 (f32) or 8 (f16) weights.
+// Rows past M or columns past N re-read the last one and are not written. No thread leaves
+// early: with X_LANES > 1 every lane takes part in every shuffle.
+fn direct_vec4(o: vec2u, lane: u32) {
+    let words = p.row_words / 4u;
+    let x_row = p.k / 4u;
+    var acc: array<vec4<f32>, DM * DC>;
+    for (var q = 0u; q < words; q++) {
+        if W_F16 {
+            // Weights k .. k + 4 of column n0 + j in lo[j], k + 4 .. k + 8 in hi[j].
+            var lo: array<vec4<f32>, 4u * DC>;
+            var hi: array<vec4<f32>, 4u * DC>;
+            for (var c = 0u; c < DC; c++) { // #unroll
+                for (var k = 0u; k < 4u; k++) { // #unroll
+                    let u = w4[min(o.y + 4u * c + k, p.n - 1u) * words + q];
+                    lo[4u * c + k] = vec4(unpack2x16float(u.x), unpack2x16float(u.y));
+                    hi[4u * c + k] = vec4(unpack2x16float(u.z), unpack2x16float(u.w));
+                }
+            }
+            // x[m, k .. k + 8] of rows m = m0 + X_LANES * h + lane in xs[2h], xs[2h + 1].
+            var xs: array<vec4<f32>, 2u * XL>;
+            for (var h = 0u; h < XL; h++) { // #unroll
+                let r = min(o.x + X_LANES * h + lane, p.m - 1u) * x_row + 2u * q;
+                xs[2u * h] = x4[r];
+                xs[2u * h + 1u] = x4[r + 1u];
+            }
+            for (var i = 0u; i < DM; i++) { // #unroll
+                let a = x_from(xs[2u * (i / X_LANES)], i % X_LANES);
+                let e = x_from(xs[2u * (i / X_LANES) + 1u], i % X_LANES);
+                for (var c = 0u; c < DC; c++) { // #unroll
+                    let j = 4u * c;
+                    acc[i * DC + c] += vec4(
+                        dot(a, lo[j]) + dot(e, hi[j]),
+                        dot(a, lo[j + 1u]) + dot(e, hi[j + 1u]),
+                        dot(a, lo[j + 2u]) + dot(e, hi[j + 2u]),
+                        dot(a, lo[j + 3u]) + dot(e, hi[j + 3u]),
+                    );
+                }
+            }
+        } else {
+            var wv: array<vec4<f32>, 4u * DC>;
+            for (var c = 0u; c < DC; c++) { // #unroll
+                for (var k = 0u; k < 4u; k++) { // #unroll
+                    wv[4u * c + k] = bitcast<vec4<f32>>(w4[min(o.y + 4u * c + k, p.n - 1u) * words + q]);
+                }
+            }
+            var xs: array<vec4<f32>, XL>;
+            for (var h = 0u; h < XL; h++) { // #unroll
+                xs[h] = x4[min(o.x + X_LANES * h + lane, p.m - 1u) * x_row + q];
+            }
+            for (var i = 0u; i < DM; i++) { // #unroll
+                let a = x_from(xs[i / X_LANES], i % X_LANES);
+                for (var c = 0u; c < DC; c++) { // #unroll
+                    let j = 4u * c;
+                    acc[i * DC + c] += vec4(dot(a, wv[j]), dot(a, wv[j + 1u]), dot(a, wv[j + 2u]), dot(a, wv[j + 3u]));
+                }
+            }
+        }
+    }
+    store(o, &acc);
+}
+
+// Any K, one weight at a time (each thread loads its own x).
+@compute @workgroup_size(DWG)
+fn gemm_direct_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
+    let o = origin(wid, t);
+    if o.y >= p.n {
+        return;
+    }
+    var acc: array<vec4<f32>, DM * DC>;
+    for (var k = 0u; k < p.k; k++) {
+        var wv: array<vec4<f32>, DC>;
+        for (var c = 0u; c < DC; c++) { // #unroll
+            for (var j = 0u; j < 4u; j++) { // #unroll
+                let at = min(o.y + 4u * c + j, p.n - 1u) * p.row_words;
+                if W_F16 {
+                    wv[c][j] = unpack2x16float(w[at + k / 2u])[k % 2u];
+                } else {
+                    wv[c][j] = bitcast<f32>(w[at + k]);
+                }
+            }
+        }
+        for (var i = 0u; i < DM; i++) { // #unroll
+            let xv = x[min(o.x + i, p.m - 1u) * p.k + k];
+            for (var c = 0u; c < DC; c++) { // #unroll
+                acc[i * DC + c] += xv * wv[c];
+            }
+        }
+    }
+    store(o, &acc);
+}

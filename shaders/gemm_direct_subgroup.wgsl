@@ -1,0 +1,26 @@
+// The direct GEMM (CPU adapters) with the x loads shared: each of a workgroup's DWG lanes
+// loads DM / DWG of the block's rows, and subgroupShuffle hands each row to the others (all
+// lanes need the same rows). For devices whose subgroups hold a whole workgroup (the host
+// checks the smallest subgroup size); a module that names subgroup builtins fails validation
+// on devices without them, hence a file of its own. The kernel is common/gemm_direct.wgsl
+// (read its header); gemm_direct.wgsl is the twin without subgroups.
+// (No `enable subgroups;`: naga 30 rejects that directive and gates subgroups by feature.)
+
+// #include gemm_direct
+
+const X_LANES: u32 = DWG;
+
+// Word v of lane `lane`. (subgroupBroadcast would need a constant lane; after inlining the
+// unrolled loops this shuffle's lane is one, and it ran as fast on lavapipe.)
+fn x_from(v: vec4<f32>, lane: u32) -> vec4<f32> {
+    return subgroupShuffle(v, lane);
+}
+
+@compute @workgroup_size(DWG)
+fn gemm_direct_vec4(
+    @builtin(workgroup_id) wid: vec3u,
+    @builtin(local_invocation_index) t: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    direct_vec4(origin(wid, t), lane);
+}
