@@ -343,8 +343,44 @@ fn dense_at_other_head_dims() {
     }
 }
 
+#[test]
+fn dense_with_shared_loads_matches_each_thread_loading_its_own() {
+    // Where subgroups hold a workgroup (lavapipe: 8 lanes) and every row sees all the keys of
+    // its item, the rows kernel's lanes split each chunk's key and value loads and shuffle the
+    // words to each other: the fine model's path. It must match the reference and, every output
+    // being the same sums in the same order, a device without subgroups bit for bit. Head dims
+    // 32, 64, 128 (8, 8 and 4 rows per thread), rows per item multiples of a workgroup's.
+    let shared = ctx();
+    let opts = ContextOptions { no_optional_features: true, cpu_kernels: Some(true), ..Default::default() };
+    let own = &Context::new(&opts).unwrap();
+    for (d, t) in [(32, 64), (64, 128), (128, 32)] {
+        if shared.adapter().get_info().name.contains("llvmpipe") {
+            assert!(attention::shares_loads(shared, Mask::Full, t as u32, d as u32), "d={d} T={t}");
+        }
+        assert!(!attention::shares_loads(own, Mask::Full, t as u32, d as u32));
+        let (a, want) = dense_run(shared, d, (2, t, 3), Mask::Full, ROWS);
+        let (b, _) = dense_run(own, d, (2, t, 3), Mask::Full, ROWS);
+        assert_close(&format!("shared loads d={d} T={t}"), &a, &want, TOL, 0.0);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "d={d} T={t}: shared != own loads");
+    }
+}
+
 /// Dense attention over `batch` items of `t` rows, `heads` heads of `d`, against the reference.
 fn dense_case(ctx: &Context, d: usize, (b, t, heads): (usize, usize, usize), mask: Mask, o: AttnOptions) {
+    let (got, want) = dense_run(ctx, d, (b, t, heads), mask, o);
+    let label = format!("dense d={d} B={b} T={t} heads={heads} {mask:?} {o:?}");
+    eprintln!("{label}: max err {:e}", max_abs_diff(&got, &want));
+    assert_close(&label, &got, &want, TOL, 0.0);
+}
+
+/// The kernel's output and the reference's for [`dense_case`]'s problem.
+fn dense_run(
+    ctx: &Context,
+    d: usize,
+    (b, t, heads): (usize, usize, usize),
+    mask: Mask,
+    o: AttnOptions,
+) -> (Vec<f32>, Vec<f32>) {
     let h = heads * d;
     let qkv = Rng::new((b * t + heads + d) as u64).normal(b * t * 3 * h, 1.0);
     let x = Tensor::from_f32(ctx, &qkv, &[b * t, 3 * h], DType::F32).unwrap();
@@ -362,9 +398,7 @@ fn dense_case(ctx: &Context, d: usize, (b, t, heads): (usize, usize, usize), mas
                 .collect::<Vec<_>>()
         })
         .collect();
-    let label = format!("dense d={d} B={b} T={t} heads={heads} {mask:?} {o:?}");
-    eprintln!("{label}: max err {:e}", max_abs_diff(&got, &want));
-    assert_close(&label, &got, &want, TOL, 0.0);
+    (got, want)
 }
 
 #[test]

@@ -19,7 +19,7 @@ use crate::error::{shape_err, Error};
 use crate::gpu::{DType, Kernel};
 use crate::graph::{Graph, Val};
 use crate::kv::KvVals;
-use crate::Result;
+use crate::{Context, Result};
 
 /// The largest head dimension the kernels are built for: the block's queries then fill about
 /// 8 KiB of the 16 KiB of workgroup memory WebGPU guarantees.
@@ -72,6 +72,22 @@ pub fn rows_per_thread(head_dim: u32) -> u32 {
 /// Threads per workgroup of `attention_rows.wgsl` (WG).
 const ROWS_WG: u32 = 8;
 
+/// Whether a dense attention of `mask`, `seq_len` rows per batch item and heads of `head_dim`,
+/// when it runs the rows kernel on `ctx`, runs attention_rows_subgroup.wgsl, whose lanes share
+/// the key and value loads. It needs several rows per thread, subgroups that hold a whole
+/// workgroup, every row seeing every key of its item (no causal mask), each workgroup's rows in
+/// one item, and a head's 16-byte words splitting evenly over the lanes. Bark's fine model
+/// (1024 rows, head dim 64) on lavapipe qualifies.
+pub fn shares_loads(ctx: &Context, mask: Mask, seq_len: u32, head_dim: u32) -> bool {
+    let rq = rows_per_thread(head_dim);
+    ctx.has_subgroups()
+        && ctx.adapter().get_info().subgroup_min_size >= ROWS_WG
+        && mask == Mask::Full
+        && rq > 1
+        && seq_len.is_multiple_of(ROWS_WG * rq)
+        && head_dim.is_multiple_of(4 * ROWS_WG)
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
@@ -116,9 +132,11 @@ fn kernel(entry: &'static str, head_dim: u32, block_rows: u32, kv_f16: bool, app
         .with("VCol", col)
 }
 
-/// attention_rows.wgsl's `entry` for heads of `head_dim` over f16 (`kv_f16`) or f32 keys.
-fn rows_kernel(entry: &'static str, head_dim: u32, kv_f16: bool, rows_per_thread: u32) -> Kernel {
-    Kernel::new("attention_rows", entry)
+/// attention_rows.wgsl's `entry` for heads of `head_dim` over f16 (`kv_f16`) or f32 keys, or
+/// with `shared_loads` attention_rows_subgroup.wgsl's (`dense` only, see [`shares_loads`]).
+fn rows_kernel(entry: &'static str, head_dim: u32, kv_f16: bool, rows_per_thread: u32, shared_loads: bool) -> Kernel {
+    let shader = if shared_loads { "attention_rows_subgroup" } else { "attention_rows" };
+    Kernel::new(shader, entry)
         .with("D", format!("{head_dim}u"))
         .with("RQ", format!("{rows_per_thread}u"))
         .with("WG", format!("{ROWS_WG}u"))
@@ -142,6 +160,8 @@ fn combine_kernel(head_dim: u32, append: Option<bool>) -> Kernel {
 #[derive(Clone, Copy)]
 struct Launch {
     rows: bool,
+    /// The rows kernel with its lanes sharing the loads ([`shares_loads`]).
+    shared_loads: bool,
     block_rows: u32,
     blocks: u32,
     split: u32,
@@ -171,7 +191,8 @@ fn resolve(
                 format!("{n_rows} rows x {n_heads} heads is more workgroups than a dispatch allows"),
             ));
         }
-        return Ok(Launch { rows: true, block_rows: per_thread, blocks: threads.div_ceil(ROWS_WG), split: 1 });
+        let blocks = threads.div_ceil(ROWS_WG);
+        return Ok(Launch { rows: true, shared_loads: false, block_rows: per_thread, blocks, split: 1 });
     }
     let block_rows = opts.block_rows.unwrap_or(default_rows);
     if !BLOCK_ROWS.contains(&block_rows) {
@@ -190,7 +211,7 @@ fn resolve(
     if !(1..=MAX_SPLIT).contains(&split) {
         return Err(Error::Invalid(format!("{op}: split {split} is not in 1..={MAX_SPLIT}")));
     }
-    Ok(Launch { rows: false, block_rows, blocks, split })
+    Ok(Launch { rows: false, shared_loads: false, block_rows, blocks, split })
 }
 
 /// The bindings a merge that appends needs: `[qkv, k pool, rows, page_table, seq_lens, v pool]`
@@ -218,7 +239,7 @@ fn record(
     all.push(target);
     all.extend_from_slice(after);
     let k = if launch.rows {
-        rows_kernel(entry, head_dim, kv_f16, launch.block_rows)
+        rows_kernel(entry, head_dim, kv_f16, launch.block_rows, launch.shared_loads)
     } else {
         kernel(entry, head_dim, launch.block_rows, kv_f16, append.is_some())
     };
@@ -381,7 +402,8 @@ pub fn dense_with(
     let n_rows = batch.checked_mul(seq_len).ok_or_else(too_big)?;
     let n_rows = check_qkv(g, OP, qkv, hidden, n_rows)?;
     let seq_len = seq_len as u32;
-    let launch = resolve(OP, opts, (n_rows, n_heads32, head_dim), (16, g.ctx().cpu_kernels()), seq_len)?;
+    let mut launch = resolve(OP, opts, (n_rows, n_heads32, head_dim), (16, g.ctx().cpu_kernels()), seq_len)?;
+    launch.shared_loads = launch.rows && shares_loads(g.ctx(), mask, seq_len, head_dim);
     let p = Params {
         n_rows,
         n_heads: n_heads32,
@@ -416,12 +438,14 @@ pub fn kernels() -> Vec<Kernel> {
             let merges = [None, Some(false), Some(true)].map(|a| combine_kernel(d, a));
             let rows = [1, rows_per_thread(d)].into_iter().flat_map(move |rq| {
                 [
-                    rows_kernel("paged", d, false, rq),
-                    rows_kernel("paged", d, true, rq),
-                    rows_kernel("dense", d, false, rq),
+                    rows_kernel("paged", d, false, rq, false),
+                    rows_kernel("paged", d, true, rq, false),
+                    rows_kernel("dense", d, false, rq, false),
                 ]
             });
-            attend.chain(append).chain(merges).chain(rows)
+            let rq = rows_per_thread(d);
+            let shared = (rq > 1 && d.is_multiple_of(4 * ROWS_WG)).then(|| rows_kernel("dense", d, false, rq, true));
+            attend.chain(append).chain(merges).chain(rows).chain(shared)
         })
         .collect()
 }
