@@ -5,8 +5,6 @@
 
 // #include gemm_direct
 
-const X_LANES: u32 = 1u;
-
 // The thread's own word.
 fn x_from(v: vec4<f32>, lane: u32) -> vec4<f32> {
     return v;

@@ -1,14 +1,13 @@
-// The direct GEMM (CPU adapters) with the x loads shared: each of a workgroup's DWG lanes
-// loads DM / DWG of the block's rows, and subgroupShuffle hands each row to the others (all
-// lanes need the same rows). For devices whose subgroups hold a whole workgroup (the host
-// checks the smallest subgroup size); a module that names subgroup builtins fails validation
-// on devices without them, hence a file of its own. The kernel is common/gemm_direct.wgsl
-// (read its header); gemm_direct.wgsl is the twin without subgroups.
+// The direct GEMM (CPU adapters) with the x loads shared: all of a workgroup's DWG lanes need
+// the same rows of x, so each loads a share of them (XR lanes split the block's rows, XS lanes
+// steps of K; the host sets XR x XS = DWG) and subgroupShuffle hands each word to the others.
+// For devices whose subgroups hold a whole workgroup (the host checks the smallest subgroup
+// size); a module that names subgroup builtins fails validation on devices without them, hence
+// a file of its own. The kernel is common/gemm_direct.wgsl (read its header); gemm_direct.wgsl
+// is the twin without subgroups.
 // (No `enable subgroups;`: naga 30 rejects that directive and gates subgroups by feature.)
 
 // #include gemm_direct
-
-const X_LANES: u32 = DWG;
 
 // Word v of lane `lane`. (subgroupBroadcast would need a constant lane; after inlining the
 // unrolled loops this shuffle's lane is one, and it ran as fast on lavapipe.)

@@ -308,11 +308,12 @@ fn gemm_bark_prefill_size() {
 #[test]
 fn direct_gemm_shares_x_loads_and_agrees_bit_for_bit_without() {
     // Where subgroups hold a workgroup (lavapipe: 8 lanes of 8) the direct GEMM's lanes split
-    // the loads of x's rows and shuffle them to each other (blocks of 8 and 16 rows, 16-byte
-    // loads); a device without subgroups has each thread load them all. Every output is the
-    // same sum in the same order either way, so the two must agree bit for bit, and match the
-    // reference. Shapes: 8 and 16 row blocks, M past a block, N past a workgroup's 128 columns,
-    // both dtypes, and K = 12 in f16 (no 16-byte loads: not shared).
+    // the loads of x (by rows in blocks of 8 and 16 rows, by steps of K in blocks of 1, 2 and
+    // 4) and shuffle the words to each other; a device without subgroups has each thread load
+    // them all. Every output is the same sum in the same order either way, so the two must
+    // agree bit for bit, and match the reference. Shapes: every block size, M past a block, N
+    // past a workgroup's columns, both dtypes, steps of K that do not fill the lanes (K = 24 f16
+    // and K = 40 f32 at M = 1 and 2), and K = 12 in f16 (no 16-byte loads: not shared).
     let shared = ctx();
     if shared.adapter().get_info().name.contains("llvmpipe") {
         assert!(gemm_direct::shares_x_loads(shared), "lavapipe has subgroups of 8: the loads should be shared");
@@ -320,8 +321,17 @@ fn direct_gemm_shares_x_loads_and_agrees_bit_for_bit_without() {
     let opts = ContextOptions { no_optional_features: true, cpu_kernels: Some(true), ..Default::default() };
     let own = &Context::new(&opts).unwrap();
     assert!(!gemm_direct::shares_x_loads(own));
-    let shapes =
-        [(8, 24, 259, true), (23, 16, 300, false), (16, 64, 29, true), (40, 1024, 130, true), (9, 12, 33, true)];
+    let shapes = [
+        (1, 24, 259, true),
+        (1, 768, 40, true),
+        (2, 40, 33, false),
+        (3, 64, 70, true),
+        (8, 24, 259, true),
+        (23, 16, 300, false),
+        (16, 64, 29, true),
+        (40, 1024, 130, true),
+        (9, 12, 33, true),
+    ];
     for (i, &(m, k, n, f16)) in shapes.iter().enumerate() {
         let c = Case::new(m, k, n, f16).full();
         let d = data(&c, 1000 + i as u64);

@@ -13,19 +13,19 @@
 // from a storage buffer one lane at a time (a loop over the lanes with a bounds check per
 // element; a 16-byte load costs about what a 4-byte one does), so a thread's cost is its count
 // of loads, and the larger its block, the more multiply-adds each load serves: 16 x 16 ran
-// 2-2.6x the 8 x 4 block of before. The lanes can also split the x loads among themselves:
-// each loads DM / X_LANES of the rows and takes the others' from them with `x_from` (a
-// subgroup shuffle, which lavapipe runs as register moves), 1.45x again in f16.
+// 2-2.6x the 8 x 4 block of before. All lanes need the same rows of x, so they can also split
+// those loads and hand the words to each other with `x_from` (a subgroup shuffle, which
+// lavapipe runs as register moves): by rows (XR) in blocks of 8 and 16 rows, 1.45x again in f16,
+// and by steps of K (XS) in smaller blocks (a decode step's single row).
 // The loops over the block are written out (`// #unroll`, see src/gpu/shaders.rs): rolled,
 // lavapipe kept the accumulators in memory and ran at half the speed.
 //
-// Each output is the same sequential sum over K whatever DM, DC and X_LANES, so a row comes
-// out bit-identical at any M, from either file.
+// Each output is the same sequential sum over K whatever DM, DC, XR and XS, so a row comes out
+// bit-identical at any M, from either file.
 //
-// The including file defines X_LANES (threads that share each x load: 1, or DWG where a
-// subgroup holds the whole workgroup), `x_from(v, lane)` (the word v as lane `lane` loaded
-// it) and the entry point `gemm_direct_vec4`, which passes the thread's subgroup lane (0 when
-// X_LANES = 1) to `direct_vec4`.
+// The including file defines `x_from(v, lane)` (the word v as lane `lane` loaded it) and the
+// entry point `gemm_direct_vec4`, which passes the thread's subgroup lane (0 without sharing)
+// to `direct_vec4`.
 
 // #include linear_epilogue
 
@@ -39,8 +39,12 @@ const W_F16: bool = false;
 const DM: u32 = 16u;
 const DC: u32 = 4u;
 const DWG: u32 = 8u;
-// Rows of x each thread loads per step (the host shares loads only where X_LANES divides DM).
-const XL: u32 = DM / X_LANES;
+// How a workgroup's lanes split the loads of x (gemm_direct_subgroup.wgsl only; the host sets
+// XR x XS = DWG there, 1 x 1 here): XR lanes take different rows of the block and XS lanes
+// different steps of K, so each lane loads XL = DM / XR rows of one step in XS.
+const XR: u32 = 1u;
+const XS: u32 = 1u;
+const XL: u32 = DM / XR;
 
 // The first row and column of the thread's block.
 fn origin(wid: vec3u, t: u32) -> vec2u {
@@ -62,61 +66,76 @@ fn store(o: vec2u, acc: ptr<function, array<vec4<f32>, DM * DC>>) {
     }
 }
 
-// K % 4 == 0 (f32) or K % 8 == 0 (f16): one 16-byte word of W is 4 (f32) or 8 (f16) weights.
-// Rows past M or columns past N re-read the last one and are not written. No thread leaves
-// early: with X_LANES > 1 every lane takes part in every shuffle.
+// K % 4 == 0 (f32) or K % 8 == 0 (f16): one 16-byte word of W is 4 (f32) or 8 (f16) weights,
+// a step of K. Rows past M or columns past N re-read the last one and are not written. No
+// thread leaves early: where lanes share loads, every lane takes part in every shuffle.
 fn direct_vec4(o: vec2u, lane: u32) {
     let words = p.row_words / 4u;
     let x_row = p.k / 4u;
+    // The lane's share of the x loads: rows XR h + my_row of step q0 + my_step.
+    let my_row = lane % XR;
+    let my_step = lane / XR;
     var acc: array<vec4<f32>, DM * DC>;
-    for (var q = 0u; q < words; q++) {
+    for (var q0 = 0u; q0 < words; q0 += XS) {
+        let qx = min(q0 + my_step, words - 1u);
         if W_F16 {
-            // Weights k .. k + 4 of column n0 + j in lo[j], k + 4 .. k + 8 in hi[j].
-            var lo: array<vec4<f32>, 4u * DC>;
-            var hi: array<vec4<f32>, 4u * DC>;
-            for (var c = 0u; c < DC; c++) { // #unroll
-                for (var k = 0u; k < 4u; k++) { // #unroll
-                    let u = w4[min(o.y + 4u * c + k, p.n - 1u) * words + q];
-                    lo[4u * c + k] = vec4(unpack2x16float(u.x), unpack2x16float(u.y));
-                    hi[4u * c + k] = vec4(unpack2x16float(u.z), unpack2x16float(u.w));
-                }
-            }
-            // x[m, k .. k + 8] of rows m = m0 + X_LANES * h + lane in xs[2h], xs[2h + 1].
+            // x[m, 8 qx .. 8 qx + 8] of the lane's rows in xs[2h], xs[2h + 1].
             var xs: array<vec4<f32>, 2u * XL>;
             for (var h = 0u; h < XL; h++) { // #unroll
-                let r = min(o.x + X_LANES * h + lane, p.m - 1u) * x_row + 2u * q;
+                let r = min(o.x + XR * h + my_row, p.m - 1u) * x_row + 2u * qx;
                 xs[2u * h] = x4[r];
                 xs[2u * h + 1u] = x4[r + 1u];
             }
-            for (var i = 0u; i < DM; i++) { // #unroll
-                let a = x_from(xs[2u * (i / X_LANES)], i % X_LANES);
-                let e = x_from(xs[2u * (i / X_LANES) + 1u], i % X_LANES);
-                for (var c = 0u; c < DC; c++) { // #unroll
-                    let j = 4u * c;
-                    acc[i * DC + c] += vec4(
-                        dot(a, lo[j]) + dot(e, hi[j]),
-                        dot(a, lo[j + 1u]) + dot(e, hi[j + 1u]),
-                        dot(a, lo[j + 2u]) + dot(e, hi[j + 2u]),
-                        dot(a, lo[j + 3u]) + dot(e, hi[j + 3u]),
-                    );
+            for (var s = 0u; s < XS; s++) { // #unroll
+                let q = q0 + s;
+                if q < words {
+                    // Weights 8q .. 8q + 4 of column n0 + j in lo[j], 8q + 4 .. 8q + 8 in hi[j].
+                    var lo: array<vec4<f32>, 4u * DC>;
+                    var hi: array<vec4<f32>, 4u * DC>;
+                    for (var c = 0u; c < DC; c++) { // #unroll
+                        for (var k = 0u; k < 4u; k++) { // #unroll
+                            let u = w4[min(o.y + 4u * c + k, p.n - 1u) * words + q];
+                            lo[4u * c + k] = vec4(unpack2x16float(u.x), unpack2x16float(u.y));
+                            hi[4u * c + k] = vec4(unpack2x16float(u.z), unpack2x16float(u.w));
+                        }
+                    }
+                    for (var i = 0u; i < DM; i++) { // #unroll
+                        // Row i of step q: lane i % XR + XR s loaded it, as its word i / XR.
+                        let a = x_from(xs[2u * (i / XR)], i % XR + XR * s);
+                        let e = x_from(xs[2u * (i / XR) + 1u], i % XR + XR * s);
+                        for (var c = 0u; c < DC; c++) { // #unroll
+                            let j = 4u * c;
+                            acc[i * DC + c] += vec4(
+                                dot(a, lo[j]) + dot(e, hi[j]),
+                                dot(a, lo[j + 1u]) + dot(e, hi[j + 1u]),
+                                dot(a, lo[j + 2u]) + dot(e, hi[j + 2u]),
+                                dot(a, lo[j + 3u]) + dot(e, hi[j + 3u]),
+                            );
+                        }
+                    }
                 }
             }
         } else {
-            var wv: array<vec4<f32>, 4u * DC>;
-            for (var c = 0u; c < DC; c++) { // #unroll
-                for (var k = 0u; k < 4u; k++) { // #unroll
-                    wv[4u * c + k] = bitcast<vec4<f32>>(w4[min(o.y + 4u * c + k, p.n - 1u) * words + q]);
-                }
-            }
             var xs: array<vec4<f32>, XL>;
             for (var h = 0u; h < XL; h++) { // #unroll
-                xs[h] = x4[min(o.x + X_LANES * h + lane, p.m - 1u) * x_row + q];
+                xs[h] = x4[min(o.x + XR * h + my_row, p.m - 1u) * x_row + qx];
             }
-            for (var i = 0u; i < DM; i++) { // #unroll
-                let a = x_from(xs[i / X_LANES], i % X_LANES);
-                for (var c = 0u; c < DC; c++) { // #unroll
-                    let j = 4u * c;
-                    acc[i * DC + c] += vec4(dot(a, wv[j]), dot(a, wv[j + 1u]), dot(a, wv[j + 2u]), dot(a, wv[j + 3u]));
+            for (var s = 0u; s < XS; s++) { // #unroll
+                let q = q0 + s;
+                if q < words {
+                    var wv: array<vec4<f32>, 4u * DC>;
+                    for (var c = 0u; c < DC; c++) { // #unroll
+                        for (var k = 0u; k < 4u; k++) { // #unroll
+                            wv[4u * c + k] = bitcast<vec4<f32>>(w4[min(o.y + 4u * c + k, p.n - 1u) * words + q]);
+                        }
+                    }
+                    for (var i = 0u; i < DM; i++) { // #unroll
+                        let a = x_from(xs[i / XR], i % XR + XR * s);
+                        for (var c = 0u; c < DC; c++) { // #unroll
+                            let j = 4u * c;
+                            acc[i * DC + c] += vec4(dot(a, wv[j]), dot(a, wv[j + 1u]), dot(a, wv[j + 2u]), dot(a, wv[j + 3u]));
+                        }
+                    }
                 }
             }
         }

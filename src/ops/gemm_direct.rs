@@ -2,7 +2,7 @@
 //! any M, each thread reading x and W straight from memory into a block of up to 16 rows x 16
 //! columns of y, with no workgroup memory and no barriers. Two shaders around one body
 //! (`shaders/common/gemm_direct.wgsl`): `shaders/gemm_direct_subgroup.wgsl` shares the loads
-//! of x's rows between a workgroup's lanes (devices whose subgroups hold a whole workgroup),
+//! of x between a workgroup's lanes (devices whose subgroups hold a whole workgroup),
 //! `shaders/gemm_direct.wgsl` has every thread load them (any device). Both sum each output in
 //! the same order, so they agree bit for bit. Call it through `linear`; this module only picks
 //! the specialisation.
@@ -29,20 +29,27 @@ fn col_groups(rows: usize) -> usize {
 }
 
 /// The kernel for blocks of `rows` rows; `shared_x` picks the subgroup shader (16-byte loads
-/// only, and `rows` a multiple of [`WG`]).
+/// only), whose lanes split the x loads by rows (XR) as far as `rows` allows and by steps of K
+/// (XS) for the rest of the [`WG`] lanes.
 fn kernel(vec4: bool, w_f16: bool, rows: usize, shared_x: bool) -> Kernel {
-    debug_assert!(!shared_x || (vec4 && rows.is_multiple_of(WG)));
+    debug_assert!(!shared_x || vec4);
     let shader = if shared_x { "gemm_direct_subgroup" } else { "gemm_direct" };
     let entry = if vec4 { "gemm_direct_vec4" } else { "gemm_direct_scalar" };
-    Kernel::new(shader, entry)
+    let k = Kernel::new(shader, entry)
         .with("W_F16", w_f16)
         .with("DM", format!("{rows}u"))
-        .with("DC", format!("{}u", col_groups(rows)))
+        .with("DC", format!("{}u", col_groups(rows)));
+    if shared_x {
+        let by_rows = rows.min(WG);
+        k.with("XR", format!("{by_rows}u")).with("XS", format!("{}u", WG / by_rows))
+    } else {
+        k
+    }
 }
 
-/// Whether the direct GEMM shares the loads of x's rows between lanes on `ctx` (for blocks of 8
-/// and 16 rows, K a multiple of 4 for f32 or 8 for f16): where its subgroups hold a whole
-/// workgroup, so every lane of one is in one subgroup.
+/// Whether the direct GEMM shares the loads of x's rows between lanes on `ctx` (where K is a
+/// multiple of 4 for f32 or 8 for f16): where its subgroups hold a whole workgroup, so every
+/// lane of one is in one subgroup.
 pub fn shares_x_loads(ctx: &Context) -> bool {
     ctx.has_subgroups() && ctx.adapter().get_info().subgroup_min_size as usize >= WG
 }
@@ -54,7 +61,7 @@ pub(crate) fn dispatch(g: &mut Graph, prob: &Problem) -> Result<()> {
     let groups = grid(prob, rows, 4 * col_groups(rows) * WG)?;
     // 16-byte loads need every row of x and W to start on 16 bytes.
     let vec4 = if prob.w_f16 { prob.k.is_multiple_of(8) } else { prob.k.is_multiple_of(4) };
-    let shared_x = shares_x_loads(g.ctx()) && vec4 && rows.is_multiple_of(WG);
+    let shared_x = shares_x_loads(g.ctx()) && vec4;
     let k = kernel(vec4, prob.w_f16, rows, shared_x);
     g.dispatch(k, &params(&prob.params), &prob.binds[..5], groups);
     Ok(())
@@ -67,7 +74,7 @@ pub fn kernels() -> Vec<Kernel> {
         for w_f16 in [false, true] {
             for rows in ROWS {
                 out.push(kernel(vec4, w_f16, rows, false));
-                if vec4 && rows.is_multiple_of(WG) {
+                if vec4 {
                     out.push(kernel(vec4, w_f16, rows, true));
                 }
             }
