@@ -349,8 +349,9 @@ mod tests {
                     let (_cache, step) = cache_and_step(&ctx, model, 2, positions).unwrap();
                     let shaders = step.plan.shaders();
                     let count = |name: &str| shaders.iter().filter(|&&s| s == name).count();
-                    // GEMVs, or on a CPU adapter the direct GEMM (matmul.wgsl) where no norm rides.
-                    let linears = count("gemv") + count("gemv_subgroup") + count("matmul");
+                    // GEMVs, or on a CPU adapter the direct GEMM (gemm_direct.wgsl) where no norm rides.
+                    let direct = count("gemm_direct") + count("gemm_direct_subgroup");
+                    let linears = count("gemv") + count("gemv_subgroup") + count("matmul") + direct;
                     assert_eq!(linears, 4 * layers + 1, "four per layer and the head: {shaders:?}");
                     let norms = if fused { 0 } else { 2 * layers + 1 };
                     assert_eq!(count("layernorm"), norms, "{shaders:?}");
