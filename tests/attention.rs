@@ -344,24 +344,36 @@ fn dense_at_other_head_dims() {
 }
 
 #[test]
-fn dense_with_shared_loads_matches_each_thread_loading_its_own() {
-    // Where subgroups hold a workgroup (lavapipe: 8 lanes) and every row sees all the keys of
-    // its item, the rows kernel's lanes split each chunk's key and value loads and shuffle the
-    // words to each other: the fine model's path. It must match the reference and, every output
-    // being the same sums in the same order, a device without subgroups bit for bit. Head dims
-    // 32, 64, 128 (8, 8 and 4 rows per thread), rows per item multiples of a workgroup's.
+fn shared_loads_match_each_thread_loading_its_own() {
+    // Where subgroups hold a workgroup (lavapipe: 8 lanes) the rows kernel's lanes walk their
+    // keys together and split each chunk's key and value loads, shuffling the words to each
+    // other: prefill and the fine model's path. It must match the reference and, every output
+    // being the same sums in the same order, a device without subgroups bit for bit (dense);
+    // the paged prefill and decode of three interleaved sequences, causal, whose workgroups
+    // straddle sequences and rows past their keys, must match the reference on both. Head dims
+    // 32, 64, 128 (8, 8 and 4 rows per thread); f16 pools share at 64 and 128.
     let shared = ctx();
     let opts = ContextOptions { no_optional_features: true, cpu_kernels: Some(true), ..Default::default() };
     let own = &Context::new(&opts).unwrap();
-    for (d, t) in [(32, 64), (64, 128), (128, 32)] {
-        if shared.adapter().get_info().name.contains("llvmpipe") {
-            assert!(attention::shares_loads(shared, Mask::Full, t as u32, d as u32), "d={d} T={t}");
+    let lavapipe = shared.adapter().get_info().name.contains("llvmpipe");
+    for (d, t) in [(32, 64), (64, 128), (128, 37)] {
+        for f16 in [false, true] {
+            let splits = d % 64 == 0 || !f16;
+            assert_eq!(attention::shares_loads(shared, d as u32, f16), lavapipe && splits, "d={d} f16={f16}");
+            assert!(!attention::shares_loads(own, d as u32, f16));
         }
-        assert!(!attention::shares_loads(own, Mask::Full, t as u32, d as u32));
-        let (a, want) = dense_run(shared, d, (2, t, 3), Mask::Full, ROWS);
-        let (b, _) = dense_run(own, d, (2, t, 3), Mask::Full, ROWS);
-        assert_close(&format!("shared loads d={d} T={t}"), &a, &want, TOL, 0.0);
-        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "d={d} T={t}: shared != own loads");
+        for mask in [Mask::Full, Mask::Causal] {
+            let (a, want) = dense_run(shared, d, (2, t, 3), mask, ROWS);
+            let (b, _) = dense_run(own, d, (2, t, 3), mask, ROWS);
+            assert_close(&format!("shared loads d={d} T={t} {mask:?}"), &a, &want, TOL, 0.0);
+            let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "d={d} T={t} {mask:?}: shared != own loads");
+        }
+        for ctx in [shared, own] {
+            for dtype in [DType::F32, DType::F16] {
+                batch_then_decode(ctx, d, 2, [1, 20, 70], 2, dtype);
+            }
+        }
     }
 }
 

@@ -7,13 +7,15 @@
 // shared tiles cost more than they save there; on a GPU the threads' uncoalesced reads would
 // be the slow part, so GPUs keep attention.wgsl.
 //
-// Where a workgroup's threads all walk the same keys (dense, non-causal, every workgroup's rows
-// in one batch item: the fine model), its SHARE lanes can split each chunk's key and value
-// loads and shuffle the words to each other (`share`): lavapipe pays per load, and a shuffle
-// there is a few register moves. The including file defines SHARE (1: each thread loads
-// everything), SHARED_WORDS (words of a chunk's K each lane loads when SHARE > 1), `share(v,
-// lane)` (word v as lane `lane` loaded it) and the entry points, which pass the thread's
-// subgroup lane (0 when SHARE = 1) on.
+// A workgroup's threads take consecutive rows of one head, so they mostly walk the same keys:
+// where subgroups hold a workgroup, its SHARE lanes walk them together (a pass per sequence
+// any of them has rows of, as far as the furthest row) and split each chunk's key and value
+// loads, shuffling the words to each other (`share`): lavapipe pays per load, and a shuffle
+// there is a few register moves. The including file defines SHARE (1: each thread walks and
+// loads alone), SHARED_WORDS (the chunk's words of K each lane loads when SHARE > 1),
+// `share(v, lane)` (word v as lane `lane` loaded it), `group_min` and `group_max` (over the
+// sharing lanes) and the entry points, which pass the thread's subgroup lane (0 when SHARE = 1)
+// on.
 //
 // Bindings, uniform and results are attention.wgsl's (see there): qkv [n_rows, 3H] at 1, the K
 // and V words at 2 and 3 (the pools, or qkv itself for `dense`), the output [n_rows, H] at 4, and
@@ -39,12 +41,18 @@ const HEAD_LANES: bool = RQ == 1u;
 const CH: u32 = 4u;
 // The pools hold two f16 halves per word (paged only; dense reads f32).
 const KV_F16: bool = false;
-// With f16 halves and D a multiple of 8 every key and value starts a 16-byte word, so the
-// chunks of 4 elements d and d + 1 (d even) come from one word: the walks load it at d and
-// take its upper half at d + 1 (lavapipe pays per load, not per byte). Otherwise a chunk's
-// halves may straddle words, and each chunk loads its own.
-const PAIRED: bool = KV_F16 && D % 8u == 0u;
+// Chunks of 4 elements per 16-byte word of K and V the walks use (the host sets it): 2 with f16
+// halves and D a multiple of 8, where every key and value starts a word, so chunks d and d + 1
+// (d even) come from one word: the walks load it at d and take its upper half at d + 1
+// (lavapipe pays per load, not per byte). Otherwise 1: f32, or f16 chunks that may straddle
+// words, each loading its own.
+const CPW: u32 = 1u;
+const PAIRED: bool = CPW == 2u;
+// Words of K (or V) per key and head.
+const WK: u32 = D4 / CPW;
 const NEG: f32 = -3.0e38;
+// No sequence: above every slot and batch item.
+const NO_SEQ: u32 = 0xffffffffu;
 const NEG_VALID: f32 = -1.0e38;
 
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
@@ -114,20 +122,29 @@ fn attend(row0: u32, head: u32, v_shift: u32, lane: u32) {
             q[r * D4 + d] = qkv[qa + d];
         }
     }
-    // One pass over the keys per distinct sequence among the rows; rows of other sequences
-    // see only masked scores in it (their max stays, their rescale is 1, they add nothing).
-    for (var first = 0u; first < RQ; first++) {
-        if passed[first] {
-            continue;
+    // One pass over the keys per distinct sequence among the rows (of all lanes that share
+    // loads: they walk together, the smallest sequence first, as far as the furthest row);
+    // rows of other sequences, or past their own keys, see only masked scores in it (their max
+    // stays, their rescale is 1, they add nothing), so the order of the passes changes nothing.
+    loop {
+        var mine = NO_SEQ;
+        for (var r = 0u; r < RQ; r++) { // #unroll
+            if !passed[r] {
+                mine = min(mine, grp[r]);
+            }
         }
-        let g = grp[first];
+        let g = group_min(mine);
+        if g == NO_SEQ {
+            break;
+        }
         var kmax = 0u;
         for (var r = 0u; r < RQ; r++) { // #unroll
-            if r >= first && !passed[r] && grp[r] == g {
+            if !passed[r] && grp[r] == g {
                 kmax = max(kmax, nk[r]);
                 passed[r] = true;
             }
         }
+        kmax = group_max(kmax);
         for (var j0 = 0u; j0 < kmax; j0 += CH) {
             // The chunk's keys (past kmax: the last key again, masked).
             var at: array<u32, CH>;
@@ -135,20 +152,20 @@ fn attend(row0: u32, head: u32, v_shift: u32, lane: u32) {
                 at[c] = key_start(g, min(j0 + c, kmax - 1u), head);
             }
             var s: array<f32, RQ * CH>;
-            // Shared loads: word w of the chunk's K (key w / D4, columns 4 (w % D4) ..) is lane
-            // w % SHARE's slot w / SHARE (D4 a multiple of SHARE, so a slot's key is constant).
+            // Shared loads: word w of the chunk's K (key w / WK, its word w % WK) is lane
+            // w % SHARE's slot w / SHARE (WK a multiple of SHARE, so a slot's key is constant).
             var kl: array<vec4<u32>, SHARED_WORDS>;
             if SHARE > 1u {
                 for (var t = 0u; t < SHARED_WORDS; t++) { // #unroll
-                    kl[t] = kbuf[word(at[t * SHARE / D4] + 4u * (t * SHARE % D4 + lane))];
+                    kl[t] = kbuf[word(at[t * SHARE / WK] + 4u * CPW * (t * SHARE % WK + lane))];
                 }
             }
             var kw: array<vec4<u32>, CH>;
             for (var d = 0u; d < D4; d++) { // #unroll
                 for (var c = 0u; c < CH; c++) { // #unroll
                     if SHARE > 1u {
-                        kw[c] = share(kl[slot(c * D4 + d)], (c * D4 + d) % SHARE);
-                    } else if !PAIRED || d % 2u == 0u {
+                        kw[c] = share(kl[slot(c * WK + d / CPW)], (c * WK + d / CPW) % SHARE);
+                    } else if d % CPW == 0u {
                         kw[c] = kbuf[word(at[c] + 4u * d)];
                     }
                     let k = four(kw[c], at[c] + 4u * d);
@@ -180,7 +197,7 @@ fn attend(row0: u32, head: u32, v_shift: u32, lane: u32) {
             var vl: array<vec4<u32>, SHARED_WORDS>;
             if SHARE > 1u {
                 for (var t = 0u; t < SHARED_WORDS; t++) { // #unroll
-                    vl[t] = vbuf[word(at[t * SHARE / D4] + v_shift + 4u * (t * SHARE % D4 + lane))];
+                    vl[t] = vbuf[word(at[t * SHARE / WK] + v_shift + 4u * CPW * (t * SHARE % WK + lane))];
                 }
             }
             var vw: array<vec4<u32>, CH>;
@@ -188,8 +205,8 @@ fn attend(row0: u32, head: u32, v_shift: u32, lane: u32) {
                 var v: array<vec4<f32>, CH>;
                 for (var c = 0u; c < CH; c++) { // #unroll
                     if SHARE > 1u {
-                        vw[c] = share(vl[slot(c * D4 + d)], (c * D4 + d) % SHARE);
-                    } else if !PAIRED || d % 2u == 0u {
+                        vw[c] = share(vl[slot(c * WK + d / CPW)], (c * WK + d / CPW) % SHARE);
+                    } else if d % CPW == 0u {
                         vw[c] = vbuf[word(at[c] + v_shift + 4u * d)];
                     }
                     v[c] = four(vw[c], at[c] + v_shift + 4u * d);
@@ -225,7 +242,8 @@ fn place(id: vec3u) -> vec2u {
 fn paged_rows(id: vec3u, lane: u32) {
     let row0 = place(id).x;
     let head = place(id).y;
-    if row0 >= p.n_rows {
+    // Threads without rows walk nothing but stay: lanes that share loads shuffle together.
+    if p.n_rows == 0u {
         return;
     }
     let max_len = p.max_pages_per_seq * p.page_size;
@@ -248,12 +266,12 @@ fn paged_rows(id: vec3u, lane: u32) {
     attend(row0, head, 0u, lane);
 }
 
-// The thread's rows of `dense`. With SHARE > 1 (the host checks) every lane has rows, of one
-// batch item, and sees all its keys: no lane leaves early, all walk the same keys.
+// The thread's rows of `dense` (the entry point `dense`).
 fn dense_rows(id: vec3u, lane: u32) {
     let row0 = place(id).x;
     let head = place(id).y;
-    if row0 >= p.n_rows {
+    // Threads without rows walk nothing but stay: lanes that share loads shuffle together.
+    if p.n_rows == 0u {
         return;
     }
     for (var r = 0u; r < RQ; r++) { // #unroll

@@ -72,20 +72,30 @@ pub fn rows_per_thread(head_dim: u32) -> u32 {
 /// Threads per workgroup of `attention_rows.wgsl` (WG).
 const ROWS_WG: u32 = 8;
 
-/// Whether a dense attention of `mask`, `seq_len` rows per batch item and heads of `head_dim`,
-/// when it runs the rows kernel on `ctx`, runs attention_rows_subgroup.wgsl, whose lanes share
-/// the key and value loads. It needs several rows per thread, subgroups that hold a whole
-/// workgroup, every row seeing every key of its item (no causal mask), each workgroup's rows in
-/// one item, and a head's 16-byte words splitting evenly over the lanes. Bark's fine model
-/// (1024 rows, head dim 64) on lavapipe qualifies.
-pub fn shares_loads(ctx: &Context, mask: Mask, seq_len: u32, head_dim: u32) -> bool {
-    let rq = rows_per_thread(head_dim);
-    ctx.has_subgroups()
-        && ctx.adapter().get_info().subgroup_min_size >= ROWS_WG
-        && mask == Mask::Full
-        && rq > 1
-        && seq_len.is_multiple_of(ROWS_WG * rq)
-        && head_dim.is_multiple_of(4 * ROWS_WG)
+/// Chunks of 4 elements per 16-byte word the rows kernel walks (its CPW): 2 where f16 keys
+/// start every word (head dims that are multiples of 8), else 1.
+fn chunks_per_word(head_dim: u32, kv_f16: bool) -> u32 {
+    if kv_f16 && head_dim.is_multiple_of(8) {
+        2
+    } else {
+        1
+    }
+}
+
+/// Whether the rows kernel, where it takes several rows per thread (prefill, dense), runs
+/// attention_rows_subgroup.wgsl on `ctx` for heads of `head_dim` over f16 (`kv_f16`) or f32
+/// keys: its lanes walk the keys together and share their loads. It needs subgroups that hold
+/// a whole workgroup, and a head's 16-byte words of K splitting evenly over the lanes (f32: a
+/// multiple of 32; f16: of 64, as in Bark).
+pub fn shares_loads(ctx: &Context, head_dim: u32, kv_f16: bool) -> bool {
+    ctx.has_subgroups() && ctx.adapter().get_info().subgroup_min_size >= ROWS_WG && words_split(head_dim, kv_f16)
+}
+
+/// Whether a head's words of K split evenly over a workgroup's lanes (f16 keys only where
+/// they start every word).
+fn words_split(head_dim: u32, kv_f16: bool) -> bool {
+    let cpw = chunks_per_word(head_dim, kv_f16);
+    (!kv_f16 || cpw == 2) && head_dim.is_multiple_of(4) && (head_dim / 4 / cpw).is_multiple_of(ROWS_WG)
 }
 
 #[repr(C)]
@@ -133,10 +143,11 @@ fn kernel(entry: &'static str, head_dim: u32, block_rows: u32, kv_f16: bool, app
 }
 
 /// attention_rows.wgsl's `entry` for heads of `head_dim` over f16 (`kv_f16`) or f32 keys, or
-/// with `shared_loads` attention_rows_subgroup.wgsl's (`dense` only, see [`shares_loads`]).
+/// with `shared_loads` attention_rows_subgroup.wgsl's (see [`shares_loads`]).
 fn rows_kernel(entry: &'static str, head_dim: u32, kv_f16: bool, rows_per_thread: u32, shared_loads: bool) -> Kernel {
     let shader = if shared_loads { "attention_rows_subgroup" } else { "attention_rows" };
     Kernel::new(shader, entry)
+        .with("CPW", format!("{}u", chunks_per_word(head_dim, kv_f16)))
         .with("D", format!("{head_dim}u"))
         .with("RQ", format!("{rows_per_thread}u"))
         .with("WG", format!("{ROWS_WG}u"))
@@ -160,8 +171,6 @@ fn combine_kernel(head_dim: u32, append: Option<bool>) -> Kernel {
 #[derive(Clone, Copy)]
 struct Launch {
     rows: bool,
-    /// The rows kernel with its lanes sharing the loads ([`shares_loads`]).
-    shared_loads: bool,
     block_rows: u32,
     blocks: u32,
     split: u32,
@@ -192,7 +201,7 @@ fn resolve(
             ));
         }
         let blocks = threads.div_ceil(ROWS_WG);
-        return Ok(Launch { rows: true, shared_loads: false, block_rows: per_thread, blocks, split: 1 });
+        return Ok(Launch { rows: true, block_rows: per_thread, blocks, split: 1 });
     }
     let block_rows = opts.block_rows.unwrap_or(default_rows);
     if !BLOCK_ROWS.contains(&block_rows) {
@@ -211,7 +220,7 @@ fn resolve(
     if !(1..=MAX_SPLIT).contains(&split) {
         return Err(Error::Invalid(format!("{op}: split {split} is not in 1..={MAX_SPLIT}")));
     }
-    Ok(Launch { rows: false, shared_loads: false, block_rows, blocks, split })
+    Ok(Launch { rows: false, block_rows, blocks, split })
 }
 
 /// The bindings a merge that appends needs: `[qkv, k pool, rows, page_table, seq_lens, v pool]`
@@ -239,7 +248,8 @@ fn record(
     all.push(target);
     all.extend_from_slice(after);
     let k = if launch.rows {
-        rows_kernel(entry, head_dim, kv_f16, launch.block_rows, launch.shared_loads)
+        let shared = launch.block_rows > 1 && shares_loads(g.ctx(), head_dim, kv_f16);
+        rows_kernel(entry, head_dim, kv_f16, launch.block_rows, shared)
     } else {
         kernel(entry, head_dim, launch.block_rows, kv_f16, append.is_some())
     };
@@ -402,8 +412,7 @@ pub fn dense_with(
     let n_rows = batch.checked_mul(seq_len).ok_or_else(too_big)?;
     let n_rows = check_qkv(g, OP, qkv, hidden, n_rows)?;
     let seq_len = seq_len as u32;
-    let mut launch = resolve(OP, opts, (n_rows, n_heads32, head_dim), (16, g.ctx().cpu_kernels()), seq_len)?;
-    launch.shared_loads = launch.rows && shares_loads(g.ctx(), mask, seq_len, head_dim);
+    let launch = resolve(OP, opts, (n_rows, n_heads32, head_dim), (16, g.ctx().cpu_kernels()), seq_len)?;
     let p = Params {
         n_rows,
         n_heads: n_heads32,
@@ -443,8 +452,12 @@ pub fn kernels() -> Vec<Kernel> {
                     rows_kernel("dense", d, false, rq, false),
                 ]
             });
+            // The twins that share loads, for several rows per thread where the words split.
             let rq = rows_per_thread(d);
-            let shared = (rq > 1 && d.is_multiple_of(4 * ROWS_WG)).then(|| rows_kernel("dense", d, false, rq, true));
+            let shared = [("paged", false), ("paged", true), ("dense", false)]
+                .into_iter()
+                .filter(move |&(_, f16)| rq > 1 && words_split(d, f16))
+                .map(move |(entry, f16)| rows_kernel(entry, d, f16, rq, true));
             attend.chain(append).chain(merges).chain(rows).chain(shared)
         })
         .collect()
