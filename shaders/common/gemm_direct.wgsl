@@ -39,9 +39,9 @@ const W_F16: bool = false;
 const DM: u32 = 16u;
 const DC: u32 = 4u;
 const DWG: u32 = 8u;
-// How a workgroup's lanes split the loads of x (gemm_direct_subgroup.wgsl only; the host sets
-// XR x XS = DWG there, 1 x 1 here): XR lanes take different rows of the block and XS lanes
-// different steps of K, so each lane loads XL = DM / XR rows of one step in XS.
+// How a workgroup's lanes split the loads of x (gemm_direct_subgroup.wgsl only, where the host
+// sets XR x XS = DWG; 1 x 1 in gemm_direct.wgsl): XR lanes take different rows of the block and
+// XS lanes different steps of K, so each lane loads XL = DM / XR rows of one step in XS.
 const XR: u32 = 1u;
 const XS: u32 = 1u;
 const XL: u32 = DM / XR;
