@@ -1,7 +1,9 @@
 //! Fused attention with an online softmax (`shaders/attention.wgsl`): over the paged KV cache
 //! for the causal GPTs, and over a dense `[batch * T, 3H]` QKV matrix for the fine model. On
 //! CPU adapters (`Context::cpu_kernels`) both run `shaders/attention_rows.wgsl` instead, the same
-//! operation without shared tiles or barriers (see [`AttnOptions::rows_kernel`]).
+//! operation without shared tiles or barriers (see [`AttnOptions::rows_kernel`]), or its twin
+//! `shaders/attention_rows_subgroup.wgsl`, whose lanes share the key and value loads (see
+//! [`shares_loads`]).
 //!
 //! Both take the fused projection output `qkv` (`[rows, 3H]`, `[Q | K | V]`, heads contiguous
 //! in each) and return `[rows, H]` (heads concatenated, ready for the output projection).
