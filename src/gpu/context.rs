@@ -266,6 +266,12 @@ impl Context {
     pub fn has_subgroups(&self) -> bool {
         self.inner.summary.subgroup
     }
+    /// Whether every subgroup has at least `lanes` invocations (the device has subgroups and
+    /// its smallest subgroup size is at least that), so a workgroup of `lanes` threads lies in
+    /// one subgroup.
+    pub fn subgroups_hold(&self, lanes: u32) -> bool {
+        self.has_subgroups() && self.inner.adapter.get_info().subgroup_min_size >= lanes
+    }
     /// Whether linear layers, attention and layer norms run their CPU variants (see
     /// [`ContextOptions`]).
     pub fn cpu_kernels(&self) -> bool {

@@ -90,7 +90,7 @@ fn chunks_per_word(head_dim: u32, kv_f16: bool) -> u32 {
 /// a whole workgroup, and a head's 16-byte words of K splitting evenly over the lanes (f32: a
 /// multiple of 32; f16: of 64, as in Bark).
 pub fn shares_loads(ctx: &Context, head_dim: u32, kv_f16: bool) -> bool {
-    ctx.has_subgroups() && ctx.adapter().get_info().subgroup_min_size >= ROWS_WG && words_split(head_dim, kv_f16)
+    ctx.subgroups_hold(ROWS_WG) && words_split(head_dim, kv_f16)
 }
 
 /// Whether a head's words of K split evenly over a workgroup's lanes (f16 keys only where

@@ -51,7 +51,7 @@ fn kernel(vec4: bool, w_f16: bool, rows: usize, shared_x: bool) -> Kernel {
 /// multiple of 4 for f32 or 8 for f16): where its subgroups hold a whole workgroup, so every
 /// lane of one is in one subgroup.
 pub fn shares_x_loads(ctx: &Context) -> bool {
-    ctx.has_subgroups() && ctx.adapter().get_info().subgroup_min_size as usize >= WG
+    ctx.subgroups_hold(WG as u32)
 }
 
 /// Records the direct GEMM for a checked problem.
