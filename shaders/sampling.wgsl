@@ -89,7 +89,11 @@ struct Lanes {
 var<workgroup> cfg: Row;
 var<workgroup> red_best: array<Best, WG>;
 var<workgroup> part_best: array<Best, SPLIT>;
-var<workgroup> red_lanes: array<Lanes, WG>;
+// A Lanes per thread, as three arrays: a struct array pads each to 48 bytes, and at WG = 256
+// that would take the module over WebGPU's default 16 KiB of workgroup memory.
+var<workgroup> red_a: array<vec4f, WG>;
+var<workgroup> red_b: array<vec4f, WG>;
+var<workgroup> red_keys: array<vec2u, WG>;
 var<workgroup> part_lanes: array<Lanes, SPLIT>;
 // Exclusive prefix of the per-thread kept mass, for the inverse CDF.
 var<workgroup> prefix: array<f32, WG>;
@@ -179,12 +183,15 @@ fn no_lanes() -> Lanes {
 // Lane-wise sums (and key min / max) over the workgroup. Every thread combines the same
 // partials in the same order, so all get the same (uniform) result.
 fn reduce_lanes(v: Lanes, lid: u32) -> Lanes {
-    red_lanes[lid] = v;
+    red_a[lid] = v.a;
+    red_b[lid] = v.b;
+    red_keys[lid] = vec2(v.kmin, v.kmax);
     workgroupBarrier();
     if lid < SPLIT {
         var acc = no_lanes();
         for (var j = 0u; j < SPLIT; j++) {
-            acc = add_lanes(acc, red_lanes[lid * SPLIT + j]);
+            let i = lid * SPLIT + j;
+            acc = add_lanes(acc, Lanes(red_a[i], red_b[i], red_keys[i].x, red_keys[i].y));
         }
         part_lanes[lid] = acc;
     }

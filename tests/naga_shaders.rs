@@ -68,6 +68,35 @@ fn every_specialisation_the_ops_use_is_valid() {
 }
 
 #[test]
+fn every_specialisation_fits_webgpus_default_limits() {
+    // What a browser grants without asking (wgpu::Limits::default()): the workgroup memory a
+    // module declares (all of it, whichever entry point uses it) and each entry point's
+    // invocations. The kernels must run there, so this holds for every variant, not only those
+    // some test happens to dispatch.
+    let d = wgpu::Limits::default();
+    let limits = (d.max_compute_workgroup_storage_size, d.max_compute_invocations_per_workgroup);
+    for k in bark_wgpu::ops::all_kernels() {
+        let src = shaders::prepare(shaders::source(k.shader).unwrap(), &k.consts).unwrap();
+        let module = naga::front::wgsl::parse_str(&src).unwrap();
+        let shared: u32 = module
+            .global_variables
+            .iter()
+            .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
+            .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
+            .sum();
+        let label = format!("{} {} {:?}", k.shader, k.entry, k.consts);
+        assert!(shared <= limits.0, "{label}: {shared} bytes of workgroup memory, over {}", limits.0);
+        for ep in &module.entry_points {
+            let n: u32 = ep.workgroup_size.iter().product();
+            assert!(n <= limits.1, "{label} {}: {n} invocations, over {}", ep.name, limits.1);
+            let [x, y, z] = ep.workgroup_size;
+            let most = [d.max_compute_workgroup_size_x, d.max_compute_workgroup_size_y, d.max_compute_workgroup_size_z];
+            assert!(x <= most[0] && y <= most[1] && z <= most[2], "{label} {}: workgroup {x}x{y}x{z}", ep.name);
+        }
+    }
+}
+
+#[test]
 fn specialize_rewrites_declarations_and_rejects_unknown_names() {
     let src = "const WG: u32 = 64u;\nalias T = f32;\nfn f() {}\n";
     let out = shaders::specialize(src, &[("WG", "128u".into()), ("T", "f16".into())]).unwrap();
