@@ -20,5 +20,5 @@ pub mod voice;
 pub mod weights;
 
 pub use error::{Error, Result};
-pub use gpu::{Context, ContextOptions, DType, KernelTime, Tensor};
+pub use gpu::{AdapterSummary, Context, ContextOptions, DType, KernelTime, Tensor};
 pub use graph::{Graph, Plan, Val};

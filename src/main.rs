@@ -11,7 +11,7 @@ use bark_wgpu::audio::{read_wav, write_wav, WavFormat};
 use bark_wgpu::generate::{Bark, GenerateOptions, LoadOptions};
 use bark_wgpu::hub::{fetch_voice_preset, resolve_model_with, resolve_voices_dir, ResolveOptions, DEFAULT_MODEL};
 use bark_wgpu::voice::{list_voices, resolve_voice};
-use bark_wgpu::{Context, ContextOptions};
+use bark_wgpu::{AdapterSummary, Context, ContextOptions};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -119,6 +119,15 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
+/// "no", or the sizes the adapter's subgroups may have ("8", "4-64").
+fn subgroups(a: &AdapterSummary) -> String {
+    match a.subgroup_sizes {
+        _ if !a.subgroup => "no".into(),
+        (lo, hi) if lo == hi => lo.to_string(),
+        (lo, hi) => format!("{lo}-{hi}"),
+    }
+}
+
 fn devices() -> Result<()> {
     let opts = ContextOptions::default();
     let adapters = Context::list_adapters(&opts);
@@ -127,7 +136,7 @@ fn devices() -> Result<()> {
     }
     println!(
         "{:<40} {:<8} {:<14} {:<4} {:<9} {:<10} driver",
-        "name", "backend", "type", "f16", "subgroup", "timestamp"
+        "name", "backend", "type", "f16", "subgroups", "timestamp"
     );
     for a in &adapters {
         println!(
@@ -136,7 +145,7 @@ fn devices() -> Result<()> {
             a.backend,
             a.device_type,
             yes(a.shader_f16),
-            yes(a.subgroup),
+            subgroups(a),
             yes(a.timestamp_query),
             a.driver
         );

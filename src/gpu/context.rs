@@ -35,6 +35,11 @@ pub struct ContextOptions {
     /// (`0` or `1`) if set, else yes exactly on a CPU adapter (1.3-13x faster on lavapipe; a
     /// GPU wants the tiles).
     pub cpu_kernels: Option<bool>,
+    /// Whether to open the device with WebGPU's default limits (`wgpu::Limits::default()`:
+    /// 128 MiB bindings, 256 MiB buffers, 16 KiB of workgroup memory, 256 invocations) instead
+    /// of everything the adapter offers, to run as the weakest adapters and browsers would.
+    /// `None` means `BARK_WEBGPU_LIMITS` (`0` or `1`) if set, else no.
+    pub webgpu_limits: Option<bool>,
     /// Whether plan runs time each dispatch with timestamp queries, for
     /// [`Context::take_profile`] (see `gpu/profile.rs`: it slows every run down). `None` means
     /// `BARK_PROFILE` (`0` or `1`) if set, else no. Needs an adapter with timestamp queries.
@@ -51,6 +56,8 @@ pub struct AdapterSummary {
     pub shader_f16: bool,
     pub subgroup: bool,
     pub timestamp_query: bool,
+    /// The smallest and largest subgroup size the adapter may pick (0 where it has none).
+    pub subgroup_sizes: (u32, u32),
 }
 
 impl AdapterSummary {
@@ -66,6 +73,7 @@ impl AdapterSummary {
             shader_f16: f.contains(wgpu::Features::SHADER_F16),
             subgroup: f.contains(wgpu::Features::SUBGROUP),
             timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+            subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
         }
     }
 }
@@ -138,9 +146,14 @@ fn backends_from(opts: &ContextOptions) -> wgpu::Backends {
     opts.backends.unwrap_or_else(|| wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()))
 }
 
+/// The backend's own validation (the Vulkan validation layer, where installed) only when
+/// `WGPU_VALIDATION` asks for it: wgpu turns it on in every debug build otherwise, which
+/// slows the tests severalfold wherever the layer happens to be installed. wgpu's own checks
+/// of every call run either way.
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
+    desc.flags = (desc.flags - wgpu::InstanceFlags::VALIDATION).with_env();
     wgpu::Instance::new(desc)
 }
 
@@ -196,9 +209,14 @@ impl Context {
                 }
             }
         }
-        // Ask for everything the adapter can do: the defaults (128 MiB bindings, 256 MiB
-        // buffers) are far below what Bark's weights want on most real GPUs.
-        let limits = adapter.limits();
+        // Ask for everything the adapter can do unless told to act as WebGPU's defaults do
+        // (128 MiB bindings, 256 MiB buffers): far below what Bark's weights want on most
+        // real GPUs, so tensors are split at the binding limit.
+        let limits = if switch(opts.webgpu_limits, "BARK_WEBGPU_LIMITS", false)? {
+            wgpu::Limits::default().or_worse_values_from(&adapter.limits())
+        } else {
+            adapter.limits()
+        };
         let desc = wgpu::DeviceDescriptor {
             label: Some("bark-wgpu"),
             required_features: features,
