@@ -274,11 +274,24 @@ fn text_value(row: usize, col: usize) -> f32 {
 
 #[test]
 fn bark_sized_text_embedding_reaches_its_last_rows() {
+    bark_sized_text_embedding(ctx());
+}
+
+#[test]
+fn bark_sized_text_embedding_under_webgpus_default_limits() {
+    // What a browser grants without asking: 128 MiB bindings, 256 MiB buffers.
+    let ctx = Context::new(&ContextOptions { webgpu_limits: Some(true), ..Default::default() }).unwrap();
+    let limits = ctx.device().limits();
+    assert_eq!((limits.max_storage_buffer_binding_size, limits.max_buffer_size), (128 << 20, 256 << 20));
+    assert_eq!(ctx.max_binding_bytes(), 128 << 20);
+    bark_sized_text_embedding(&ctx);
+}
+
+fn bark_sized_text_embedding(ctx: &Context) {
     // 129,600 x 768 is 199 MB in f16 and 398 MB in f32, over the 128 MiB binding limit of
-    // lavapipe and many GPUs, so this split is real, not forced. The ids touch both ends of
-    // every part and Bark's special tokens (TEXT_PAD 129595, SEMANTIC_INFER 129599).
+    // lavapipe and many GPUs (and WebGPU's), so the split is real there. The ids touch both
+    // ends of every part and Bark's special tokens (TEXT_PAD 129595, SEMANTIC_INFER 129599).
     let (rows, cols) = (129_600, 768);
-    let ctx = ctx();
     for dtype in [DType::F16, DType::F32] {
         let t0 = Instant::now();
         let data: Vec<f32> = (0..rows * cols).map(|i| text_value(i / cols, i % cols)).collect();
