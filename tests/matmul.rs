@@ -22,9 +22,9 @@
 
 mod common;
 
-use bark_wgpu::ops::gemm_direct;
 use bark_wgpu::ops::layernorm::EPS;
 use bark_wgpu::ops::matmul::{self, Epilogue, InputNorm, Linear, Variant};
+use bark_wgpu::ops::{gemm_direct, gemv};
 use bark_wgpu::{Context, ContextOptions, DType, Graph, Tensor};
 use common::{ctx, Rng};
 use half::f16;
@@ -307,7 +307,7 @@ fn gemm_bark_prefill_size() {
 
 #[test]
 fn direct_gemm_shares_x_loads_and_agrees_bit_for_bit_without() {
-    // Where subgroups hold a workgroup (lavapipe: 8 lanes of 8) the direct GEMM's lanes split
+    // Where subgroups hold a workgroup (of 8 lanes) the direct GEMM's lanes split
     // the loads of x (by rows in blocks of 8 and 16 rows, by steps of K in blocks of 1, 2 and
     // 4) and shuffle the words to each other; a device without subgroups has each thread load
     // them all. Every output is the same sum in the same order either way, so the two must
@@ -315,9 +315,9 @@ fn direct_gemm_shares_x_loads_and_agrees_bit_for_bit_without() {
     // past a workgroup's columns, both dtypes, steps of K that do not fill the lanes (K = 24 f16
     // and K = 40 f32 at M = 1 and 2), and K = 12 in f16 (no 16-byte loads: not shared).
     let shared = ctx();
-    if shared.adapter().get_info().name.contains("llvmpipe") {
-        assert!(gemm_direct::shares_x_loads(shared), "lavapipe has subgroups of 8: the loads should be shared");
-    }
+    // What the device offers decides it: subgroups of at least a workgroup's 8 lanes.
+    assert_eq!(gemm_direct::shares_x_loads(shared), shared.subgroups_hold(8));
+    eprintln!("x loads shared on this device: {}", gemm_direct::shares_x_loads(shared));
     let opts = ContextOptions { no_optional_features: true, cpu_kernels: Some(true), ..Default::default() };
     let own = &Context::new(&opts).unwrap();
     assert!(!gemm_direct::shares_x_loads(own));
@@ -556,4 +556,47 @@ fn bad_shapes_and_dtypes_are_errors() {
     for (i, r) in cases.enumerate() {
         assert!(r.is_err(), "case {i} should be an error");
     }
+}
+
+#[test]
+fn subgroup_gemv_index_math_holds_at_every_subgroup_size() {
+    // gemv_subgroup.wgsl at subgroup sizes this machine cannot offer (its drivers give 4 and 8;
+    // GPUs 16, 32, 64, up to 128), on the shader's own index math: the host sizes a workgroup's
+    // rows by the smallest subgroup, the hardware may pick any size from there up, and then the
+    // workgroup's subgroups (sg < WG / size) take rows sg, sg + n_sg, ... of its rows, each
+    // subgroup's lanes stride over a row's words, and lanes 0..3 write the four x rows of each
+    // accumulator. Every row must be taken exactly once, every word of it summed exactly once,
+    // and every x row written, whatever size the hardware picks.
+    let wg = gemv::SUBGROUP_WG;
+    for min_width in [4, 8, 16, 32, 64, 128] {
+        let rows = gemv::subgroup_rows_per_workgroup(min_width);
+        for width in [4, 8, 16, 32, 64, 128].into_iter().filter(|&w| w >= min_width && w <= wg) {
+            let n_sg = wg / width;
+            let mut taken = vec![0; rows as usize];
+            for sg in 0..n_sg {
+                for r in (sg..rows).step_by(n_sg as usize) {
+                    taken[r as usize] += 1;
+                }
+            }
+            assert!(taken.iter().all(|&t| t == 1), "min {min_width}, size {width}: rows taken {taken:?}");
+            // A row of 1024 f16 weights is 128 16-byte words; 100 words is not a multiple of any size.
+            for words in [1, 100, 128, 1024] {
+                let mut summed = vec![0; words];
+                for lane in 0..width as usize {
+                    for j in (lane..words).step_by(width as usize) {
+                        summed[j] += 1;
+                    }
+                }
+                assert!(summed.iter().all(|&s| s == 1), "size {width}: {words} words summed unevenly");
+            }
+            for m_tile in [1u32, 2, 4, 8, 16] {
+                let written: Vec<u32> =
+                    (0..m_tile.div_ceil(4)).flat_map(|c| (0..4.min(width)).map(move |lane| c * 4 + lane)).collect();
+                assert!((0..m_tile).all(|m| written.contains(&m)), "size {width}: MT {m_tile} rows unwritten");
+            }
+        }
+    }
+    // The device in hand: its sizes, and the GEMV on them (gemv_awkward_sizes_both_dtypes).
+    let info = ctx().adapter().get_info();
+    eprintln!("this device's subgroups: {}..{}", info.subgroup_min_size, info.subgroup_max_size);
 }

@@ -63,14 +63,21 @@ pub struct AttnOptions {
 }
 
 /// Query rows each thread of `attention_rows.wgsl` takes (RQ) in a prefill or dense attention
-/// over heads of `head_dim` (a decode step's rows, one per sequence, take a thread per head, and
-/// a workgroup spans heads). More rows share each loaded key and value (on lavapipe 8 rows ran
-/// 2.4-2.9x the speed of 4), but the kernel is written out per row and column, so its size,
-/// and lavapipe's compile time with it, grows with rows x head_dim: at most 8 x 64.
-pub fn rows_per_thread(head_dim: u32) -> u32 {
-    (512 / head_dim.max(1)).clamp(1, 8)
+/// over heads of `head_dim` on `ctx` (a decode step's rows, one per sequence, take a thread per
+/// head, and a workgroup spans heads). More rows share each loaded key and value, but the
+/// kernel is written out per row and column, and a compiler's time and memory can grow much
+/// faster than its size: up to 8 rows and rows x head_dim 512 where subgroups hold a workgroup
+/// (the lanes then also share their loads; lavapipe), else up to 4 rows and 256, which every
+/// driver tried compiles (BENCHMARKS.md, "Driver matrix").
+pub fn rows_per_thread(ctx: &Context, head_dim: u32) -> u32 {
+    rows_within(ctx.subgroups_hold(ROWS_WG), head_dim)
 }
 
+/// [`rows_per_thread`] for devices whose subgroups hold a workgroup (`lanes_hold`) or not.
+fn rows_within(lanes_hold: bool, head_dim: u32) -> u32 {
+    let (most_rows, most_elements) = if lanes_hold { (8, 512) } else { (4, 256) };
+    (most_elements / head_dim.max(1)).clamp(1, most_rows)
+}
 /// Threads per workgroup of `attention_rows.wgsl` (WG).
 const ROWS_WG: u32 = 8;
 
@@ -183,6 +190,7 @@ struct Launch {
 /// decode step), else `block_rows` from `default_rows` and the split from how many (block,
 /// head) workgroups there are and how many key chunks a row may have.
 fn resolve(
+    ctx: &Context,
     op: &'static str,
     opts: AttnOptions,
     (n_rows, n_heads, head_dim): (u32, u32, u32),
@@ -194,7 +202,7 @@ fn resolve(
         if tiles_asked {
             return Err(Error::Invalid(format!("{op}: block_rows and split do not apply to the rows kernel")));
         }
-        let per_thread = if default_rows == 1 { 1 } else { rows_per_thread(head_dim) };
+        let per_thread = if default_rows == 1 { 1 } else { rows_per_thread(ctx, head_dim) };
         let threads = n_rows.div_ceil(per_thread);
         if threads.div_ceil(ROWS_WG) > 65_535 || n_heads > 65_535 || (per_thread == 1 && n_rows > 65_535) {
             return Err(shape_err(
@@ -354,7 +362,8 @@ fn paged_params(
     let default_rows = if prefill { 16 } else { 1 };
     let max_keys = geo.max_pages_per_seq * geo.page_size;
     let rows_default = g.ctx().cpu_kernels();
-    let launch = resolve(op, opts, (n_rows, geo.n_heads, geo.head_dim), (default_rows, rows_default), max_keys)?;
+    let launch =
+        resolve(g.ctx(), op, opts, (n_rows, geo.n_heads, geo.head_dim), (default_rows, rows_default), max_keys)?;
     let p = Params {
         n_rows,
         n_heads: geo.n_heads,
@@ -414,7 +423,7 @@ pub fn dense_with(
     let n_rows = batch.checked_mul(seq_len).ok_or_else(too_big)?;
     let n_rows = check_qkv(g, OP, qkv, hidden, n_rows)?;
     let seq_len = seq_len as u32;
-    let launch = resolve(OP, opts, (n_rows, n_heads32, head_dim), (16, g.ctx().cpu_kernels()), seq_len)?;
+    let launch = resolve(g.ctx(), OP, opts, (n_rows, n_heads32, head_dim), (16, g.ctx().cpu_kernels()), seq_len)?;
     let p = Params {
         n_rows,
         n_heads: n_heads32,
@@ -447,20 +456,29 @@ pub fn kernels() -> Vec<Kernel> {
             // The decode step's attention that appends, and the merges.
             let append = [false, true].map(|f16| kernel("paged", d, 1, f16, true));
             let merges = [None, Some(false), Some(true)].map(|a| combine_kernel(d, a));
-            let rows = [1, rows_per_thread(d)].into_iter().flat_map(move |rq| {
+            // The rows kernel at either budget; the twins that share loads only where subgroups
+            // hold a workgroup (the larger budget), for several rows per thread where the words
+            // split.
+            let budgets = [false, true].map(|hold| (hold, rows_within(hold, d)));
+            let rows = budgets.into_iter().flat_map(move |(_, rq)| [1, rq]).flat_map(move |rq| {
                 [
                     rows_kernel("paged", d, false, rq, false),
                     rows_kernel("paged", d, true, rq, false),
                     rows_kernel("dense", d, false, rq, false),
                 ]
             });
-            // The twins that share loads, for several rows per thread where the words split.
-            let rq = rows_per_thread(d);
+            let rq = budgets[1].1;
             let shared = [("paged", false), ("paged", true), ("dense", false)]
                 .into_iter()
                 .filter(move |&(_, f16)| rq > 1 && words_split(d, f16))
                 .map(move |(entry, f16)| rows_kernel(entry, d, f16, rq, true));
             attend.chain(append).chain(merges).chain(rows).chain(shared)
         })
-        .collect()
+        .fold(Vec::new(), |mut all, k| {
+            // Both budgets give the same rows at small head dims.
+            if !all.contains(&k) {
+                all.push(k);
+            }
+            all
+        })
 }

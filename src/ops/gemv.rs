@@ -12,7 +12,7 @@ use crate::Result;
 /// Outputs per workgroup of `gemv.wgsl` (its WG / TPR).
 const WG_ROWS: usize = 8;
 /// Workgroup size of `gemv_subgroup.wgsl`.
-const SUBGROUP_WG: u32 = 128;
+pub const SUBGROUP_WG: u32 = 128;
 /// The accumulator tiles the shaders are built for (MT); M rounds up to the next one.
 const M_TILES: [usize; 5] = [1, 2, 4, 8, 16];
 
@@ -29,10 +29,7 @@ pub(crate) fn dispatch(g: &mut Graph, prob: &mut Problem, subgroup: bool) -> Res
     // vec4<u32> loads need every row of W and x to start on 16 bytes.
     let vec4 = if prob.w_f16 { prob.k.is_multiple_of(8) } else { prob.k.is_multiple_of(4) };
     let rows_per_wg = if subgroup {
-        // One row per subgroup when all subgroups have the smallest size; larger subgroups
-        // take several rows each.
-        let min_width = g.ctx().adapter().get_info().subgroup_min_size.max(1);
-        (SUBGROUP_WG / min_width).clamp(1, SUBGROUP_WG / 4) as usize
+        subgroup_rows_per_workgroup(g.ctx().adapter().get_info().subgroup_min_size) as usize
     } else {
         WG_ROWS
     };
@@ -41,6 +38,13 @@ pub(crate) fn dispatch(g: &mut Graph, prob: &mut Problem, subgroup: bool) -> Res
     let k = kernel(subgroup, vec4, prob.w_f16, m_tile, prob.norm);
     g.dispatch(k, &params(&prob.params), &prob.binds, groups);
     Ok(())
+}
+
+/// Rows of W a workgroup of `gemv_subgroup.wgsl` covers on a device whose smallest subgroup
+/// has `min_width` lanes: one row per subgroup when all subgroups have the smallest size;
+/// larger subgroups take several rows each (its subgroups take rows sg, sg + num_subgroups, ...).
+pub fn subgroup_rows_per_workgroup(min_width: u32) -> u32 {
+    (SUBGROUP_WG / min_width.max(1)).clamp(1, SUBGROUP_WG / 4)
 }
 
 /// Every specialisation this module dispatches.
