@@ -22,7 +22,7 @@ use bark_wgpu::kv::{KvCacheConfig, PagedKvCache, SeqId};
 use bark_wgpu::model::gpt::{CausalGpt, FineGpt};
 use bark_wgpu::model::{BarkConfig, SubModelConfig};
 use bark_wgpu::weights::Weights;
-use bark_wgpu::{Context, ContextOptions, DType, Graph, Tensor};
+use bark_wgpu::{Context, ContextOptions, DType, Tensor};
 use bench_common::{random_model_dir, ModelSpec};
 
 /// Blocks per sub-model: two, so a block reads another block's output (and the cache holds
@@ -86,22 +86,7 @@ fn causal_logits(ctx: &Context, model: &CausalGpt, ids: &[u32], prefill: usize) 
 
 /// `ids` at positions `start..` of `seq`: a prefill, or (one id) a decode step.
 fn step(ctx: &Context, model: &CausalGpt, cache: &mut PagedKvCache, seq: SeqId, ids: &[u32], start: usize) -> Vec<f32> {
-    let n = ids.len();
-    cache.reserve(seq, n).unwrap();
-    let rows = cache.step_rows(n).unwrap();
-    rows.set_span(cache, seq, start).unwrap();
-    let pos: Vec<u32> = (start..start + n).map(|p| p as u32).collect();
-    let (ids, pos) = (Tensor::from_u32(ctx, ids, &[n]).unwrap(), Tensor::from_u32(ctx, &pos, &[n]).unwrap());
-    let mut g = Graph::new(ctx);
-    let (vi, vp) = (g.input(&ids), g.input(&pos));
-    let x = model.embed(&mut g, vi, vp).unwrap();
-    let kv = cache.bind(&mut g, &rows);
-    let h = if n == 1 { model.record_decode(&mut g, x, &kv) } else { model.record(&mut g, x, &kv) }.unwrap();
-    let logits = model.logits(&mut g, h).unwrap();
-    g.keep(logits);
-    let plan = g.compile().unwrap();
-    plan.run().unwrap();
-    plan.tensor(logits).to_f32(ctx).unwrap()
+    common::causal_step(ctx, model, cache, seq, ids, start, ids.len() == 1)
 }
 
 /// Fails unless `gpu` is within [`TOL`] of the logits' scale of `cpu`, and both are finite and
@@ -141,13 +126,7 @@ fn fine(sets: &[Context; 2], w: &Weights, cfg: &BarkConfig, dtype: DType) {
     let [gpu, cpu] = sets.each_ref().map(|ctx| {
         let model = FineGpt::load(ctx, w, "fine_acoustics", fine, dtype).unwrap();
         let codes = Tensor::from_u32(ctx, &codes, &[1, frames, books]).unwrap();
-        let mut g = Graph::new(ctx);
-        let c = g.input(&codes);
-        let logits = model.record(&mut g, c, idx).unwrap();
-        g.keep(logits);
-        let plan = g.compile().unwrap();
-        plan.run().unwrap();
-        plan.tensor(logits).to_f32(ctx).unwrap()
+        common::fine_logits(ctx, &model, &codes, idx)
     });
     compare(&format!("fine {dtype:?} codebook {idx}"), &gpu, &cpu);
 }

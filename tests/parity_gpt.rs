@@ -57,22 +57,7 @@ fn step(
     ids: &[u32],
     start: usize,
 ) -> Vec<f32> {
-    let n = ids.len();
-    cache.reserve(seq, n).unwrap();
-    let rows = cache.step_rows(n).unwrap();
-    rows.set_span(cache, seq, start).unwrap();
-    let pos: Vec<u32> = (start..start + n).map(|p| p as u32).collect();
-    let (ids, pos) = (Tensor::from_u32(ctx, ids, &[n]).unwrap(), Tensor::from_u32(ctx, &pos, &[n]).unwrap());
-    let mut g = Graph::new(ctx);
-    let (vi, vp) = (g.input(&ids), g.input(&pos));
-    let x = model.embed(&mut g, vi, vp).unwrap();
-    let kv = cache.bind(&mut g, &rows);
-    let h = model.record(&mut g, x, &kv).unwrap();
-    let logits = model.logits(&mut g, h).unwrap();
-    g.keep(logits);
-    let plan = g.compile().unwrap();
-    plan.run().unwrap();
-    plan.tensor(logits).to_f32(ctx).unwrap()
+    common::causal_step(ctx, model, cache, seq, ids, start, false)
 }
 
 /// On the device `ctx`: the logits of the whole sequence, of a 5-token prefill, and of the
@@ -158,17 +143,7 @@ fn fine_logits(variant: &str, file: &str) -> Vec<Vec<f32>> {
     let r = reference(variant);
     let shape = r.info("fine.input_ids").unwrap().shape.clone();
     let codes = Tensor::from_u32(ctx, &ids_of(&r, "fine.input_ids"), &shape).unwrap();
-    (1..cfg.fine_acoustics_config.n_codes_total)
-        .map(|idx| {
-            let mut g = Graph::new(ctx);
-            let c = g.input(&codes);
-            let logits = model.record(&mut g, c, idx).unwrap();
-            g.keep(logits);
-            let plan = g.compile().unwrap();
-            plan.run().unwrap();
-            plan.tensor(logits).to_f32(ctx).unwrap()
-        })
-        .collect()
+    (1..cfg.fine_acoustics_config.n_codes_total).map(|idx| common::fine_logits(ctx, &model, &codes, idx)).collect()
 }
 
 #[test]

@@ -113,3 +113,50 @@ pub fn run_f32_op(
     plan.run().unwrap();
     (plan.tensor(y).to_f32(ctx).unwrap(), shape)
 }
+
+/// Runs `ids` through `model` at positions `start..` of `seq`, appending to its cache, and
+/// returns the logits of every row: through `record`, or with `decode` (one id per sequence)
+/// through `record_decode`, as generation's decode steps run.
+pub fn causal_step(
+    ctx: &Context,
+    model: &bark_wgpu::model::gpt::CausalGpt,
+    cache: &mut bark_wgpu::kv::PagedKvCache,
+    seq: bark_wgpu::kv::SeqId,
+    ids: &[u32],
+    start: usize,
+    decode: bool,
+) -> Vec<f32> {
+    use bark_wgpu::Tensor;
+    let n = ids.len();
+    cache.reserve(seq, n).unwrap();
+    let rows = cache.step_rows(n).unwrap();
+    rows.set_span(cache, seq, start).unwrap();
+    let pos: Vec<u32> = (start..start + n).map(|p| p as u32).collect();
+    let (ids, pos) = (Tensor::from_u32(ctx, ids, &[n]).unwrap(), Tensor::from_u32(ctx, &pos, &[n]).unwrap());
+    let mut g = bark_wgpu::Graph::new(ctx);
+    let (vi, vp) = (g.input(&ids), g.input(&pos));
+    let x = model.embed(&mut g, vi, vp).unwrap();
+    let kv = cache.bind(&mut g, &rows);
+    let h = if decode { model.record_decode(&mut g, x, &kv) } else { model.record(&mut g, x, &kv) }.unwrap();
+    let logits = model.logits(&mut g, h).unwrap();
+    g.keep(logits);
+    let plan = g.compile().unwrap();
+    plan.run().unwrap();
+    plan.tensor(logits).to_f32(ctx).unwrap()
+}
+
+/// The fine model's logits for codebook `idx` of `codes` (`[batch, frames, codebooks]` u32).
+pub fn fine_logits(
+    ctx: &Context,
+    model: &bark_wgpu::model::gpt::FineGpt,
+    codes: &bark_wgpu::Tensor,
+    idx: usize,
+) -> Vec<f32> {
+    let mut g = bark_wgpu::Graph::new(ctx);
+    let c = g.input(codes);
+    let logits = model.record(&mut g, c, idx).unwrap();
+    g.keep(logits);
+    let plan = g.compile().unwrap();
+    plan.run().unwrap();
+    plan.tensor(logits).to_f32(ctx).unwrap()
+}
