@@ -10,18 +10,21 @@
 //! Random weights (`benches/common`'s checkpoint writer) with few layers: a layer adds time, not
 //! kernels, and a CPU adapter runs the GPU set slowly. Semantic and coarse: a prefill through the
 //! paged KV cache, then teacher-forced decode steps as generation runs them; fine: one window.
-//! f32 weights, then f16 weights (and caches).
+//! f32 weights, then f16 weights (and caches). In f32 the GPU set is also checked against
+//! transformers' logits for the same checkpoint (a few rows per stage, committed in
+//! tests/fixtures/bark-sizes by scripts/make_bark_sizes_reference.py).
 
 #[path = "../benches/common/mod.rs"]
 mod bench_common;
 mod common;
 
+use std::path::Path;
 use std::time::Instant;
 
 use bark_wgpu::kv::{KvCacheConfig, PagedKvCache, SeqId};
 use bark_wgpu::model::gpt::{CausalGpt, FineGpt};
 use bark_wgpu::model::{BarkConfig, SubModelConfig};
-use bark_wgpu::weights::Weights;
+use bark_wgpu::weights::{WeightSource, Weights};
 use bark_wgpu::{Context, ContextOptions, DType, Tensor};
 use bench_common::{random_model_dir, ModelSpec};
 
@@ -89,8 +92,8 @@ fn step(ctx: &Context, model: &CausalGpt, cache: &mut PagedKvCache, seq: SeqId, 
     common::causal_step(ctx, model, cache, seq, ids, start, ids.len() == 1)
 }
 
-/// Fails unless `gpu` is within [`TOL`] of the logits' scale of `cpu`, and both are finite and
-/// not all zero; prints the difference measured.
+/// Fails unless `gpu` is within [`TOL`] of the logits' scale of `cpu` (the CPU set's, or
+/// transformers'), and both are finite and not all zero; prints the difference measured.
 fn compare(what: &str, gpu: &[f32], cpu: &[f32]) {
     for (set, v) in [("GPU", gpu), ("CPU", cpu)] {
         assert!(v.iter().all(|x| x.is_finite()), "{what}: the {set} set's logits are not all finite");
@@ -98,7 +101,7 @@ fn compare(what: &str, gpu: &[f32], cpu: &[f32]) {
     let scale = cpu.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     assert!(scale > 0.0, "{what}: every logit is zero");
     let diff = common::max_abs_diff(gpu, cpu);
-    eprintln!("{what}: max |GPU - CPU| {diff:.2e}, logits up to {scale:.2e} ({:.1e} of it)", diff / scale);
+    eprintln!("{what}: max difference {diff:.2e}, logits up to {scale:.2e} ({:.1e} of it)", diff / scale);
     common::assert_close(what, gpu, cpu, TOL * scale, 0.0);
 }
 
@@ -113,6 +116,24 @@ fn causal(sets: &[Context; 2], w: &Weights, (prefix, sub): (&str, &SubModelConfi
         let what = if i == 0 { "prefill".to_string() } else { format!("decode step {i}") };
         compare(&format!("{prefix} {dtype:?} {what}"), g, c);
     }
+    if dtype == DType::F32 {
+        // transformers' rows 0 and 36 of the prefill and each step's, for the GPU set.
+        let key = if prefix == "semantic" { "semantic" } else { "coarse" };
+        let r = reference();
+        let want_ids: Vec<u32> = r.to_i64(&format!("{key}.input_ids")).unwrap().iter().map(|&v| v as u32).collect();
+        assert_eq!(want_ids, ids, "{key}: the reference was made for other ids; rerun its script");
+        let v = sub.output_vocab_size;
+        let prefill = &gpu[0];
+        let mut got = [&prefill[..v], &prefill[36 * v..37 * v]].concat();
+        gpu[1..].iter().for_each(|step| got.extend_from_slice(step));
+        compare(&format!("{prefix} F32 against transformers"), &got, &r.to_f32(&format!("{key}.rows")).unwrap());
+    }
+}
+
+/// transformers' logits for this test's checkpoint (scripts/make_bark_sizes_reference.py).
+fn reference() -> WeightSource {
+    WeightSource::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bark-sizes/reference.safetensors"))
+        .unwrap()
 }
 
 fn fine(sets: &[Context; 2], w: &Weights, cfg: &BarkConfig, dtype: DType) {
@@ -129,6 +150,14 @@ fn fine(sets: &[Context; 2], w: &Weights, cfg: &BarkConfig, dtype: DType) {
         common::fine_logits(ctx, &model, &codes, idx)
     });
     compare(&format!("fine {dtype:?} codebook {idx}"), &gpu, &cpu);
+    if dtype == DType::F32 {
+        let r = reference();
+        let want: Vec<u32> = r.to_i64("fine.input_ids").unwrap().iter().map(|&v| v as u32).collect();
+        assert_eq!(want, codes, "fine: the reference was made for other codes; rerun its script");
+        let v = fine.model.output_vocab_size;
+        let got = [&gpu[..v], &gpu[(frames - 1) * v..frames * v]].concat();
+        compare("fine F32 codebook 7 against transformers", &got, &r.to_f32("fine.rows").unwrap());
+    }
 }
 
 #[test]
@@ -140,6 +169,13 @@ fn gpu_and_cpu_kernel_sets_agree_at_bark_small_sizes() {
     let t = Instant::now();
     let dir = random_model_dir(&spec, "bark-sizes-test", false).unwrap();
     eprintln!("checkpoint: {} MB in {:.1} s", dir.checkpoint_bytes / 1_000_000, t.elapsed().as_secs_f32());
+    if let Some(keep) = std::env::var_os("BARK_SIZES_CHECKPOINT") {
+        // For scripts/make_bark_sizes_reference.py, which runs transformers on it.
+        std::fs::create_dir_all(&keep).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(dir.path.join(f), std::path::Path::new(&keep).join(f)).unwrap();
+        }
+    }
     let cfg = BarkConfig::load(dir.path.join("config.json")).unwrap();
     assert_eq!((cfg.semantic_config.hidden_size, cfg.semantic_config.input_vocab_size), (768, 129_600));
     let w = Weights::open(dir.path.join("model.safetensors")).unwrap();
