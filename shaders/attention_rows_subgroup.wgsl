@@ -1,7 +1,7 @@
 // Attention for CPU adapters (lavapipe), `paged` and `dense` with the loads shared: a
 // workgroup's WG threads hold consecutive rows of one head and walk their keys together, each
 // lane loading 1/WG of a chunk's words and subgroupShuffle handing them to the others. For
-// several rows per thread, where subgroups hold a whole workgroup and a head's words split
+// several rows per thread, where subgroups are exactly a workgroup and a head's words split
 // evenly over the lanes (the host checks); a module that names subgroup builtins fails
 // validation on devices without them, hence a file of its own. The kernel is
 // common/attention_rows.wgsl (read its header); attention_rows.wgsl is the twin without

@@ -1,7 +1,7 @@
 // The direct GEMM (CPU adapters) with the x loads shared: all of a workgroup's DWG lanes need
 // the same rows of x, so each loads a share of them (XR lanes split the block's rows, XS lanes
 // steps of K; the host sets XR x XS = DWG) and subgroupShuffle hands each word to the others.
-// For devices whose subgroups hold a whole workgroup (the host checks the smallest subgroup
+// For devices whose subgroups are exactly a workgroup (the host checks the subgroup
 // size); a module that names subgroup builtins fails validation on devices without them, hence
 // a file of its own. The kernel is common/gemm_direct.wgsl (read its header); gemm_direct.wgsl
 // is the twin without subgroups.

@@ -345,7 +345,7 @@ fn dense_at_other_head_dims() {
 
 #[test]
 fn shared_loads_match_each_thread_loading_its_own() {
-    // Where subgroups hold a workgroup (8 lanes) the rows kernel's lanes walk their
+    // Where a workgroup is one subgroup (8 lanes) the rows kernel's lanes walk their
     // keys together and split each chunk's key and value loads, shuffling the words to each
     // other: prefill and the fine model's path. It must match the reference and, every output
     // being the same sums in the same order, a device without subgroups bit for bit (dense);
@@ -357,7 +357,7 @@ fn shared_loads_match_each_thread_loading_its_own() {
     let opts = ContextOptions { no_optional_features: true, cpu_kernels: Some(true), ..Default::default() };
     let own = &Context::new(&opts).unwrap();
     // What the device offers decides it: subgroups of at least a workgroup's 8 lanes.
-    let lanes_hold = shared.subgroups_hold(8);
+    let lanes_hold = shared.subgroups_are(8);
     eprintln!("loads shared on this device where the words split: {lanes_hold}");
     for (d, t) in [(32, 64), (64, 128), (128, 37)] {
         for f16 in [false, true] {

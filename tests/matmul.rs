@@ -307,7 +307,7 @@ fn gemm_bark_prefill_size() {
 
 #[test]
 fn direct_gemm_shares_x_loads_and_agrees_bit_for_bit_without() {
-    // Where subgroups hold a workgroup (of 8 lanes) the direct GEMM's lanes split
+    // Where a workgroup is one subgroup (of 8 lanes) the direct GEMM's lanes split
     // the loads of x (by rows in blocks of 8 and 16 rows, by steps of K in blocks of 1, 2 and
     // 4) and shuffle the words to each other; a device without subgroups has each thread load
     // them all. Every output is the same sum in the same order either way, so the two must
@@ -316,7 +316,7 @@ fn direct_gemm_shares_x_loads_and_agrees_bit_for_bit_without() {
     // and K = 40 f32 at M = 1 and 2), and K = 12 in f16 (no 16-byte loads: not shared).
     let shared = ctx();
     // What the device offers decides it: subgroups of at least a workgroup's 8 lanes.
-    assert_eq!(gemm_direct::shares_x_loads(shared), shared.subgroups_hold(8));
+    assert_eq!(gemm_direct::shares_x_loads(shared), shared.subgroups_are(8));
     eprintln!("x loads shared on this device: {}", gemm_direct::shares_x_loads(shared));
     let opts = ContextOptions { no_optional_features: true, cpu_kernels: Some(true), ..Default::default() };
     let own = &Context::new(&opts).unwrap();

@@ -284,11 +284,13 @@ impl Context {
     pub fn has_subgroups(&self) -> bool {
         self.inner.summary.subgroup
     }
-    /// Whether every subgroup has at least `lanes` invocations (the device has subgroups and
-    /// its smallest subgroup size is at least that), so a workgroup of `lanes` threads lies in
-    /// one subgroup.
-    pub fn subgroups_hold(&self, lanes: u32) -> bool {
-        self.has_subgroups() && self.inner.adapter.get_info().subgroup_min_size >= lanes
+    /// Whether every subgroup has exactly `lanes` invocations, so a workgroup of `lanes`
+    /// threads is one whole subgroup whose lanes are its threads: what the kernels whose lanes
+    /// shuffle loads to each other by constant lane numbers need. (Wider subgroups would hold
+    /// such a workgroup too, but where in them its threads sit is up to the driver.)
+    pub fn subgroups_are(&self, lanes: u32) -> bool {
+        let info = self.inner.adapter.get_info();
+        self.has_subgroups() && info.subgroup_min_size == lanes && info.subgroup_max_size == lanes
     }
     /// Whether linear layers, attention and layer norms run their CPU variants (see
     /// [`ContextOptions`]).

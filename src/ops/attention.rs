@@ -66,14 +66,14 @@ pub struct AttnOptions {
 /// over heads of `head_dim` on `ctx` (a decode step's rows, one per sequence, take a thread per
 /// head, and a workgroup spans heads). More rows share each loaded key and value, but the
 /// kernel is written out per row and column, and a compiler's time and memory can grow much
-/// faster than its size: up to 8 rows and rows x head_dim 512 where subgroups hold a workgroup
+/// faster than its size: up to 8 rows and rows x head_dim 512 where a workgroup is one subgroup
 /// (the lanes then also share their loads; lavapipe), else up to 4 rows and 256, which every
 /// driver tried compiles (BENCHMARKS.md, "Driver matrix").
 pub fn rows_per_thread(ctx: &Context, head_dim: u32) -> u32 {
-    rows_within(ctx.subgroups_hold(ROWS_WG), head_dim)
+    rows_within(ctx.subgroups_are(ROWS_WG), head_dim)
 }
 
-/// [`rows_per_thread`] for devices whose subgroups hold a workgroup (`lanes_hold`) or not.
+/// [`rows_per_thread`] for devices whose workgroup is one subgroup (`lanes_hold`) or not.
 fn rows_within(lanes_hold: bool, head_dim: u32) -> u32 {
     let (most_rows, most_elements) = if lanes_hold { (8, 512) } else { (4, 256) };
     (most_elements / head_dim.max(1)).clamp(1, most_rows)
@@ -93,11 +93,11 @@ fn chunks_per_word(head_dim: u32, kv_f16: bool) -> u32 {
 
 /// Whether the rows kernel, where it takes several rows per thread (prefill, dense), runs
 /// attention_rows_subgroup.wgsl on `ctx` for heads of `head_dim` over f16 (`kv_f16`) or f32
-/// keys: its lanes walk the keys together and share their loads. It needs subgroups that hold
-/// a whole workgroup, and a head's 16-byte words of K splitting evenly over the lanes (f32: a
+/// keys: its lanes walk the keys together and share their loads. It needs subgroups that are
+/// exactly a workgroup, and a head's 16-byte words of K splitting evenly over the lanes (f32: a
 /// multiple of 32; f16: of 64, as in Bark).
 pub fn shares_loads(ctx: &Context, head_dim: u32, kv_f16: bool) -> bool {
-    ctx.subgroups_hold(ROWS_WG) && words_split(head_dim, kv_f16)
+    ctx.subgroups_are(ROWS_WG) && words_split(head_dim, kv_f16)
 }
 
 /// Whether a head's words of K split evenly over a workgroup's lanes (f16 keys only where
@@ -457,7 +457,7 @@ pub fn kernels() -> Vec<Kernel> {
             let append = [false, true].map(|f16| kernel("paged", d, 1, f16, true));
             let merges = [None, Some(false), Some(true)].map(|a| combine_kernel(d, a));
             // The rows kernel at either budget; the twins that share loads only where subgroups
-            // hold a workgroup (the larger budget), for several rows per thread where the words
+            // are a workgroup (the larger budget), for several rows per thread where the words
             // split.
             let budgets = [false, true].map(|hold| (hold, rows_within(hold, d)));
             let rows = budgets.into_iter().flat_map(move |(_, rq)| [1, rq]).flat_map(move |rq| {

@@ -2,7 +2,7 @@
 //! any M, each thread reading x and W straight from memory into a block of up to 16 rows x 16
 //! columns of y, with no workgroup memory and no barriers. Two shaders around one body
 //! (`shaders/common/gemm_direct.wgsl`): `shaders/gemm_direct_subgroup.wgsl` shares the loads
-//! of x between a workgroup's lanes (devices whose subgroups hold a whole workgroup),
+//! of x between a workgroup's lanes (devices whose subgroups are exactly a workgroup),
 //! `shaders/gemm_direct.wgsl` has every thread load them (any device). Both sum each output in
 //! the same order, so they agree bit for bit. Call it through `linear`; this module only picks
 //! the specialisation.
@@ -48,10 +48,10 @@ fn kernel(vec4: bool, w_f16: bool, rows: usize, shared_x: bool) -> Kernel {
 }
 
 /// Whether the direct GEMM shares the loads of x's rows between lanes on `ctx` (where K is a
-/// multiple of 4 for f32 or 8 for f16): where its subgroups hold a whole workgroup, so every
+/// multiple of 4 for f32 or 8 for f16): where its subgroups are exactly a workgroup, so every
 /// lane of one is in one subgroup.
 pub fn shares_x_loads(ctx: &Context) -> bool {
-    ctx.subgroups_hold(WG as u32)
+    ctx.subgroups_are(WG as u32)
 }
 
 /// Records the direct GEMM for a checked problem.
