@@ -315,7 +315,7 @@ fn direct_gemm_shares_x_loads_and_agrees_bit_for_bit_without() {
     // past a workgroup's columns, both dtypes, steps of K that do not fill the lanes (K = 24 f16
     // and K = 40 f32 at M = 1 and 2), and K = 12 in f16 (no 16-byte loads: not shared).
     let shared = ctx();
-    // What the device offers decides it: subgroups of at least a workgroup's 8 lanes.
+    // What the device offers decides it: subgroups of exactly a workgroup's 8 lanes.
     assert_eq!(gemm_direct::shares_x_loads(shared), shared.subgroups_are(8));
     eprintln!("x loads shared on this device: {}", gemm_direct::shares_x_loads(shared));
     let opts = ContextOptions { no_optional_features: true, cpu_kernels: Some(true), ..Default::default() };

@@ -289,8 +289,7 @@ impl Context {
     /// shuffle loads to each other by constant lane numbers need. (Wider subgroups would hold
     /// such a workgroup too, but where in them its threads sit is up to the driver.)
     pub fn subgroups_are(&self, lanes: u32) -> bool {
-        let info = self.inner.adapter.get_info();
-        self.has_subgroups() && info.subgroup_min_size == lanes && info.subgroup_max_size == lanes
+        self.has_subgroups() && self.inner.summary.subgroup_sizes == (lanes, lanes)
     }
     /// Whether linear layers, attention and layer norms run their CPU variants (see
     /// [`ContextOptions`]).

@@ -73,11 +73,12 @@ pub fn rows_per_thread(ctx: &Context, head_dim: u32) -> u32 {
     rows_within(ctx.subgroups_are(ROWS_WG), head_dim)
 }
 
-/// [`rows_per_thread`] for devices whose workgroup is one subgroup (`lanes_hold`) or not.
-fn rows_within(lanes_hold: bool, head_dim: u32) -> u32 {
-    let (most_rows, most_elements) = if lanes_hold { (8, 512) } else { (4, 256) };
+/// [`rows_per_thread`] for devices whose workgroup is one subgroup (`one_subgroup`) or not.
+fn rows_within(one_subgroup: bool, head_dim: u32) -> u32 {
+    let (most_rows, most_elements) = if one_subgroup { (8, 512) } else { (4, 256) };
     (most_elements / head_dim.max(1)).clamp(1, most_rows)
 }
+
 /// Threads per workgroup of `attention_rows.wgsl` (WG).
 const ROWS_WG: u32 = 8;
 
@@ -459,15 +460,15 @@ pub fn kernels() -> Vec<Kernel> {
             // The rows kernel at either budget; the twins that share loads only where subgroups
             // are a workgroup (the larger budget), for several rows per thread where the words
             // split.
-            let budgets = [false, true].map(|hold| (hold, rows_within(hold, d)));
-            let rows = budgets.into_iter().flat_map(move |(_, rq)| [1, rq]).flat_map(move |rq| {
+            let budgets = [false, true].map(|one_subgroup| rows_within(one_subgroup, d));
+            let rows = budgets.into_iter().flat_map(move |rq| [1, rq]).flat_map(move |rq| {
                 [
                     rows_kernel("paged", d, false, rq, false),
                     rows_kernel("paged", d, true, rq, false),
                     rows_kernel("dense", d, false, rq, false),
                 ]
             });
-            let rq = budgets[1].1;
+            let rq = budgets[1];
             let shared = [("paged", false), ("paged", true), ("dense", false)]
                 .into_iter()
                 .filter(move |&(_, f16)| rq > 1 && words_split(d, f16))

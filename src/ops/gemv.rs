@@ -28,11 +28,8 @@ pub(crate) fn dispatch(g: &mut Graph, prob: &mut Problem, subgroup: bool) -> Res
     let m_tile = M_TILES.into_iter().find(|&t| t >= prob.m).unwrap_or(GEMV_MAX_M);
     // vec4<u32> loads need every row of W and x to start on 16 bytes.
     let vec4 = if prob.w_f16 { prob.k.is_multiple_of(8) } else { prob.k.is_multiple_of(4) };
-    let rows_per_wg = if subgroup {
-        subgroup_rows_per_workgroup(g.ctx().adapter().get_info().subgroup_min_size) as usize
-    } else {
-        WG_ROWS
-    };
+    let rows_per_wg =
+        if subgroup { subgroup_rows_per_workgroup(g.ctx().summary().subgroup_sizes.0) as usize } else { WG_ROWS };
     prob.params.rows_per_wg = rows_per_wg as u32;
     let groups = groups_1d(prob.n.div_ceil(rows_per_wg) as u32);
     let k = kernel(subgroup, vec4, prob.w_f16, m_tile, prob.norm);
