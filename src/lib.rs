@@ -16,6 +16,7 @@ pub mod model;
 pub mod ops;
 pub mod progress;
 pub mod text;
+pub mod vocab;
 pub mod voice;
 pub mod weights;
 

@@ -3,12 +3,9 @@
 
 use std::path::Path;
 
+use crate::vocab::{TEXT_ENCODING_OFFSET, TEXT_PAD};
 use crate::{Error, Result};
 
-/// Added to every BERT id to place it in the semantic model's input vocabulary.
-pub const TEXT_ENCODING_OFFSET: u32 = 10_048;
-/// Fills the text window after the text.
-pub const TEXT_PAD: u32 = 129_595;
 /// The text window of the semantic model.
 pub const MAX_TEXT_TOKENS: usize = 256;
 
@@ -44,8 +41,8 @@ pub fn normalize_whitespace(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// BERT ids to the semantic text window: each id plus [`TEXT_ENCODING_OFFSET`], then
-/// [`TEXT_PAD`] up to [`MAX_TEXT_TOKENS`]. Text that does not fit is an error, never cut: the
+/// BERT ids to the semantic text window: each id plus [`TEXT_ENCODING_OFFSET`](crate::vocab::TEXT_ENCODING_OFFSET), then
+/// [`TEXT_PAD`](crate::vocab::TEXT_PAD) up to [`MAX_TEXT_TOKENS`]. Text that does not fit is an error, never cut: the
 /// caller splits long text (long-form generation) instead.
 pub fn semantic_text_window(bert_ids: &[u32]) -> Result<Vec<u32>> {
     if bert_ids.is_empty() {

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use bark_wgpu::text::{normalize_whitespace, semantic_text_window, TextTokenizer, MAX_TEXT_TOKENS, TEXT_PAD};
+use bark_wgpu::text::{normalize_whitespace, semantic_text_window, TextTokenizer, MAX_TEXT_TOKENS};
+use bark_wgpu::vocab::TEXT_PAD;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tokenizer");
 

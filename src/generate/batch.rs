@@ -11,17 +11,20 @@
 //! sampling rows equal the one-text runs too.
 //!
 //! How the stages batch:
-//! * semantic: continuous batching. A sequence ending (EOS or its cap) frees its pages and its
-//!   row; the next waiting text is prefilled and takes the row from the next step on.
-//! * coarse: lockstep windows of 60 tokens; sequences leave and join at window boundaries.
+//! * semantic and coarse: continuous batching on one [`super::scheduler::Scheduler`]. A
+//!   sequence ending (semantic: EOS or its cap; coarse: its last window) frees its pages and its
+//!   row; the next waiting one is prefilled and takes the row from the next step on. A coarse
+//!   sequence restarts its own cache at each of its 60-token windows while the others decode.
 //! * fine: the 1024-frame windows of up to `max_batch` sequences run as one `[B, 1024, 8]`
 //!   batch (fewer when the adapter's binding limit needs it).
 //! * decode: one sequence at a time (the codec is small).
 
-use super::{check_voice, coarse, fine, semantic, Bark, GenerateOptions, Generation, VoicePrompt};
-use super::{COARSE_STREAM, FINE_STREAM, SEMANTIC_STREAM};
+use super::bark::{check_voice, Bark, Generation};
+use super::options::{GenerateOptions, COARSE_STREAM, FINE_STREAM, SEMANTIC_STREAM};
+use super::{coarse, fine, semantic};
 use crate::ops::sampling::SampleSettings;
-use crate::progress::{Reporter, Stage};
+use crate::progress::Stage;
+use crate::voice::VoicePrompt;
 use crate::{Error, Result};
 
 /// What every batch entry point checks first: a batch size of at least 1 and a usable voice.
@@ -41,22 +44,29 @@ fn about_item(i: usize, n: usize, what: &str) -> impl FnOnce(Error) -> Error + '
 }
 
 impl Bark {
-    /// Runs one stage between its progress start (with `total` units) and finish, then frees
-    /// the intermediates its plans left in the pool: the next stage's sizes differ, so keeping
-    /// them would only raise the peak GPU memory to the sum of the stages instead of the largest.
-    pub(super) fn in_stage<T>(
-        &self,
-        stage: Stage,
-        total: usize,
-        run: impl FnOnce(&Reporter) -> Result<T>,
-    ) -> Result<T> {
-        let progress = self.reporter();
-        progress.start(stage, total);
-        let out = run(progress);
-        self.ctx.trim_pool();
-        let out = out?;
-        progress.finish(stage);
-        Ok(out)
+    /// Text to semantic tokens.
+    pub fn semantic(&self, text: &str, opts: &GenerateOptions, voice: Option<&VoicePrompt>) -> Result<Vec<u32>> {
+        only(self.semantic_batch(&[text], opts, voice, 1)?)
+    }
+
+    /// Semantic tokens to interleaved coarse tokens.
+    pub fn coarse(&self, semantic: &[u32], opts: &GenerateOptions, voice: Option<&VoicePrompt>) -> Result<Vec<u32>> {
+        only(self.coarse_batch(&[semantic.to_vec()], opts, voice, 1)?)
+    }
+
+    /// Interleaved coarse tokens to `[codebook][frame]` codes of all 8 codebooks.
+    pub fn fine(&self, coarse: &[u32], opts: &GenerateOptions, voice: Option<&VoicePrompt>) -> Result<Vec<Vec<u32>>> {
+        only(self.fine_batch(&[coarse.to_vec()], opts, voice, 1)?)
+    }
+
+    /// All four stages, for text of at most 256 tokens (longer text is an error: see
+    /// [`Bark::generate_long`]).
+    pub fn generate(&self, text: &str, opts: &GenerateOptions, voice: Option<&VoicePrompt>) -> Result<Generation> {
+        let semantic = self.semantic(text, opts, voice)?;
+        let coarse = self.coarse(&semantic, opts, voice)?;
+        let fine = self.fine(&coarse, opts, voice)?;
+        let audio = self.decode(&fine)?;
+        Ok(Generation { semantic, coarse, fine, audio })
     }
 
     /// Texts to semantic tokens, at most `max_batch` (>= 1) sequences live at once. Output `i`
@@ -69,21 +79,22 @@ impl Bark {
         max_batch: usize,
     ) -> Result<Vec<Vec<u32>>> {
         check_inputs(max_batch, voice)?;
+        let settings = opts.semantic_settings();
+        let max_tokens = opts.max_semantic_tokens;
+        semantic::check_max_tokens(&self.semantic, max_tokens)?;
         let history = semantic::history_window(voice.map(|v| v.semantic.as_slice()));
-        let prompts = texts
+        let seqs = texts
             .iter()
             .enumerate()
             .map(|(i, t)| {
                 let text = self.text_window(t).map_err(about_item(i, texts.len(), "text"))?;
-                Ok(semantic::Prompt { text, history: history.clone() })
+                let prompt = semantic::Prompt { text, history: history.clone() };
+                let seq = semantic::SemanticSeq::new(&self.semantic, prompt, settings, max_tokens)?;
+                Ok((seq, opts.rng(SEMANTIC_STREAM, settings.temperature > 0.0)))
             })
             .collect::<Result<Vec<_>>>()?;
-        let settings = opts.semantic_settings();
-        let mut rngs: Vec<_> = texts.iter().map(|_| opts.rng(SEMANTIC_STREAM, settings.temperature > 0.0)).collect();
-        let max_tokens = opts.max_semantic_tokens;
-        self.in_stage(Stage::Semantic, prompts.len() * max_tokens, |progress| {
-            let model = &self.semantic;
-            semantic::generate(&self.ctx, model, &prompts, &settings, max_tokens, &mut rngs, max_batch, progress)
+        self.in_stage(Stage::Semantic, seqs.len() * max_tokens, |progress| {
+            semantic::generate(&self.ctx, &self.semantic, seqs, max_batch, progress)
         })
     }
 
@@ -98,15 +109,18 @@ impl Bark {
     ) -> Result<Vec<Vec<u32>>> {
         check_inputs(max_batch, voice)?;
         let history = voice.map(|v| (v.semantic.as_slice(), v.coarse.as_slice()));
-        let jobs = semantic
+        let base = opts.settings(opts.waveform_temp);
+        let seqs = semantic
             .iter()
             .enumerate()
-            .map(|(i, s)| coarse::Job::new(s, history).map_err(about_item(i, semantic.len(), "semantic sequence")))
+            .map(|(i, s)| {
+                let job = coarse::Job::new(s, history).map_err(about_item(i, semantic.len(), "semantic sequence"))?;
+                let seq = coarse::CoarseSeq::new(&self.coarse, job, &base, opts.coarse_mask);
+                Ok((seq, opts.rng(COARSE_STREAM, base.temperature > 0.0)))
+            })
             .collect::<Result<Vec<_>>>()?;
-        let base = opts.settings(opts.waveform_temp);
-        let mut rngs: Vec<_> = jobs.iter().map(|_| opts.rng(COARSE_STREAM, base.temperature > 0.0)).collect();
-        self.in_stage(Stage::Coarse, jobs.iter().map(coarse::Job::total).sum(), |progress| {
-            coarse::generate(&self.ctx, &self.coarse, jobs, &base, opts.coarse_mask, &mut rngs, max_batch, progress)
+        self.in_stage(Stage::Coarse, seqs.iter().map(|(s, _)| s.total()).sum(), |progress| {
+            coarse::generate(&self.ctx, &self.coarse, seqs, max_batch, progress)
         })
     }
 
@@ -172,63 +186,5 @@ pub(super) fn only<T>(mut out: Vec<T>) -> Result<T> {
     match (out.pop(), out.is_empty()) {
         (Some(x), true) => Ok(x),
         _ => Err(Error::Gpu("internal: a batch of one gave other than one output".into())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::generate::step::{cache_for, DecodeStep};
-    use crate::generate::LoadOptions;
-    use std::path::Path;
-
-    fn bark() -> Bark {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let opts = LoadOptions {
-            tokenizer: Some(root.join("tests/fixtures/tokenizer/tokenizer.json")),
-            ..LoadOptions::default()
-        };
-        Bark::load(root.join("tests/fixtures/tiny"), &opts).unwrap()
-    }
-
-    #[test]
-    fn finished_sequences_give_back_every_page() {
-        let b = bark();
-        let opts = GenerateOptions { max_semantic_tokens: 3, ..GenerateOptions::greedy() };
-        let settings = opts.semantic_settings();
-        let history = semantic::history_window(None);
-        let prompts: Vec<_> = ["Hi.", "One two.", "Three."]
-            .iter()
-            .map(|t| semantic::Prompt { text: b.text_window(t).unwrap(), history: history.clone() })
-            .collect();
-        // Two rows for three prompts: the third joins in pages the first gave back.
-        let mut cache = cache_for(&b.ctx, &b.semantic, 2, 259).unwrap();
-        let all = cache.free_pages();
-        let step = DecodeStep::new(&b.ctx, &b.semantic, &cache, 2).unwrap();
-        let mut rngs = vec![None, None, None];
-        let sem = semantic::generate_in(
-            &b.ctx,
-            &b.semantic,
-            &mut cache,
-            &step,
-            &prompts,
-            &settings,
-            3,
-            &mut rngs,
-            b.reporter(),
-        )
-        .unwrap();
-        assert_eq!(sem.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3]);
-        assert_eq!(cache.free_pages(), all, "semantic stage");
-
-        let mut cache = cache_for(&b.ctx, &b.coarse, 2, 1024).unwrap();
-        let all = cache.free_pages();
-        let step = DecodeStep::new(&b.ctx, &b.coarse, &cache, 2).unwrap();
-        let jobs = sem.iter().map(|s| coarse::Job::new(s, None).unwrap()).collect();
-        let settings = coarse::codebook_settings(&b.coarse, &opts.settings(1.0), opts.coarse_mask);
-        let out = coarse::generate_in(&b.ctx, &b.coarse, &mut cache, &step, jobs, &settings, &mut rngs, b.reporter())
-            .unwrap();
-        assert!(out.iter().all(|c| !c.is_empty()));
-        assert_eq!(cache.free_pages(), all, "coarse stage");
     }
 }

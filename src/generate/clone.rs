@@ -8,7 +8,10 @@
 
 use std::path::Path;
 
-use super::{semantic, Bark, GenerateOptions, VoicePrompt};
+use super::bark::Bark;
+use super::options::GenerateOptions;
+use crate::vocab::SEMANTIC_VOCAB;
+use crate::voice::VoicePrompt;
 use crate::audio::{resample, SAMPLE_RATE};
 use crate::model::encodec::{checkpoint_fetch, EncodecEncoder};
 use crate::weights::Weights;
@@ -44,7 +47,7 @@ impl Bark {
             ((frames as f64 * SEMANTIC_PER_FRAME).round() as usize).clamp(2, opts.max_semantic_tokens.max(2));
         let sem_opts = GenerateOptions { max_semantic_tokens: max_tokens, ..opts.clone() };
         let mut semantic = self.semantic(text, &sem_opts, None)?;
-        semantic.retain(|&t| t < semantic::SEMANTIC_VOCAB);
+        semantic.retain(|&t| t < SEMANTIC_VOCAB);
         if semantic.len() < 2 {
             return Err(Error::Invalid(format!(
                 "the text gave {} semantic token(s) before its end; a voice prompt needs at least 2 (give the words spoken in the recording)",

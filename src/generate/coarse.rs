@@ -20,25 +20,15 @@
 //! and what greedy parity with transformers needs); [`CoarseMask::Original`] is the original's.
 
 use super::rng::Rng;
-use super::semantic::draw_uniforms;
-use super::semantic::SEMANTIC_EOS;
-use super::step::{self, cache_and_step, check_all_free, DecodeStep, Feed, Prefill};
+use super::scheduler::{Scheduler, Sequence, Window};
+use super::step;
 use crate::gpu::Context;
-use crate::graph::Run;
-use crate::kv::{PagedKvCache, SeqId};
 use crate::model::gpt::CausalGpt;
 use crate::ops::sampling::SampleSettings;
 use crate::progress::{Reporter, Stage};
+use crate::vocab::{CODEBOOK_SIZE, COARSE_INFER, COARSE_OFFSET, COARSE_SEMANTIC_PAD, N_COARSE_CODEBOOKS, SEMANTIC_EOS};
 use crate::{Error, Result};
 
-/// Codebook 0 of the coarse tokens starts here (the semantic vocabulary's size).
-pub const COARSE_OFFSET: u32 = 10_000;
-pub const CODEBOOK_SIZE: u32 = 1024;
-/// Pads the semantic part of the coarse prompt (and replaces the semantic EOS).
-pub const COARSE_SEMANTIC_PAD: u32 = 12_048;
-/// Separates the semantic part of the prompt from the coarse history.
-pub const COARSE_INFER: u32 = 12_050;
-pub const N_COARSE_CODEBOOKS: usize = 2;
 pub const MAX_COARSE_INPUT: usize = 256;
 pub const MAX_COARSE_HISTORY: usize = 630;
 pub const SLIDING_WINDOW: usize = 60;
@@ -169,7 +159,7 @@ impl Job {
 
 /// The sampling settings of even (codebook 0) and odd (codebook 1) steps: `base`'s
 /// temperature and filters over each codebook's ids.
-pub(crate) fn codebook_settings(model: &CausalGpt, base: &SampleSettings, mask: CoarseMask) -> [SampleSettings; 2] {
+fn codebook_settings(model: &CausalGpt, base: &SampleSettings, mask: CoarseMask) -> [SampleSettings; 2] {
     let vocab = model.config().output_vocab_size as u32;
     let end_1 = match mask {
         CoarseMask::Transformers => vocab,
@@ -181,37 +171,66 @@ pub(crate) fn codebook_settings(model: &CausalGpt, base: &SampleSettings, mask: 
     ]
 }
 
-/// Generates the interleaved coarse tokens of every job, at most `max_batch` sequences sharing
-/// each decode step. Sequences advance in lockstep windows: each window starts with every live
-/// sequence's cache reset and its window prompt prefilled, then up to 60 steps over all live
-/// rows (a row whose last window is shorter idles for the rest). A finished sequence leaves at
-/// a window's end and a waiting job takes its row. `rngs[i]`: job `i`'s stream (one uniform
-/// per token when sampling). `base` gives temperature and filters; the allowed ranges are set
-/// here. Output `i` belongs to job `i`.
-#[allow(clippy::too_many_arguments)]
+/// One coarse sequence as the scheduler runs it: its job's windows, each token's codebook
+/// settings (even tokens of a window codebook 0, odd ones codebook 1), checked against the
+/// model's context.
+pub(crate) struct CoarseSeq {
+    job: Job,
+    codebooks: [SampleSettings; 2],
+    block_size: usize,
+}
+
+impl CoarseSeq {
+    /// Coarse tokens this sequence makes in all.
+    pub fn total(&self) -> usize {
+        self.job.total()
+    }
+
+    /// `base` gives temperature and filters; the codebooks' id ranges are set here.
+    pub fn new(model: &CausalGpt, job: Job, base: &SampleSettings, mask: CoarseMask) -> CoarseSeq {
+        CoarseSeq { job, codebooks: codebook_settings(model, base, mask), block_size: model.config().block_size }
+    }
+}
+
+impl Sequence for CoarseSeq {
+    fn next_window(&mut self) -> Result<Option<Window>> {
+        if self.job.is_done() {
+            return Ok(None);
+        }
+        let (mut prefill, tokens) = self.job.window(self.block_size)?;
+        let first = prefill.pop().ok_or_else(|| Error::Invalid("empty coarse prompt".into()))?;
+        Ok(Some(Window { prefill, extra: None, first, tokens }))
+    }
+
+    fn settings(&self, k: usize) -> SampleSettings {
+        self.codebooks[k % 2]
+    }
+
+    fn push(&mut self, id: u32) -> bool {
+        self.job.push(id);
+        false
+    }
+}
+
+/// Generates the interleaved coarse tokens of every sequence, at most `max_batch` sharing each
+/// decode step. Each sequence runs its windows of up to 60 tokens on its own: at a window's
+/// end its cache restarts from the next window's prompt while the other rows keep decoding,
+/// and a finished sequence's row goes to the next waiting one. A sequence's random stream
+/// gives it one uniform per token when sampling. Output `i` belongs to sequence `i`.
 pub(crate) fn generate(
     ctx: &Context,
     model: &CausalGpt,
-    jobs: Vec<Job>,
-    base: &SampleSettings,
-    mask: CoarseMask,
-    rngs: &mut [Option<Rng>],
+    seqs: Vec<(CoarseSeq, Option<Rng>)>,
     max_batch: usize,
     progress: &Reporter,
 ) -> Result<Vec<Vec<u32>>> {
-    if rngs.len() != jobs.len() {
-        return Err(Error::Invalid(format!("{} random streams for {} coarse jobs", rngs.len(), jobs.len())));
-    }
-    let busy = jobs.iter().filter(|j| !j.is_done()).count();
+    let busy = seqs.iter().filter(|(s, _)| !s.job.is_done()).count();
     if busy == 0 {
-        return Ok(jobs.into_iter().map(Job::finish).collect());
+        return Ok(seqs.into_iter().map(|(s, _)| s.job.finish()).collect());
     }
-    let (mut cache, step) = cache_and_step(ctx, model, max_batch.min(busy), model.config().block_size)?;
-    let n_pages = cache.free_pages();
-    let codebooks = codebook_settings(model, base, mask);
-    let out = generate_in(ctx, model, &mut cache, &step, jobs, &codebooks, rngs, progress)?;
-    check_all_free(&cache, n_pages)?;
-    Ok(out)
+    let scheduler = Scheduler::new(ctx, model, max_batch.min(busy), model.config().block_size)?;
+    let done = scheduler.run(seqs, |n| progress.advance(Stage::Coarse, n))?;
+    Ok(done.into_iter().map(|s| s.job.finish()).collect())
 }
 
 /// The GPU bytes [`generate`] holds beyond the weights for `batch` sequences: its cache of
@@ -220,110 +239,6 @@ pub(crate) fn generate(
 pub(crate) fn footprint(ctx: &Context, model: &CausalGpt, batch: usize) -> Result<u64> {
     let longest = (MAX_COARSE_INPUT + MAX_COARSE_HISTORY, 0, false);
     step::footprint(ctx, model, batch, model.config().block_size, longest)
-}
-
-/// A job holding a decode row.
-struct Live {
-    index: usize,
-    seq: SeqId,
-    job: Job,
-    /// The current window's first token (its prompt's last) and how many tokens it makes.
-    next: u32,
-    left: usize,
-}
-
-/// [`generate`] in a given cache (empty, room for `step.n_rows()` full sequences), which it
-/// leaves empty again.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn generate_in(
-    ctx: &Context,
-    model: &CausalGpt,
-    cache: &mut PagedKvCache,
-    step: &DecodeStep,
-    jobs: Vec<Job>,
-    codebooks: &[SampleSettings; 2],
-    rngs: &mut [Option<Rng>],
-    progress: &Reporter,
-) -> Result<Vec<Vec<u32>>> {
-    let block_size = model.config().block_size;
-    let mut done: Vec<Option<Vec<u32>>> = (0..jobs.len()).map(|_| None).collect();
-    let mut waiting = jobs.into_iter().enumerate();
-    let mut rows: Vec<Option<Live>> = (0..step.n_rows()).map(|_| None).collect();
-    let mut prefill = Prefill::default();
-    loop {
-        // Window boundary: finished jobs leave, waiting ones join, every live job's cache
-        // restarts from its window prompt.
-        for row in rows.iter_mut() {
-            if row.as_ref().is_some_and(|l| l.job.is_done()) {
-                let live = row.take().expect("the row is busy");
-                cache.free(live.seq)?;
-                done[live.index] = Some(live.job.finish());
-            }
-            while row.is_none() {
-                let Some((index, job)) = waiting.next() else { break };
-                if job.is_done() {
-                    done[index] = Some(job.finish());
-                } else {
-                    *row = Some(Live { index, seq: cache.add_sequence()?, job, next: 0, left: 0 });
-                }
-            }
-            if let Some(live) = row {
-                let (prompt, n_new) = live.job.window(block_size)?;
-                let (last, head) = prompt.split_last().ok_or_else(|| Error::Invalid("empty coarse prompt".into()))?;
-                cache.reset(live.seq)?;
-                prefill.run(ctx, model, cache, live.seq, head, None)?;
-                (live.next, live.left) = (*last, n_new);
-            }
-        }
-        if rows.iter().all(Option::is_none) {
-            break;
-        }
-        // Step k + 1 is queued (feeding the GPU's own choice of step k) before step k is read.
-        let window = rows.iter().flatten().map(|l| l.left).max().unwrap_or(0);
-        let mut in_flight: Option<(Run, Vec<bool>)> = None;
-        for k in 0..=window {
-            let next = if k < window {
-                step.set_settings(&codebooks[k % 2])?;
-                let busy: Vec<Option<&Live>> = rows.iter().map(|r| r.as_ref().filter(|l| k < l.left)).collect();
-                let inputs: Vec<_> = busy
-                    .iter()
-                    .map(|l| l.map(|l| (l.seq, if k == 0 { Feed::Token(l.next) } else { Feed::Chosen })))
-                    .collect();
-                let uniforms = draw_uniforms(&busy, rngs, |l| l.index);
-                let mask = busy.iter().map(Option::is_some).collect();
-                Some((step.submit(cache, &inputs, uniforms.as_deref())?, mask))
-            } else {
-                None
-            };
-            if let Some((run, mask)) = in_flight.take() {
-                let chosen = step.read(&run)?;
-                progress.advance(Stage::Coarse, mask.iter().filter(|&&b| b).count());
-                for ((row, &id), busy) in rows.iter_mut().zip(&chosen).zip(mask) {
-                    if let Some(live) = row.as_mut().filter(|_| busy) {
-                        live.job.push(id);
-                    }
-                }
-            }
-            in_flight = next;
-        }
-    }
-    Ok(done.into_iter().map(Option::unwrap_or_default).collect())
-}
-
-/// Interleaved coarse tokens to their codes, `[codebook][frame]` in `0..1024` (the fine
-/// stage's `(id - 10000) % 1024`, which also folds transformers' ids above 12047).
-pub fn coarse_codes(coarse: &[u32]) -> Result<[Vec<u32>; 2]> {
-    if !coarse.len().is_multiple_of(N_COARSE_CODEBOOKS) {
-        return Err(Error::Invalid(format!("{} coarse tokens do not make whole frames of 2", coarse.len())));
-    }
-    let mut out = [Vec::new(), Vec::new()];
-    for (i, &id) in coarse.iter().enumerate() {
-        if id < COARSE_OFFSET {
-            return Err(Error::Invalid(format!("coarse token {id} at {i} is below {COARSE_OFFSET}")));
-        }
-        out[i % 2].push((id - COARSE_OFFSET) % CODEBOOK_SIZE);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

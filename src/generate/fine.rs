@@ -14,22 +14,19 @@
 //! Temperature `None` or `1.0` takes the argmax over codes `0..1024`; any other samples from
 //! `softmax(logits[..1024] / t)`, one uniform per frame of the window.
 
-use super::coarse::{coarse_codes, N_COARSE_CODEBOOKS};
-use super::memory::bytes_held;
 use super::rng::Rng;
 use crate::gpu::{Context, Tensor};
 use crate::graph::{Graph, Plan, Scratch, Val};
 use crate::model::gpt::FineGpt;
 use crate::ops::sampling::{sample, SampleSettings, SamplerInputs};
 use crate::progress::{Reporter, Stage};
+use crate::vocab::{coarse_codes, FINE_PAD, N_COARSE_CODEBOOKS};
 use crate::{Error, Result};
 
 /// Frames the fine model sees at once.
 pub const MAX_FINE_INPUT: usize = 1024;
 /// Frames of the voice's fine prompt kept, and the stride of the windows.
 pub const MAX_FINE_HISTORY: usize = 512;
-/// The pad code of the codebooks still to predict.
-pub const FINE_PAD: u32 = 1024;
 
 /// One sequence of the fine stage: its frames as rows of `n_cb` codes (history, the coarse
 /// frames, pad frames) written in place window by window, and the window arithmetic. The
@@ -218,7 +215,7 @@ pub(crate) fn sequences_per_run(ctx: &Context, model: &FineGpt, batch: usize) ->
 /// adds a smaller runner's inputs, a few KB.)
 pub(crate) fn footprint(ctx: &Context, model: &FineGpt, batch: usize) -> Result<u64> {
     let b = sequences_per_run(ctx, model, batch);
-    bytes_held(ctx, || {
+    ctx.bytes_held(|| {
         let scratch = Scratch::default();
         let runner = FineRunner::new(ctx, model, model.config().n_codes_total, b, &scratch)?;
         Ok((scratch, runner))

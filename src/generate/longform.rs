@@ -15,7 +15,9 @@
 
 use std::ops::Range;
 
-use super::{Audio, Bark, GenerateOptions, Generation, VoicePrompt};
+use super::bark::{check_voice, Audio, Bark, Generation};
+use super::options::GenerateOptions;
+use crate::voice::VoicePrompt;
 use crate::text::{normalize_whitespace, MAX_TEXT_TOKENS};
 use crate::{Error, Result};
 
@@ -255,7 +257,7 @@ impl Bark {
             let prompt = voice.or(carried.as_ref());
             let g = self.generate(piece, &piece_opts, prompt)?;
             if voice.is_none() {
-                if let Some(p) = g.voice_prompt().ok().filter(|p| super::check_voice(p).is_ok()) {
+                if let Some(p) = g.voice_prompt().ok().filter(|p| check_voice(p).is_ok()) {
                     carried = Some(p);
                 }
             }

@@ -4,8 +4,10 @@
 //! full sizes on a software adapter). With the weights, the largest stage is the peak of a
 //! generation, because `Bark` frees each stage's buffers before the next one starts.
 
-use super::{coarse, fine, semantic, Bark};
-use crate::gpu::{Context, DType, Tensor};
+use super::bark::Bark;
+use super::{coarse, fine, semantic};
+use crate::gpu::{DType, Tensor};
+use crate::vocab::N_COARSE_CODEBOOKS;
 use crate::Result;
 
 /// GPU bytes each stage holds beyond the weights at its peak.
@@ -45,14 +47,14 @@ impl Bark {
             coarse: coarse::footprint(&self.ctx, &self.coarse, batch)?,
             fine: fine::footprint(&self.ctx, &self.fine, batch)?,
             fine_batch: fine::sequences_per_run(&self.ctx, &self.fine, batch),
-            decode: self.decode_footprint(coarse::coarse_len(max_semantic_tokens) / coarse::N_COARSE_CODEBOOKS)?,
+            decode: self.decode_footprint(coarse::coarse_len(max_semantic_tokens) / N_COARSE_CODEBOOKS)?,
         })
     }
 
     /// What decoding one sequence of `frames` holds: its codes and the compiled codec plan.
     fn decode_footprint(&self, frames: usize) -> Result<u64> {
         let n_q = self.config.fine_acoustics_config.n_codes_total;
-        bytes_held(&self.ctx, || {
+        self.ctx.bytes_held(|| {
             // Zeros are valid codes; the plan is what Bark::decode compiles, and reading its
             // samples back takes a staging buffer of their size.
             let codes = Tensor::empty(&self.ctx, &[n_q, 1, frames.max(1)], DType::U32)?;
@@ -61,16 +63,4 @@ impl Bark {
             Ok((codes, plan, staging))
         })
     }
-}
-
-/// The GPU bytes `build`'s result holds while it lives, freed again before returning: a stage's
-/// footprint beyond the weights, when `build` makes what the stage makes (its cache and plans).
-pub(super) fn bytes_held<T>(ctx: &Context, build: impl FnOnce() -> Result<T>) -> Result<u64> {
-    ctx.trim_pool();
-    let before = ctx.stats().bytes_live;
-    let held = build()?;
-    let bytes = ctx.stats().bytes_live.saturating_sub(before);
-    drop(held);
-    ctx.trim_pool();
-    Ok(bytes)
 }

@@ -6,25 +6,19 @@
 //! position 256 the SEMANTIC_INFER token alone. Then one token per KV-cached step, candidates
 //! `[0, 10000]` (10001..10047 suppressed), stopping after the EOS 10000 (kept in the output, as
 //! transformers keeps it) or after `max_tokens` tokens. Several prompts may share every decode
-//! step (`generate`); one prompt alone is a batch of one.
+//! step ([`generate`], on the stages' [`Scheduler`]); one prompt alone is a batch of one.
 
 use super::rng::Rng;
-use super::step::{self, cache_and_step, check_all_free, DecodeStep, Feed, Prefill};
+use super::scheduler::{Scheduler, Sequence, Window};
+use super::step;
 use crate::gpu::Context;
-use crate::graph::Run;
-use crate::kv::{PagedKvCache, SeqId};
 use crate::model::gpt::CausalGpt;
 use crate::ops::sampling::SampleSettings;
 use crate::progress::{Reporter, Stage};
 use crate::text::MAX_TEXT_TOKENS;
+use crate::vocab::{SEMANTIC_EOS, SEMANTIC_INFER};
 use crate::{Error, Result};
 
-/// Semantic tokens are `0..SEMANTIC_VOCAB`.
-pub const SEMANTIC_VOCAB: u32 = 10_000;
-/// End of the semantic sequence; also the pad of the history window.
-pub const SEMANTIC_EOS: u32 = 10_000;
-/// The token after the merged text/history window.
-pub const SEMANTIC_INFER: u32 = 129_599;
 /// Bark's default cap on semantic tokens (with a 257-token prompt it fills the 1024 context).
 pub const MAX_SEMANTIC_TOKENS: usize = 768;
 
@@ -42,6 +36,15 @@ pub fn max_tokens_for(block_size: usize) -> usize {
     block_size.saturating_sub(MAX_TEXT_TOKENS)
 }
 
+/// Checks a cap on semantic tokens against `model`'s context.
+pub(crate) fn check_max_tokens(model: &CausalGpt, max_tokens: usize) -> Result<()> {
+    let cap = max_tokens_for(model.config().block_size);
+    if max_tokens == 0 || max_tokens > cap {
+        return Err(Error::Invalid(format!("max semantic tokens is {max_tokens}; want 1..={cap}")));
+    }
+    Ok(())
+}
+
 /// One sequence's prompt: the text window and the history window (256 ids each).
 #[derive(Clone, Debug)]
 pub(crate) struct Prompt {
@@ -49,33 +52,23 @@ pub(crate) struct Prompt {
     pub history: Vec<u32>,
 }
 
-/// Generates semantic tokens for every prompt, at most `max_batch` sequences sharing each
-/// decode step (continuous batching: a finished sequence frees its row and its pages, and the
-/// next waiting prompt is prefilled and takes the row from the next step on). `rngs[i]` gives
-/// prompt `i` one uniform per step when sampling (`None` for greedy settings), so each
-/// sequence draws exactly what it would draw alone. Output `i` belongs to prompt `i`.
-#[allow(clippy::too_many_arguments)]
+/// Generates every sequence's semantic tokens, at most `max_batch` sharing each decode step
+/// (continuous batching: a finished sequence frees its row and its pages, and the next waiting
+/// one is prefilled and takes the row from the next step on). A sequence's random stream gives
+/// it one uniform per step when sampling (`None` for greedy settings), so each sequence draws
+/// exactly what it would draw alone. Output `i` belongs to sequence `i`.
 pub(crate) fn generate(
     ctx: &Context,
     model: &CausalGpt,
-    prompts: &[Prompt],
-    settings: &SampleSettings,
-    max_tokens: usize,
-    rngs: &mut [Option<Rng>],
+    seqs: Vec<(SemanticSeq, Option<Rng>)>,
     max_batch: usize,
     progress: &Reporter,
 ) -> Result<Vec<Vec<u32>>> {
-    check(model, prompts, max_tokens, rngs.len())?;
-    if prompts.is_empty() {
-        return Ok(Vec::new());
-    }
+    let Some(longest) = seqs.iter().map(|(s, _)| s.max_tokens).max() else { return Ok(Vec::new()) };
     // The prompt's 256 positions, then one per token fed back (the last one never is).
-    let positions = MAX_TEXT_TOKENS + max_tokens;
-    let (mut cache, step) = cache_and_step(ctx, model, max_batch.min(prompts.len()), positions)?;
-    let n_pages = cache.free_pages();
-    let out = generate_in(ctx, model, &mut cache, &step, prompts, settings, max_tokens, rngs, progress)?;
-    check_all_free(&cache, n_pages)?;
-    Ok(out)
+    let scheduler = Scheduler::new(ctx, model, max_batch.min(seqs.len()), MAX_TEXT_TOKENS + longest)?;
+    let done = scheduler.run(seqs, |n| progress.advance(Stage::Semantic, n))?;
+    Ok(done.into_iter().map(SemanticSeq::into_tokens).collect())
 }
 
 /// The GPU bytes [`generate`] holds beyond the weights for `batch` sequences of up to
@@ -84,133 +77,51 @@ pub(crate) fn footprint(ctx: &Context, model: &CausalGpt, batch: usize, max_toke
     step::footprint(ctx, model, batch, MAX_TEXT_TOKENS + max_tokens, (MAX_TEXT_TOKENS, 0, true))
 }
 
-fn check(model: &CausalGpt, prompts: &[Prompt], max_tokens: usize, n_rngs: usize) -> Result<()> {
-    if n_rngs != prompts.len() {
-        return Err(Error::Invalid(format!("{n_rngs} random streams for {} prompts", prompts.len())));
-    }
-    for p in prompts {
-        if p.text.len() != MAX_TEXT_TOKENS || p.history.len() != MAX_TEXT_TOKENS {
+/// One text's semantic sequence: a single window (the text and history windows prefilled,
+/// then SEMANTIC_INFER) that ends at the EOS or after `max_tokens` tokens.
+pub(crate) struct SemanticSeq {
+    prompt: Option<Prompt>,
+    settings: SampleSettings,
+    max_tokens: usize,
+    out: Vec<u32>,
+}
+
+impl SemanticSeq {
+    /// Checks the prompt's windows and `max_tokens` against `model`'s context.
+    pub fn new(model: &CausalGpt, prompt: Prompt, settings: SampleSettings, max_tokens: usize) -> Result<Self> {
+        if prompt.text.len() != MAX_TEXT_TOKENS || prompt.history.len() != MAX_TEXT_TOKENS {
             return Err(Error::Invalid(format!(
                 "semantic prompt windows of {} and {} tokens, want {MAX_TEXT_TOKENS} each",
-                p.text.len(),
-                p.history.len()
+                prompt.text.len(),
+                prompt.history.len()
             )));
         }
+        check_max_tokens(model, max_tokens)?;
+        Ok(SemanticSeq { prompt: Some(prompt), settings, max_tokens, out: Vec::with_capacity(max_tokens) })
     }
-    let cap = max_tokens_for(model.config().block_size);
-    if max_tokens == 0 || max_tokens > cap {
-        return Err(Error::Invalid(format!("max semantic tokens is {max_tokens}; want 1..={cap}")));
+
+    /// The tokens made (ending with the EOS when the model stopped by itself).
+    pub fn into_tokens(self) -> Vec<u32> {
+        self.out
     }
-    Ok(())
 }
 
-/// A sequence being decoded: its prompt's index, its cache sequence, its tokens so far, the
-/// steps submitted for it, and whether its next step is its first.
-struct Live {
-    index: usize,
-    seq: SeqId,
-    out: Vec<u32>,
-    submitted: usize,
-    first: bool,
-}
-
-/// [`generate`] in a given cache (empty, room for `step.n_rows()` full sequences), which it
-/// leaves empty again. Arguments already checked.
-///
-/// One step is always in flight ahead of the host: step `k + 1` is queued (each row feeding the
-/// token the GPU chose for it in step `k`) before step `k` is read, so the GPU does not idle
-/// while the host reads. A row whose step `k` ends it (EOS) has one more step computed and
-/// dropped; its cache is freed and the row's next occupant never sees that result (results
-/// are matched to rows by prompt index).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn generate_in(
-    ctx: &Context,
-    model: &CausalGpt,
-    cache: &mut PagedKvCache,
-    step: &DecodeStep,
-    prompts: &[Prompt],
-    settings: &SampleSettings,
-    max_tokens: usize,
-    rngs: &mut [Option<Rng>],
-    progress: &Reporter,
-) -> Result<Vec<Vec<u32>>> {
-    step.set_settings(settings)?;
-    let mut done: Vec<Option<Vec<u32>>> = vec![None; prompts.len()];
-    let mut rows: Vec<Option<Live>> = (0..step.n_rows()).map(|_| None).collect();
-    let mut waiting = 0..prompts.len();
-    let mut prefill = Prefill::default();
-    // The step in flight and, per row, the prompt it was computing for.
-    let mut in_flight: Option<(Run, Vec<Option<usize>>)> = None;
-    loop {
-        for row in rows.iter_mut().filter(|r| r.is_none()) {
-            let Some(index) = waiting.next() else { break };
-            let seq = cache.add_sequence()?;
-            let p = &prompts[index];
-            prefill.run(ctx, model, cache, seq, &p.text, Some(&p.history))?;
-            *row = Some(Live { index, seq, out: Vec::with_capacity(max_tokens), submitted: 0, first: true });
-        }
-        // Queue the next step for every row that may still need a token.
-        let mut inputs = vec![None; rows.len()];
-        let mut tags = vec![None; rows.len()];
-        for (r, row) in rows.iter_mut().enumerate() {
-            let Some(live) = row.as_mut().filter(|l| l.submitted < max_tokens) else { continue };
-            let feed = if live.first { Feed::Token(SEMANTIC_INFER) } else { Feed::Chosen };
-            inputs[r] = Some((live.seq, feed));
-            tags[r] = Some(live.index);
-            (live.first, live.submitted) = (false, live.submitted + 1);
-        }
-        let next = if tags.iter().any(Option::is_some) {
-            let uniforms = draw_uniforms(&tags, rngs, |&i| i);
-            Some((step.submit(cache, &inputs, uniforms.as_deref())?, tags))
-        } else {
-            None
-        };
-        // Read the step before it and apply it to the rows still holding its sequences.
-        if let Some((run, tags)) = in_flight.take() {
-            let chosen = step.read(&run)?;
-            let mut applied = 0;
-            for ((row, &id), tag) in rows.iter_mut().zip(&chosen).zip(tags) {
-                let Some(live) = row.as_mut().filter(|l| Some(l.index) == tag) else { continue };
-                live.out.push(id);
-                applied += 1;
-                if id == SEMANTIC_EOS || live.out.len() >= max_tokens {
-                    cache.free(live.seq)?;
-                    let live = row.take().expect("the row is busy");
-                    done[live.index] = Some(live.out);
-                }
-            }
-            progress.advance(Stage::Semantic, applied);
-        }
-        in_flight = next;
-        if in_flight.is_none() {
-            if rows.iter().any(Option::is_some) {
-                return Err(Error::Gpu("internal: a semantic sequence neither ended nor asked for a token".into()));
-            }
-            if waiting.is_empty() {
-                break;
-            }
-        }
+impl Sequence for SemanticSeq {
+    fn next_window(&mut self) -> Result<Option<Window>> {
+        Ok(self.prompt.take().map(|p| Window {
+            prefill: p.text,
+            extra: Some(p.history),
+            first: SEMANTIC_INFER,
+            tokens: self.max_tokens,
+        }))
     }
-    Ok(done.into_iter().map(Option::unwrap_or_default).collect())
-}
 
-/// One uniform per row for a step: from the row's sequence's stream when it has one, 0 for
-/// idle rows and rows without a stream. `None` when no row samples.
-pub(crate) fn draw_uniforms<T>(
-    rows: &[Option<T>],
-    rngs: &mut [Option<Rng>],
-    index: impl Fn(&T) -> usize,
-) -> Option<Vec<f32>> {
-    let mut any = false;
-    let u = rows
-        .iter()
-        .map(|r| match r.as_ref().and_then(|l| rngs[index(l)].as_mut()) {
-            Some(rng) => {
-                any = true;
-                rng.uniform()
-            }
-            None => 0.0,
-        })
-        .collect();
-    any.then_some(u)
+    fn settings(&self, _k: usize) -> SampleSettings {
+        self.settings
+    }
+
+    fn push(&mut self, id: u32) -> bool {
+        self.out.push(id);
+        id == SEMANTIC_EOS
+    }
 }

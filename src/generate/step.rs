@@ -6,7 +6,6 @@
 //! needs no LM head at all (its logits would be thrown away) and the step's sampler picks the
 //! first token exactly as it picks the others.
 
-use super::memory::bytes_held;
 use crate::gpu::{Context, DType, Tensor};
 use crate::graph::{Graph, Plan, Run, Val};
 use crate::kv::{KvCacheConfig, PagedKvCache, SeqId, StepRows};
@@ -67,20 +66,12 @@ pub(crate) fn footprint(
     positions: usize,
     prefill: (usize, usize, bool),
 ) -> Result<u64> {
-    bytes_held(ctx, || {
+    ctx.bytes_held(|| {
         let (cache, step) = cache_and_step(ctx, model, batch, positions)?;
         let mut plan = Prefill::default();
         plan.prepare(ctx, model, &cache, prefill)?;
         Ok((cache, step, plan))
     })
-}
-
-/// Fails when a stage left pages behind: every sequence of a finished stage has freed its own.
-pub(crate) fn check_all_free(cache: &PagedKvCache, n_pages: usize) -> Result<()> {
-    match cache.free_pages() {
-        n if n == n_pages => Ok(()),
-        n => Err(Error::Gpu(format!("internal: {} KV cache pages still held after generation", n_pages - n))),
-    }
 }
 
 /// Prefills one sequence at a time: runs `ids` (summed with `extra`'s rows when given, ids
@@ -206,6 +197,18 @@ pub(crate) struct DecodeStep {
     ctx: Context,
     groups: Vec<RowGroup>,
     plan: Plan,
+    /// Each row's settings as the GPU holds them.
+    settings: Vec<SampleSettings>,
+}
+
+/// One busy row of a step: its sequence, what it feeds, how it picks its token, and its
+/// uniform number when it samples.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowInput {
+    pub seq: SeqId,
+    pub feed: Feed,
+    pub settings: SampleSettings,
+    pub uniform: Option<f32>,
 }
 
 /// The inputs and output of one group of at most `GEMV_MAX_M` rows.
@@ -243,63 +246,62 @@ impl DecodeStep {
             groups.push(RowGroup { ids, positions, rows, sampler, chosen: s.ids });
         }
         let plan = g.compile()?;
-        Ok(DecodeStep { ctx: ctx.clone(), groups, plan })
+        // What SamplerInputs::new wrote to every row.
+        let settings = vec![SampleSettings::greedy((0, vocab as u32)); n_rows];
+        Ok(DecodeStep { ctx: ctx.clone(), groups, plan, settings })
     }
 
     pub fn n_rows(&self) -> usize {
         self.groups.iter().map(|gr| gr.rows.n_rows()).sum()
     }
 
-    /// How the next runs choose their tokens (written to the GPU now), one setting for every
-    /// row.
-    pub fn set_settings(&self, settings: &SampleSettings) -> Result<()> {
-        for gr in &self.groups {
-            gr.sampler.set_settings(&self.ctx, std::slice::from_ref(settings))?;
-        }
-        Ok(())
-    }
-
-    /// Queues one step without waiting: each busy row's `(seq, feed)` at the next position of
-    /// `seq` (reserving it). Read its tokens with [`DecodeStep::read`].
-    pub fn submit(
-        &self,
-        cache: &mut PagedKvCache,
-        inputs: &[Option<(SeqId, Feed)>],
-        uniforms: Option<&[f32]>,
-    ) -> Result<Run> {
+    /// Queues one step without waiting: each busy row's input at the next position of its
+    /// sequence (reserving it). Read its tokens with [`DecodeStep::read`]. A row's settings are
+    /// written only when they change; an idle row keeps what it had.
+    pub fn submit(&mut self, cache: &mut PagedKvCache, inputs: &[Option<RowInput>]) -> Result<Run> {
         let n_rows = self.n_rows();
-        if inputs.len() != n_rows || uniforms.is_some_and(|u| u.len() != n_rows) {
+        if inputs.len() != n_rows {
             return Err(Error::Invalid(format!("{} inputs for a step of {n_rows} rows", inputs.len())));
         }
         // A row sees its own new key, not another row's: each sequence gets one row a step.
-        let mut slots: Vec<u32> = inputs.iter().flatten().map(|&(seq, _)| seq.slot()).collect();
+        let mut slots: Vec<u32> = inputs.iter().flatten().map(|input| input.seq.slot()).collect();
         slots.sort_unstable();
         if slots.windows(2).any(|w| w[0] == w[1]) {
             return Err(Error::Invalid("a decode step was given one sequence in two rows".into()));
         }
         for (k, gr) in self.groups.iter().enumerate() {
             let span = k * GEMV_MAX_M..k * GEMV_MAX_M + gr.rows.n_rows();
+            let inputs = &inputs[span.clone()];
             let mut rows = Vec::with_capacity(span.len());
             let mut positions = vec![0; span.len()];
-            for (r, input) in inputs[span.clone()].iter().enumerate() {
-                rows.push(match *input {
-                    Some((seq, feed)) => {
-                        let pos = cache.reserve(seq, 1)?.start;
+            for (r, input) in inputs.iter().enumerate() {
+                rows.push(match input {
+                    Some(input) => {
+                        let pos = cache.reserve(input.seq, 1)?.start;
                         positions[r] = pos as u32;
                         // Only given tokens are written, word by word: the other rows' ids are
                         // the GPU's copy of their last choice and must stay.
-                        if let Feed::Token(id) = feed {
+                        if let Feed::Token(id) = input.feed {
                             gr.ids.write_words_at(&self.ctx, r, &[id])?;
                         }
-                        Some((seq, pos))
+                        Some((input.seq, pos))
                     }
                     None => None,
                 });
             }
             gr.rows.set(cache, &rows)?;
             gr.positions.write_words(&self.ctx, &positions)?;
-            if let Some(u) = uniforms {
-                gr.sampler.set_uniforms(&self.ctx, &u[span])?;
+            let held = &mut self.settings[span];
+            let wanted: Vec<SampleSettings> =
+                inputs.iter().zip(held.iter()).map(|(input, &had)| input.map_or(had, |i| i.settings)).collect();
+            if wanted != held {
+                gr.sampler.set_settings(&self.ctx, &wanted)?;
+                held.copy_from_slice(&wanted);
+            }
+            // Rows that do not sample never read their uniform.
+            if inputs.iter().flatten().any(|i| i.uniform.is_some()) {
+                let u: Vec<f32> = inputs.iter().map(|i| i.and_then(|i| i.uniform).unwrap_or(0.0)).collect();
+                gr.sampler.set_uniforms(&self.ctx, &u)?;
             }
         }
         self.plan.submit()
@@ -373,11 +375,13 @@ mod tests {
         // Each row reads its own new key, not another row's: a sequence must have one row.
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let b = Bark::load(root.join("tests/fixtures/tiny"), &LoadOptions::default()).unwrap();
-        let (mut cache, step) = cache_and_step(b.context(), &b.semantic, 2, 64).unwrap();
+        let (mut cache, mut step) = cache_and_step(b.context(), &b.semantic, 2, 64).unwrap();
         let (s0, s1) = (cache.add_sequence().unwrap(), cache.add_sequence().unwrap());
-        let err = step.submit(&mut cache, &[Some((s0, Feed::Token(1))), Some((s0, Feed::Token(2)))], None);
+        let settings = SampleSettings::greedy((0, 10));
+        let row = |seq, id| Some(RowInput { seq, feed: Feed::Token(id), settings, uniform: None });
+        let err = step.submit(&mut cache, &[row(s0, 1), row(s0, 2)]);
         assert!(err.is_err_and(|e| e.to_string().contains("two rows")));
-        assert!(step.submit(&mut cache, &[Some((s0, Feed::Token(1))), Some((s1, Feed::Token(2)))], None).is_ok());
+        assert!(step.submit(&mut cache, &[row(s0, 1), row(s1, 2)]).is_ok());
     }
 
     #[test]

@@ -379,6 +379,19 @@ impl Context {
         }
     }
 
+    /// The GPU bytes `build`'s result holds while it lives, freed again before returning: what
+    /// a stage holds beyond the weights, when `build` makes what the stage makes. Nothing else
+    /// should allocate on the context meanwhile.
+    pub fn bytes_held<T>(&self, build: impl FnOnce() -> Result<T>) -> Result<u64> {
+        self.trim_pool();
+        let before = self.stats().bytes_live;
+        let held = build()?;
+        let bytes = self.stats().bytes_live.saturating_sub(before);
+        drop(held);
+        self.trim_pool();
+        Ok(bytes)
+    }
+
     /// Starts a new peak: [`Stats::bytes_peak`] becomes the bytes live now.
     pub fn reset_peak(&self) {
         let c = &self.inner.counters;

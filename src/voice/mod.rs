@@ -12,17 +12,10 @@ use std::path::Path;
 pub use presets::{list_voices, preset_files, resolve_voice, PRESET_INDEX};
 
 use crate::atomic_file::write_atomically;
+use crate::vocab::{CODEBOOK_SIZE, N_COARSE_CODEBOOKS, N_FINE_CODEBOOKS, SEMANTIC_VOCAB};
 use crate::{Error, Result};
 use npy::{parse_npy, shape_to_string, IntArray};
 
-/// Semantic codes are below this.
-pub const SEMANTIC_VOCAB_SIZE: u32 = 10_000;
-/// Coarse and fine codes are below this.
-pub const CODEBOOK_SIZE: u32 = 1024;
-/// Codebooks in the coarse prompt.
-pub const N_COARSE_CODEBOOKS: usize = 2;
-/// Codebooks in the fine prompt.
-pub const N_FINE_CODEBOOKS: usize = 8;
 /// The three arrays of a prompt, by their `.npz` key.
 pub const KEYS: [&str; 3] = ["semantic_prompt", "coarse_prompt", "fine_prompt"];
 
@@ -32,7 +25,7 @@ const MAX_ARRAY_BYTES: u64 = 64 << 20;
 /// A voice prompt, validated: every code in range and the coarse and fine prompts equally long.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VoicePrompt {
-    /// (N,) semantic codes, each < [`SEMANTIC_VOCAB_SIZE`].
+    /// (N,) semantic codes, each < [`SEMANTIC_VOCAB`].
     pub semantic: Vec<u32>,
     /// 2 rows (codebooks) of M coarse codes, each < [`CODEBOOK_SIZE`].
     pub coarse: Vec<Vec<u32>>,
@@ -99,7 +92,7 @@ impl VoicePrompt {
 
     /// Checks shapes and code ranges of arrays read from a file; the error names the key.
     pub fn from_arrays(semantic: IntArray, coarse: IntArray, fine: IntArray) -> Result<VoicePrompt, String> {
-        let semantic_codes = codes(&semantic, KEYS[0], &[None], SEMANTIC_VOCAB_SIZE)?;
+        let semantic_codes = codes(&semantic, KEYS[0], &[None], SEMANTIC_VOCAB)?;
         let coarse_codes = codes(&coarse, KEYS[1], &[Some(N_COARSE_CODEBOOKS), None], CODEBOOK_SIZE)?;
         let fine_codes = codes(&fine, KEYS[2], &[Some(N_FINE_CODEBOOKS), None], CODEBOOK_SIZE)?;
         if coarse.shape[1] != fine.shape[1] {
@@ -120,8 +113,8 @@ impl VoicePrompt {
         if self.semantic.is_empty() || m == 0 {
             return Err("a voice prompt needs at least one semantic code and one coarse/fine frame".into());
         }
-        if let Some(bad) = self.semantic.iter().find(|&&c| c >= SEMANTIC_VOCAB_SIZE) {
-            return Err(format!("`{}` holds the code {bad}, outside 0..{SEMANTIC_VOCAB_SIZE}", KEYS[0]));
+        if let Some(bad) = self.semantic.iter().find(|&&c| c >= SEMANTIC_VOCAB) {
+            return Err(format!("`{}` holds the code {bad}, outside 0..{SEMANTIC_VOCAB}", KEYS[0]));
         }
         for (key, rows, n_rows) in
             [(KEYS[1], &self.coarse, N_COARSE_CODEBOOKS), (KEYS[2], &self.fine, N_FINE_CODEBOOKS)]
