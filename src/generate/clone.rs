@@ -10,10 +10,10 @@ use std::path::Path;
 
 use super::bark::Bark;
 use super::options::GenerateOptions;
-use crate::vocab::SEMANTIC_VOCAB;
-use crate::voice::VoicePrompt;
 use crate::audio::{resample, SAMPLE_RATE};
 use crate::model::encodec::{checkpoint_fetch, EncodecEncoder};
+use crate::vocab::SEMANTIC_VOCAB;
+use crate::voice::VoicePrompt;
 use crate::weights::Weights;
 use crate::{Error, Result};
 

@@ -26,7 +26,7 @@ use crate::gpu::Context;
 use crate::model::gpt::CausalGpt;
 use crate::ops::sampling::SampleSettings;
 use crate::progress::{Reporter, Stage};
-use crate::vocab::{CODEBOOK_SIZE, COARSE_INFER, COARSE_OFFSET, COARSE_SEMANTIC_PAD, N_COARSE_CODEBOOKS, SEMANTIC_EOS};
+use crate::vocab::{COARSE_INFER, COARSE_OFFSET, COARSE_SEMANTIC_PAD, CODEBOOK_SIZE, N_COARSE_CODEBOOKS, SEMANTIC_EOS};
 use crate::{Error, Result};
 
 pub const MAX_COARSE_INPUT: usize = 256;

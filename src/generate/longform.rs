@@ -17,8 +17,8 @@ use std::ops::Range;
 
 use super::bark::{check_voice, Audio, Bark, Generation};
 use super::options::GenerateOptions;
-use crate::voice::VoicePrompt;
 use crate::text::{normalize_whitespace, MAX_TEXT_TOKENS};
+use crate::voice::VoicePrompt;
 use crate::{Error, Result};
 
 /// Silence between pieces, in seconds (6000 samples at 24 kHz).

@@ -43,7 +43,6 @@
 //! # Ok::<(), bark_wgpu::Error>(())
 //! ```
 
-
 mod bark;
 mod batch;
 mod clone;
@@ -57,10 +56,10 @@ mod scheduler;
 pub mod semantic;
 mod step;
 
+pub use crate::vocab::coarse_codes;
+pub use crate::voice::VoicePrompt;
 pub use bark::{Audio, Bark, Generation};
 pub use coarse::CoarseMask;
 pub use longform::{LongGeneration, PIECE_GAP_SECONDS};
 pub use memory::StageMemory;
 pub use options::{GenerateOptions, LoadOptions};
-pub use crate::vocab::coarse_codes;
-pub use crate::voice::VoicePrompt;

@@ -195,7 +195,9 @@ impl<'m, S: Sequence> Scheduler<'m, S> {
     fn check_all_free(&self) -> Result<()> {
         match self.cache.free_pages() {
             n if n == self.all_pages => Ok(()),
-            n => Err(Error::Gpu(format!("internal: {} KV cache pages still held after generation", self.all_pages - n))),
+            n => {
+                Err(Error::Gpu(format!("internal: {} KV cache pages still held after generation", self.all_pages - n)))
+            }
         }
     }
 
