@@ -6,7 +6,7 @@
 //! GEMV rows do not depend on the row count, its GEMM rows differ from them by a few ulp.
 //!
 //! Sizes stay small (a few semantic tokens, one fine window per sequence, few fine runs): the
-//! fine model's 1024-frame windows cost about a second per codebook on a software rasteriser.
+//! fine model's 1024-frame windows are slow on a software rasteriser (BENCHMARKS.md).
 
 mod common;
 

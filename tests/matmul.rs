@@ -296,7 +296,7 @@ fn gemm_awkward_sizes_both_dtypes() {
 fn gemm_bark_prefill_size() {
     let ctx = ctx();
     // A 257-token prefill through the MLP's first layer (f16), and the MLP's K = 4096 in f32
-    // on fewer columns (lavapipe runs these GEMMs at a few GFLOP/s). The CPU reference checks
+    // on fewer columns (these GEMMs are slow on lavapipe). The CPU reference checks
     // the rows at every tile edge of both GEMMs and a stride of the others.
     let rows: Vec<usize> = (0..257).filter(|m| m % 64 < 2 || m % 64 > 61 || m % 29 == 0 || m % 8 == 7).collect();
     for variant in GEMMS {
@@ -488,12 +488,12 @@ fn norm_linear_rows_do_not_depend_on_the_batch() {
 
 #[test]
 fn fallback_without_optional_features() {
-    // A device opened without f16 shaders or subgroups: f16 weights still work (they are
-    // unpacked from u32 words), the auto choice is the workgroup GEMV, and asking for the
-    // subgroup one is an error, not a failed pipeline.
+    // A device opened without subgroups: f16 weights work as always (they are unpacked from
+    // u32 words), the auto choice is the workgroup GEMV, and asking for the subgroup one is an
+    // error, not a failed pipeline.
     let opts = ContextOptions { no_optional_features: true, cpu_kernels: Some(false), ..Default::default() };
     let ctx = &Context::new(&opts).unwrap();
-    assert!(!ctx.has_subgroups() && !ctx.has_f16());
+    assert!(!ctx.has_subgroups());
     assert_eq!(matmul::choose(ctx, 1), Variant::Gemv);
     check(ctx, &Case::new(3, 40, 21, true).full(), Variant::Auto, 800);
     check(ctx, &Case::new(20, 40, 21, true).full(), Variant::Auto, 801);

@@ -12,13 +12,13 @@
 // lavapipe runs a workgroup's 8 threads as the SIMD lanes of one CPU core, and runs every load
 // from a storage buffer one lane at a time (a loop over the lanes with a bounds check per
 // element; a 16-byte load costs about what a 4-byte one does), so a thread's cost is its count
-// of loads, and the larger its block, the more multiply-adds each load serves: 16 x 16 ran
-// 2-2.6x the 8 x 4 block of before. All lanes need the same rows of x, so they can also split
-// those loads and hand the words to each other with `x_from` (a subgroup shuffle, which
-// lavapipe runs as register moves): by rows (XR) in blocks of 8 and 16 rows, 1.45x again in f16,
-// and by steps of K (XS) in smaller blocks (a decode step's single row).
+// of loads, and the larger its block, the more multiply-adds each load serves: hence 16 x 16
+// rather than the 8 x 4 block of before. All lanes need the same rows of x, so they can also
+// split those loads and hand the words to each other with `x_from` (a subgroup shuffle, which
+// lavapipe runs as register moves): by rows (XR) in blocks of 8 and 16 rows, and by steps of
+// K (XS) in smaller blocks (a decode step's single row).
 // The loops over the block are written out (`// #unroll`, see src/gpu/shaders.rs): rolled,
-// lavapipe kept the accumulators in memory and ran at half the speed.
+// lavapipe kept the accumulators in memory, which is slower. (Figures: BENCHMARKS.md.)
 //
 // Each output is the same sequential sum over K whatever DM, DC, XR and XS, so a row comes out
 // bit-identical at any M, from either file.

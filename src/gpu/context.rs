@@ -8,8 +8,8 @@ use super::{BufferPool, PipelineCache};
 use crate::{Error, Result};
 
 /// Optional features we use when the adapter offers them; everything also works without them.
-const WANTED_FEATURES: [wgpu::Features; 3] =
-    [wgpu::Features::SHADER_F16, wgpu::Features::SUBGROUP, wgpu::Features::TIMESTAMP_QUERY];
+/// Not SHADER_F16: no kernel uses WGSL's `f16` (f16 values are packed two per u32 word).
+const WANTED_FEATURES: [wgpu::Features; 2] = [wgpu::Features::SUBGROUP, wgpu::Features::TIMESTAMP_QUERY];
 
 /// How to pick the adapter. `Default` reads `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
 #[derive(Clone, Debug, Default)]
@@ -21,7 +21,7 @@ pub struct ContextOptions {
     /// Lower the largest storage binding we use (bytes), to exercise the split-tensor paths
     /// on adapters whose real limit is large. `None` keeps the adapter's limit.
     pub max_binding_bytes: Option<u64>,
-    /// Ask for none of the optional features (f16, subgroups, timestamps), to test the fallbacks.
+    /// Ask for none of the optional features (subgroups, timestamps), to test the fallbacks.
     pub no_optional_features: bool,
     /// Whether a decode step's GEMVs apply the LayerNorm in front of them themselves
     /// ([`crate::ops::matmul::norm_linear`]: one dispatch fewer per norm, three per layer and
@@ -32,8 +32,8 @@ pub struct ContextOptions {
     /// Whether the linear layers, the attention and the layer norms run their variants for
     /// CPUs (`matmul::Variant::GemmDirect`, `shaders/attention_rows.wgsl`, `layernorm_rows`: no
     /// workgroup tiles or barriers) instead of the GPU kernels. `None` means `BARK_CPU_KERNELS`
-    /// (`0` or `1`) if set, else yes exactly on a CPU adapter (1.3-13x faster on lavapipe; a
-    /// GPU wants the tiles).
+    /// (`0` or `1`) if set, else yes exactly on a CPU adapter (faster there, see BENCHMARKS.md;
+    /// a GPU wants the tiles).
     pub cpu_kernels: Option<bool>,
     /// Whether to open the device with WebGPU's default limits (`wgpu::Limits::default()`:
     /// 128 MiB bindings, 256 MiB buffers, 16 KiB of workgroup memory, 256 invocations) instead
@@ -53,6 +53,8 @@ pub struct AdapterSummary {
     pub backend: String,
     pub device_type: String,
     pub driver: String,
+    /// Whether the adapter offers WGSL `f16` (SHADER_F16). For information only: it is never
+    /// requested, since no kernel uses it.
     pub shader_f16: bool,
     pub subgroup: bool,
     pub timestamp_query: bool,
@@ -228,7 +230,6 @@ impl Context {
         let (device, queue) =
             pollster::block_on(adapter.request_device(&desc)).map_err(|e| Error::Device(e.to_string()))?;
         let mut summary = AdapterSummary::of(&adapter);
-        summary.shader_f16 = features.contains(wgpu::Features::SHADER_F16);
         summary.subgroup = features.contains(wgpu::Features::SUBGROUP);
         summary.timestamp_query = features.contains(wgpu::Features::TIMESTAMP_QUERY);
         let adapter_binding = limits.max_storage_buffer_binding_size;
@@ -270,16 +271,13 @@ impl Context {
     pub fn adapter(&self) -> &wgpu::Adapter {
         &self.inner.adapter
     }
-    /// Name, backend, type, driver and the optional features in use.
+    /// Name, backend, type, driver and the optional features in use (`shader_f16`: offered).
     pub fn summary(&self) -> &AdapterSummary {
         &self.inner.summary
     }
     /// The largest storage-buffer binding the kernels may use, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
         self.inner.max_binding_bytes
-    }
-    pub fn has_f16(&self) -> bool {
-        self.inner.summary.shader_f16
     }
     pub fn has_subgroups(&self) -> bool {
         self.inner.summary.subgroup

@@ -7,7 +7,7 @@
 //!
 //! Then [`unroll`] writes out the loops marked `// #unroll`: lavapipe's compiler leaves loops
 //! of a few hundred instructions rolled, and a rolled loop that indexes a private array keeps
-//! that array in memory, which cost the direct GEMM half its speed (see shaders/common/gemm_direct.wgsl).
+//! that array in memory, which slowed the direct GEMM down (see shaders/common/gemm_direct.wgsl).
 //! [`prepare`] does both, as every pipeline is built.
 
 include!(concat!(env!("OUT_DIR"), "/shaders.rs"));

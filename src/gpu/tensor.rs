@@ -142,13 +142,6 @@ impl Tensor {
         Ok(t)
     }
 
-    pub fn from_i32(ctx: &Context, data: &[i32], shape: &[usize]) -> Result<Tensor> {
-        check_len(shape, data.len())?;
-        let t = Tensor::empty(ctx, shape, DType::I32)?;
-        t.write_words(ctx, bytemuck::cast_slice(data))?;
-        Ok(t)
-    }
-
     /// Overwrites the whole tensor from f32 values (converted to f16 for F16 tensors).
     pub fn write_f32(&self, ctx: &Context, data: &[f32]) -> Result<()> {
         check_len(&self.shape, data.len())?;
@@ -246,10 +239,6 @@ impl Tensor {
         let mut w = self.read_words(ctx)?;
         w.truncate(self.numel());
         Ok(w)
-    }
-
-    pub fn to_i32(&self, ctx: &Context) -> Result<Vec<i32>> {
-        Ok(self.to_u32(ctx)?.into_iter().map(|w| w as i32).collect())
     }
 }
 

@@ -152,11 +152,6 @@ fn any_complete_snapshot(cache: &Path, repo: &str) -> Option<PathBuf> {
     dirs.into_iter().next()
 }
 
-/// Resolves `--model` with the options of the environment; see [`resolve_model_with`].
-pub fn resolve_model(model: &str) -> Result<PathBuf> {
-    resolve_model_with(model, &ResolveOptions::from_env())
-}
-
 /// Resolves `--model`: an existing directory; else a repo id (`owner/name`, optionally
 /// `@revision`) whose complete snapshot in the hub cache is used without any request; else the
 /// repo's config.json, tokenizer.json, weights (model.safetensors, else pytorch_model.bin) and

@@ -64,11 +64,6 @@ impl WeightSource {
         Self::safetensors_from_map(path, map_file(path)?)
     }
 
-    pub fn open_torch(path: impl AsRef<Path>) -> Result<WeightSource> {
-        let path = path.as_ref();
-        Self::torch_from_map(path, map_file(path)?)
-    }
-
     fn safetensors_from_map(path: &Path, map: Mmap) -> Result<WeightSource> {
         // read_metadata checks the header length, that the offsets tile the data section without
         // gaps or overlaps, that each size is shape x dtype, and that the file ends where the
