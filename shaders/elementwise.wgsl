@@ -11,7 +11,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 // `add` reads a second operand; `fill` writes binding 1 only.
-@group(0) @binding(2) var<storage, read> x2: array<f32>;
+@group(0) @binding(2) var<storage, read> b2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y3: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out1: array<f32>;
 
@@ -53,7 +53,7 @@ fn elu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 fn add(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
     let i = index(wid, nwg, lid);
     if i < p.n {
-        y3[i] = x[i] + x2[i];
+        y3[i] = x[i] + b2[i];
     }
 }
 

@@ -2,6 +2,7 @@
 //! and the pipeline cache that turns `shaders/*.wgsl` into compute pipelines.
 
 mod context;
+mod contract;
 mod pipeline;
 mod pool;
 mod profile;
@@ -10,6 +11,7 @@ mod tensor;
 pub mod wgsl_include;
 
 pub use context::{AdapterSummary, Context, ContextOptions, Stats};
+pub use contract::{Access, Contract, ParamsLayout};
 pub use pipeline::Kernel;
 pub(crate) use pipeline::PipelineCache;
 pub(crate) use pool::BufferPool;

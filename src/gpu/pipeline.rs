@@ -1,24 +1,47 @@
 //! Compute pipelines, built once per (shader, entry point, specialisation) and cached.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use super::{shaders, Context};
+use super::{shaders, Context, Contract};
 use crate::{Error, Result};
 
 /// What identifies one compiled kernel: the shader file, its entry point and the values its
-/// module-scope constants are specialised to (see [`shaders::specialize`]).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// module-scope constants are specialised to (see [`shaders::specialize`]); and what it binds
+/// (not part of its identity: the same shader code has the same contract).
+#[derive(Clone, Debug)]
 pub struct Kernel {
     pub shader: &'static str,
     pub entry: &'static str,
     pub consts: Vec<(&'static str, String)>,
+    /// Every op's kernel has one (`tests/contract.rs` checks it against the WGSL).
+    pub contract: Option<&'static Contract>,
+}
+
+impl PartialEq for Kernel {
+    fn eq(&self, other: &Kernel) -> bool {
+        (self.shader, self.entry, &self.consts) == (other.shader, other.entry, &other.consts)
+    }
+}
+
+impl Eq for Kernel {}
+
+impl Hash for Kernel {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.shader, self.entry, &self.consts).hash(state);
+    }
 }
 
 impl Kernel {
     pub fn new(shader: &'static str, entry: &'static str) -> Kernel {
-        Kernel { shader, entry, consts: Vec::new() }
+        Kernel { shader, entry, consts: Vec::new(), contract: None }
+    }
+    /// Declares what the kernel binds (see [`Contract`]).
+    pub fn contract(mut self, contract: &'static Contract) -> Kernel {
+        self.contract = Some(contract);
+        self
     }
     /// Sets a module-scope `const`/`alias` to `value` (WGSL text, e.g. `"64u"`, `"true"`).
     pub fn with(mut self, name: &'static str, value: impl ToString) -> Kernel {

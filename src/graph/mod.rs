@@ -9,7 +9,8 @@
 //!
 //! Binding convention every shader follows: if a dispatch has parameters they are a uniform
 //! at `@binding(0)`, and the buffers follow at 1, 2, ... in the order given; without
-//! parameters the buffers start at 0. All at `@group(0)`.
+//! parameters the buffers start at 0. All at `@group(0)`. Each op's kernel declares them, by
+//! name, in its [`crate::gpu::Contract`], which `tests/contract.rs` checks against the WGSL.
 
 mod plan;
 
@@ -129,6 +130,16 @@ impl Graph {
 
     /// Records one dispatch. `params` is the uniform at binding 0 (empty for none).
     pub fn dispatch(&mut self, kernel: Kernel, params: &[u8], binds: &[Val], groups: [u32; 3]) -> NodeId {
+        // Bindings are positional: a missing or extra operand would shift every one after it.
+        debug_assert!(
+            kernel.contract.is_none_or(|c| c.fits(params.len(), binds.len())),
+            "{}::{}: {} bytes of params and {} operands, but the kernel takes {}",
+            kernel.shader,
+            kernel.entry,
+            params.len(),
+            binds.len(),
+            kernel.contract.unwrap(),
+        );
         self.nodes.push(Node { kernel, params: params.to_vec(), binds: binds.to_vec(), groups });
         NodeId(self.nodes.len() - 1)
     }

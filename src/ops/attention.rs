@@ -13,12 +13,10 @@
 //! [`supports_head_dim`]); each has its own kernel specialisation. Bark's models use 64, the
 //! layout the kernels are tuned for; other sizes (small test configs, other GPTs) reuse it.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::kv_cache::{self, check_qkv};
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{DType, Kernel};
+use crate::gpu::{Access::*, Contract, DType, Kernel};
 use crate::graph::{Graph, Val};
 use crate::kv::KvVals;
 use crate::{Context, Result};
@@ -56,9 +54,9 @@ pub struct AttnOptions {
     pub split: Option<u32>,
     /// Run `attention_rows.wgsl` (each thread walks the keys of [`rows_per_thread`] query rows,
     /// or of one row in a decode step, itself; no barriers, no split) instead of the tiled
-    /// kernel. The default where [`crate::Context::cpu_kernels`] (CPU adapters, where it is
-    /// 2-3x faster in a prefill and 6x in a decode step); `block_rows` and `split` do not
-    /// apply to it.
+    /// kernel. The default where [`crate::Context::cpu_kernels`] (CPU adapters, where barriers
+    /// cost more than the tiles save, in a prefill and a decode step alike: BENCHMARKS.md);
+    /// `block_rows` and `split` do not apply to it.
     pub rows_kernel: Option<bool>,
 }
 
@@ -108,22 +106,71 @@ fn words_split(head_dim: u32, kv_f16: bool) -> bool {
     (!kv_f16 || cpw == 2) && head_dim.is_multiple_of(4) && (head_dim / 4 / cpw).is_multiple_of(ROWS_WG)
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n_rows: u32,
-    n_heads: u32,
-    hidden: u32,
-    causal: u32,
-    n_split: u32,
-    page_size: u32,
-    n_pages: u32,
-    max_seqs: u32,
-    max_pages_per_seq: u32,
-    seq_len: u32,
-    scale: f32,
-    _pad: u32,
+uniform_struct! {
+    struct Params {
+        n_rows: u32,
+        n_heads: u32,
+        hidden: u32,
+        causal: u32,
+        n_split: u32,
+        page_size: u32,
+        n_pages: u32,
+        max_seqs: u32,
+        max_pages_per_seq: u32,
+        seq_len: u32,
+        scale: f32,
+        _pad: u32,
+    }
 }
+
+/// What the tiled and rows kernels' `dense` entry binds (qkv as the queries, keys and values).
+const DENSE: &[(&str, crate::gpu::Access)] = &[("qkv", Read), ("kbuf", Read), ("vbuf", Read), ("out", ReadWrite)];
+const TILED_DENSE: Contract = Contract { params: Some(Params::LAYOUT), binds: DENSE };
+const TILED_PAGED: Contract = Contract {
+    params: Some(Params::LAYOUT),
+    binds: &[
+        ("qkv", Read),
+        ("kbuf", Read),
+        ("vbuf", Read),
+        ("out", ReadWrite),
+        ("rows", Read),
+        ("page_table", Read),
+        ("seq_lens", Read),
+    ],
+};
+/// The rows kernels take the page table before the rows, and a dense walk names it too.
+const ROWS_DENSE: Contract = Contract {
+    params: Some(Params::LAYOUT),
+    binds: &[("qkv", Read), ("kbuf", Read), ("vbuf", Read), ("out", ReadWrite), ("page_table", Read)],
+};
+const ROWS_PAGED: Contract = Contract {
+    params: Some(Params::LAYOUT),
+    binds: &[
+        ("qkv", Read),
+        ("kbuf", Read),
+        ("vbuf", Read),
+        ("out", ReadWrite),
+        ("page_table", Read),
+        ("rows", Read),
+        ("seq_lens", Read),
+    ],
+};
+const COMBINE: Contract =
+    Contract { params: Some(Params::LAYOUT), binds: &[("parts", Read), ("combine_out", ReadWrite)] };
+/// The merge that appends: [`AppendBinds`] after the partials and the output.
+const COMBINE_APPEND: Contract = Contract {
+    params: Some(Params::LAYOUT),
+    binds: &[
+        ("parts", Read),
+        ("combine_out", ReadWrite),
+        ("new_qkv", Read),
+        ("k_pool", ReadWrite),
+        ("rows", Read),
+        ("page_table", Read),
+        ("seq_lens", Read),
+        ("v_pool", ReadWrite),
+    ],
+};
 
 /// Whether the kernels handle heads of `head_dim` values: a multiple of 4 (rows are read as
 /// vec4s) from 4 to [`MAX_HEAD_DIM`].
@@ -143,7 +190,9 @@ fn head_dims() -> impl Iterator<Item = u32> {
 /// from qkv, and the merge appends them to the cache.
 fn kernel(entry: &'static str, head_dim: u32, block_rows: u32, kv_f16: bool, append: bool) -> Kernel {
     let (word, col) = if block_rows > 4 { ("vec4<u32>", "vec4<f32>") } else { ("u32", "f32") };
+    let contract = if entry == "paged" { &TILED_PAGED } else { &TILED_DENSE };
     Kernel::new("attention", entry)
+        .contract(contract)
         .with("D", format!("{head_dim}u"))
         .with("BQ", format!("{block_rows}u"))
         .with("KV_F16", kv_f16)
@@ -156,7 +205,9 @@ fn kernel(entry: &'static str, head_dim: u32, block_rows: u32, kv_f16: bool, app
 /// with `shared_loads` attention_rows_subgroup.wgsl's (see [`shares_loads`]).
 fn rows_kernel(entry: &'static str, head_dim: u32, kv_f16: bool, rows_per_thread: u32, shared_loads: bool) -> Kernel {
     let shader = if shared_loads { "attention_rows_subgroup" } else { "attention_rows" };
+    let contract = if entry == "paged" { &ROWS_PAGED } else { &ROWS_DENSE };
     Kernel::new(shader, entry)
+        .contract(contract)
         .with("CPW", format!("{}u", chunks_per_word(head_dim, kv_f16)))
         .with("D", format!("{head_dim}u"))
         .with("RQ", format!("{rows_per_thread}u"))
@@ -168,10 +219,11 @@ fn rows_kernel(entry: &'static str, head_dim: u32, kv_f16: bool, rows_per_thread
 /// appends the rows' K and V to a cache of f16 pairs (`kv_f16`) or f32.
 fn combine_kernel(head_dim: u32, append: Option<bool>) -> Kernel {
     match append {
-        None => Kernel::new("attention", "combine").with("D", format!("{head_dim}u")),
-        Some(kv_f16) => {
-            Kernel::new("attention", "combine_append").with("D", format!("{head_dim}u")).with("KV_F16", kv_f16)
-        }
+        None => Kernel::new("attention", "combine").contract(&COMBINE).with("D", format!("{head_dim}u")),
+        Some(kv_f16) => Kernel::new("attention", "combine_append")
+            .contract(&COMBINE_APPEND)
+            .with("D", format!("{head_dim}u"))
+            .with("KV_F16", kv_f16),
     }
 }
 

@@ -3,11 +3,9 @@
 //! Layout (as PyTorch): x `[B, C_in, T]`, weight `[C_out, C_in, K]`, bias `[C_out]`, output
 //! `[B, C_out, T_out]`, all f32. Weight norm must already be folded into `weight`.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{DType, Kernel};
+use crate::gpu::{Access::*, Contract, DType, Kernel};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
@@ -30,22 +28,27 @@ impl Default for Conv1dOpts {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    c_in: u32,
-    c_out: u32,
-    t_in: u32,
-    t_out: u32,
-    kernel: u32,
-    stride: u32,
-    dilation: u32,
-    pad_left: u32,
-    ext_len: u32,
-    reflect: u32,
-    m_tiles: u32,
-    _pad: u32,
+uniform_struct! {
+    struct Params {
+        c_in: u32,
+        c_out: u32,
+        t_in: u32,
+        t_out: u32,
+        kernel: u32,
+        stride: u32,
+        dilation: u32,
+        pad_left: u32,
+        ext_len: u32,
+        reflect: u32,
+        m_tiles: u32,
+        _pad: u32,
+    }
 }
+
+/// The bindings of `shaders/common/conv_tiles.wgsl`, shared with `conv_transpose1d`.
+pub(crate) const TILE_BINDS: &[(&str, crate::gpu::Access)] =
+    &[("x", Read), ("w", Read), ("bias", Read), ("y", ReadWrite)];
+const CONTRACT: Contract = Contract { params: Some(Params::LAYOUT), binds: TILE_BINDS };
 
 /// A GEMM tile shape: invocations along channels and time, outputs per invocation, depth.
 /// Shared with `conv_transpose1d`, whose shader has the same tile constants.
@@ -66,8 +69,9 @@ impl Tile {
         self.wg_n * self.tn
     }
     /// The specialisation of `shaders/{shader}.wgsl` (entry point of the same name).
-    pub(crate) fn kernel(self, shader: &'static str) -> Kernel {
+    pub(crate) fn kernel(self, shader: &'static str, contract: &'static Contract) -> Kernel {
         Kernel::new(shader, shader)
+            .contract(contract)
             .with("WG_M", format!("{}u", self.wg_m))
             .with("WG_N", format!("{}u", self.wg_n))
             .with("TM", format!("{}u", self.tm))
@@ -190,11 +194,11 @@ pub fn conv1d(g: &mut Graph, x: Val, weight: Val, bias: Val, opts: Conv1dOpts) -
     let [gx, gy, _] = groups_1d(n_tiles);
     let gz = u32_of(OP, "batch * channel tiles", b * m_tiles)?;
     let y = g.tensor(&[b, c_out, t_out], DType::F32);
-    g.dispatch(tile.kernel("conv1d"), &params(&p), &[x, weight, bias, y], [gx, gy, gz]);
+    g.dispatch(tile.kernel("conv1d", &CONTRACT), &params(&p), &[x, weight, bias, y], [gx, gy, gz]);
     Ok(y)
 }
 
 /// Every specialisation this module dispatches.
 pub fn kernels() -> Vec<Kernel> {
-    TILES.iter().map(|(_, t)| t.kernel("conv1d")).collect()
+    TILES.iter().map(|(_, t)| t.kernel("conv1d", &CONTRACT)).collect()
 }

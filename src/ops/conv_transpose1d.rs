@@ -3,12 +3,10 @@
 //! Layout (as PyTorch): x `[B, C_in, T]`, weight `[C_in, C_out, K]` (ConvTranspose1d's layout),
 //! bias `[C_out]`, output `[B, C_out, T_out]`, all f32. Weight norm must already be folded.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::conv1d::{f32_shape, tile_for, u32_of, u32_prod, TILES};
+use super::conv1d::{f32_shape, tile_for, u32_of, u32_prod, TILES, TILE_BINDS};
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{DType, Kernel};
+use crate::gpu::{Contract, DType, Kernel};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
@@ -30,18 +28,20 @@ impl Default for ConvTranspose1dOpts {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    c_in: u32,
-    c_out: u32,
-    t_in: u32,
-    t_out: u32,
-    kernel: u32,
-    stride: u32,
-    taps: u32,
-    m_tiles: u32,
+uniform_struct! {
+    struct Params {
+        c_in: u32,
+        c_out: u32,
+        t_in: u32,
+        t_out: u32,
+        kernel: u32,
+        stride: u32,
+        taps: u32,
+        m_tiles: u32,
+    }
 }
+
+const CONTRACT: Contract = Contract { params: Some(Params::LAYOUT), binds: TILE_BINDS };
 
 /// Records `y = conv_transpose1d(x, weight) + bias`, trimmed as [`ConvTranspose1dOpts`] says.
 /// Returns the new `[B, C_out, T_out]` value.
@@ -92,11 +92,11 @@ pub fn conv_transpose1d(g: &mut Graph, x: Val, weight: Val, bias: Val, opts: Con
     let [gx, gy, _] = groups_1d(u32_of(OP, "time tiles", q_len.div_ceil(tile.bn() as usize))?);
     let gz = u32_prod(OP, "batch * stride * channel tiles", &[b, stride, m_tiles])?;
     let y = g.tensor(&[b, c_out, t_out], DType::F32);
-    g.dispatch(tile.kernel(OP), &params(&p), &[x, weight, bias, y], [gx, gy, gz]);
+    g.dispatch(tile.kernel(OP, &CONTRACT), &params(&p), &[x, weight, bias, y], [gx, gy, gz]);
     Ok(y)
 }
 
 /// Every specialisation this module dispatches.
 pub fn kernels() -> Vec<Kernel> {
-    TILES.iter().map(|(_, t)| t.kernel(OP)).collect()
+    TILES.iter().map(|(_, t)| t.kernel(OP, &CONTRACT)).collect()
 }

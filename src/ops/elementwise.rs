@@ -1,20 +1,31 @@
 //! Element-wise ops on f32 tensors (`shaders/elementwise.wgsl`).
 
-use bytemuck::{Pod, Zeroable};
-
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{DType, Kernel};
+use crate::gpu::{Access::*, Contract, DType, Kernel};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
 const WG: u32 = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    value: f32,
+uniform_struct! {
+    struct Params {
+        n: u32,
+        value: f32,
+    }
+}
+
+const UNARY: Contract = Contract { params: Some(Params::LAYOUT), binds: &[("x", Read), ("y", ReadWrite)] };
+const ADD: Contract = Contract { params: Some(Params::LAYOUT), binds: &[("x", Read), ("b", Read), ("y", ReadWrite)] };
+const FILL: Contract = Contract { params: Some(Params::LAYOUT), binds: &[("out", ReadWrite)] };
+
+fn kernel(entry: &'static str) -> Kernel {
+    let contract = match entry {
+        "add" => &ADD,
+        "fill" => &FILL,
+        _ => &UNARY,
+    };
+    Kernel::new("elementwise", entry).contract(contract)
 }
 
 fn f32_only(g: &Graph, op: &'static str, v: Val) -> Result<u32> {
@@ -29,7 +40,7 @@ fn unary(g: &mut Graph, entry: &'static str, x: Val, value: f32) -> Result<Val> 
     let n = f32_only(g, entry, x)?;
     let shape = g.shape(x).to_vec();
     let y = g.tensor(&shape, DType::F32);
-    g.dispatch(Kernel::new("elementwise", entry), &params(&Params { n, value }), &[x, y], groups_1d(n.div_ceil(WG)));
+    g.dispatch(kernel(entry), &params(&Params { n, value }), &[x, y], groups_1d(n.div_ceil(WG)));
     Ok(y)
 }
 
@@ -57,23 +68,18 @@ pub fn add(g: &mut Graph, a: Val, b: Val) -> Result<Val> {
     }
     let shape = g.shape(a).to_vec();
     let y = g.tensor(&shape, DType::F32);
-    g.dispatch(
-        Kernel::new("elementwise", "add"),
-        &params(&Params { n, value: 0.0 }),
-        &[a, b, y],
-        groups_1d(n.div_ceil(WG)),
-    );
+    g.dispatch(kernel("add"), &params(&Params { n, value: 0.0 }), &[a, b, y], groups_1d(n.div_ceil(WG)));
     Ok(y)
 }
 
 /// Sets every element of `x` to `value` (in place).
 pub fn fill(g: &mut Graph, x: Val, value: f32) -> Result<()> {
     let n = f32_only(g, "fill", x)?;
-    g.dispatch(Kernel::new("elementwise", "fill"), &params(&Params { n, value }), &[x], groups_1d(n.div_ceil(WG)));
+    g.dispatch(kernel("fill"), &params(&Params { n, value }), &[x], groups_1d(n.div_ceil(WG)));
     Ok(())
 }
 
 /// Every specialisation this module dispatches.
 pub fn kernels() -> Vec<Kernel> {
-    ["gelu", "erf", "elu", "add", "fill"].into_iter().map(|e| Kernel::new("elementwise", e)).collect()
+    ["gelu", "erf", "elu", "add", "fill"].into_iter().map(kernel).collect()
 }

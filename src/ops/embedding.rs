@@ -13,11 +13,9 @@
 //! An id with no row (`id >= rows`, e.g. [`NO_ROW`]) adds zero: the shader never reads outside
 //! a part. Ids that come from a user should be checked with [`check_ids`] first.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{DType, Kernel, RowSplit, Tensor};
+use crate::gpu::{Access::*, Contract, DType, Kernel, RowSplit, Tensor};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
@@ -25,18 +23,22 @@ use crate::Result;
 /// embedding out of its last position this way).
 pub const NO_ROW: u32 = u32::MAX;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    tokens: u32,
-    cols: u32,
-    first_row: u32,
-    part_rows: u32,
-    ids_stride: u32,
-    ids_offset: u32,
-    start: u32,
-    accumulate: u32,
+uniform_struct! {
+    struct Params {
+        tokens: u32,
+        cols: u32,
+        first_row: u32,
+        part_rows: u32,
+        ids_stride: u32,
+        ids_offset: u32,
+        start: u32,
+        accumulate: u32,
+    }
 }
+
+const GATHER: Contract =
+    Contract { params: Some(Params::LAYOUT), binds: &[("ids", Read), ("part", Read), ("out", ReadWrite)] };
+const GATHER_RANGE: Contract = Contract { params: Some(Params::LAYOUT), binds: &[("part", Read), ("out", ReadWrite)] };
 
 /// Where each token's id comes from.
 #[derive(Clone, Copy)]
@@ -48,7 +50,8 @@ enum Source {
 }
 
 fn kernel(entry: &'static str, dtype: DType) -> Kernel {
-    Kernel::new("embedding", entry).with("TABLE_F16", dtype == DType::F16)
+    let contract = if entry == "gather_range" { &GATHER_RANGE } else { &GATHER };
+    Kernel::new("embedding", entry).contract(contract).with("TABLE_F16", dtype == DType::F16)
 }
 
 /// Fails with [`Error::Invalid`] naming the first id that is not a row of a `rows`-row table.

@@ -7,7 +7,7 @@
 //! the same order, so they agree bit for bit. Call it through `linear`; this module only picks
 //! the specialisation.
 
-use super::matmul::{grid, Problem};
+use super::matmul::{grid, Problem, GEMM};
 use super::params;
 use crate::gpu::Kernel;
 use crate::graph::Graph;
@@ -36,6 +36,7 @@ fn kernel(vec4: bool, w_f16: bool, rows: usize, shared_x: bool) -> Kernel {
     let shader = if shared_x { "gemm_direct_subgroup" } else { "gemm_direct" };
     let entry = if vec4 { "gemm_direct_vec4" } else { "gemm_direct_scalar" };
     let k = Kernel::new(shader, entry)
+        .contract(&GEMM)
         .with("W_F16", w_f16)
         .with("DM", format!("{rows}u"))
         .with("DC", format!("{}u", col_groups(rows)));

@@ -3,7 +3,7 @@
 //! in workgroup memory (any device), `shaders/gemv_subgroup.wgsl` with subgroupAdd (devices
 //! with SUBGROUP). Call it through `linear`; this module only picks the specialisation.
 
-use super::matmul::{Problem, GEMV_MAX_M};
+use super::matmul::{Problem, GEMV, GEMV_MAX_M};
 use super::params;
 use crate::gpu::Kernel;
 use crate::graph::{groups_1d, Graph};
@@ -19,7 +19,7 @@ const M_TILES: [usize; 5] = [1, 2, 4, 8, 16];
 fn kernel(subgroup: bool, vec4: bool, w_f16: bool, m_tile: usize, norm: bool) -> Kernel {
     let shader = if subgroup { "gemv_subgroup" } else { "gemv" };
     let entry = if vec4 { "gemv_vec4" } else { "gemv_scalar" };
-    Kernel::new(shader, entry).with("W_F16", w_f16).with("MT", format!("{m_tile}u")).with("LN", norm)
+    Kernel::new(shader, entry).contract(&GEMV).with("W_F16", w_f16).with("MT", format!("{m_tile}u")).with("LN", norm)
 }
 
 /// Records the GEMV for a checked problem with `prob.m <= GEMV_MAX_M`.

@@ -1,26 +1,36 @@
 //! Appends a step's K and V to the paged KV cache (`shaders/kv_cache.wgsl`).
 
-use bytemuck::{Pod, Zeroable};
-
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{DType, Kernel};
+use crate::gpu::{Access::*, Contract, DType, Kernel};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::kv::KvVals;
 use crate::Result;
 
 const WG: u32 = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n_rows: u32,
-    hidden: u32,
-    page_size: u32,
-    n_pages: u32,
-    max_seqs: u32,
-    max_pages_per_seq: u32,
+uniform_struct! {
+    struct Params {
+        n_rows: u32,
+        hidden: u32,
+        page_size: u32,
+        n_pages: u32,
+        max_seqs: u32,
+        max_pages_per_seq: u32,
+    }
 }
+
+const APPEND: Contract = Contract {
+    params: Some(Params::LAYOUT),
+    binds: &[
+        ("qkv", Read),
+        ("k_pool", ReadWrite),
+        ("v_pool", ReadWrite),
+        ("rows", Read),
+        ("page_table", Read),
+        ("seq_lens", Read),
+    ],
+};
 
 /// Checks that `qkv` is an f32 `[n_rows, 3H]` matrix matching the step's rows; returns n_rows.
 pub(crate) fn check_qkv(g: &Graph, op: &'static str, qkv: Val, hidden: u32, n_rows: usize) -> Result<u32> {
@@ -64,7 +74,7 @@ pub fn append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Result<()> 
 
 /// The append kernel for pools of f16 pairs (`f16`) or f32.
 fn kernel(f16: bool) -> Kernel {
-    Kernel::new("kv_cache", "append").with("KV_F16", f16)
+    Kernel::new("kv_cache", "append").contract(&APPEND).with("KV_F16", f16)
 }
 
 /// Every specialisation this module dispatches.

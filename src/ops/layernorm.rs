@@ -4,11 +4,9 @@
 //! rides in the linear layer before the norm, and a decode step's norms in the GEMV after it:
 //! [`super::matmul::norm_linear`].)
 
-use bytemuck::{Pod, Zeroable};
-
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{DType, Kernel};
+use crate::gpu::{Access::*, Contract, DType, Kernel};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
@@ -34,24 +32,31 @@ fn variant_for(h: usize) -> (usize, usize) {
 /// PyTorch's default epsilon, the one Bark uses.
 pub const EPS: f32 = 1e-5;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    rows: u32,
-    h: u32,
-    eps: f32,
-    has_bias: u32,
+uniform_struct! {
+    struct Params {
+        rows: u32,
+        h: u32,
+        eps: f32,
+        has_bias: u32,
+    }
 }
+
+/// Both entry points' bindings.
+const CONTRACT: Contract =
+    Contract { params: Some(Params::LAYOUT), binds: &[("x", Read), ("w", Read), ("b", Read), ("y", ReadWrite)] };
 
 /// Rows per workgroup of `layernorm_rows` (its ROWS_WG).
 const ROWS_WG: u32 = 8;
 
 fn rows_kernel() -> Kernel {
-    Kernel::new("layernorm", "layernorm_rows")
+    Kernel::new("layernorm", "layernorm_rows").contract(&CONTRACT)
 }
 
 fn kernel((wg, per): (usize, usize)) -> Kernel {
-    Kernel::new("layernorm", "layernorm").with("WG", format!("{wg}u")).with("PER", format!("{per}u"))
+    Kernel::new("layernorm", "layernorm")
+        .contract(&CONTRACT)
+        .with("WG", format!("{wg}u"))
+        .with("PER", format!("{per}u"))
 }
 
 /// Checks `x` (f32, last dimension H), `weight` and `bias` (f32 [H]); returns

@@ -10,12 +10,10 @@
 //! one dispatch per time step runs the recurrence (WGSL has no grid-wide barrier), all inside
 //! the graph's single compute pass.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::conv1d::{conv1d, f32_shape, u32_of, u32_prod, Conv1dOpts};
 use super::{elementwise, params};
 use crate::error::shape_err;
-use crate::gpu::{DType, Kernel};
+use crate::gpu::{Access::*, Contract, DType, Kernel};
 use crate::graph::{Graph, Val};
 use crate::Result;
 
@@ -32,13 +30,32 @@ pub struct LstmLayer {
     pub b_hh: Val,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    hidden: u32,
-    t_len: u32,
-    t: u32,
-    first: u32,
+uniform_struct! {
+    struct Params {
+        hidden: u32,
+        t_len: u32,
+        t: u32,
+        first: u32,
+    }
+}
+
+/// Both entry points' bindings.
+const STEP: Contract = Contract {
+    params: Some(Params::LAYOUT),
+    binds: &[
+        ("gx", Read),
+        ("w_hh", Read),
+        ("b_hh", Read),
+        ("h_prev", Read),
+        ("h_next", ReadWrite),
+        ("c", ReadWrite),
+        ("y", ReadWrite),
+    ],
+};
+
+/// The step kernel, with vec4 loads (`vec4`) or scalar ones.
+fn kernel(vec4: bool) -> Kernel {
+    Kernel::new("lstm", if vec4 { "lstm_step4" } else { "lstm_step" }).contract(&STEP)
 }
 
 /// Checks one layer's shapes against its input width and returns its hidden size.
@@ -69,7 +86,7 @@ fn lstm_layer(g: &mut Graph, x: Val, layer: &LstmLayer, hidden: usize) -> Result
     let w_ih = g.view(layer.w_ih, &[4 * hidden, input, 1])?;
     let gx = conv1d(g, x, w_ih, layer.b_ih, Conv1dOpts { stride: 1, dilation: 1, causal_reflect: false })?;
     // vec4 loads of W_hh rows and h need H to be a multiple of 4.
-    let kernel = Kernel::new("lstm", if hidden.is_multiple_of(4) { "lstm_step4" } else { "lstm_step" });
+    let kernel = kernel(hidden.is_multiple_of(4));
     let h = [g.tensor(&[b, hidden], DType::F32), g.tensor(&[b, hidden], DType::F32)];
     let c = g.tensor(&[b, hidden], DType::F32);
     let y = g.tensor(&[b, hidden, t_len], DType::F32);
@@ -127,5 +144,5 @@ pub fn encodec_lstm(g: &mut Graph, x: Val, layers: &[LstmLayer]) -> Result<Val> 
 
 /// Every specialisation this module dispatches (the input projection is `conv1d`'s).
 pub fn kernels() -> Vec<Kernel> {
-    vec![Kernel::new("lstm", "lstm_step"), Kernel::new("lstm", "lstm_step4")]
+    vec![kernel(false), kernel(true)]
 }

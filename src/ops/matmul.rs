@@ -11,12 +11,10 @@
 //! and head starts): the GEMV does it on the fly in the same dispatch, the GEMM after a
 //! [`layer_norm`] pass.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::layernorm::{self, layer_norm};
 use super::{gemm_direct, gemv, params};
 use crate::error::{shape_err, Error};
-use crate::gpu::{DType, Kernel};
+use crate::gpu::{Access::*, Contract, DType, Kernel};
 use crate::graph::{Graph, Val};
 use crate::{Context, Result};
 
@@ -38,8 +36,9 @@ pub enum Variant {
     /// The tiled GEMM (workgroup-memory tiles), any M.
     Gemm,
     /// The direct GEMM: each thread reads x and W straight from memory and keeps a block of
-    /// up to 16 rows x 16 columns of y; no workgroup memory, no barriers. Any M; on lavapipe
-    /// 9-13x the tiled GEMM and 1.3-4x the GEMVs, meant for CPU adapters.
+    /// up to 16 rows x 16 columns of y; no workgroup memory, no barriers. Any M; meant for CPU
+    /// adapters, where a barrier switches between groups of SIMD lanes and the operands already
+    /// sit in caches, so it beats both the tiled GEMM and the GEMVs (BENCHMARKS.md).
     GemmDirect,
     /// GEMV with a workgroup-memory reduction; needs M <= 16, no optional feature.
     Gemv,
@@ -158,22 +157,42 @@ pub(crate) struct Problem {
     pub params: Params,
 }
 
-/// The uniform every matmul kernel reads (same layout in all three shaders).
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Params {
-    pub m: u32,
-    pub n: u32,
-    pub k: u32,
-    pub row_words: u32,
-    pub has_bias: u32,
-    pub has_residual: u32,
-    pub gelu: u32,
-    pub rows_per_wg: u32,
-    pub ln_bias: u32,
-    pub ln_eps: f32,
-    pub _pad: [u32; 2],
+uniform_struct! {
+    /// The uniform every matmul kernel reads (same layout in all three shaders).
+    pub(crate) struct Params {
+        pub m: u32,
+        pub n: u32,
+        pub k: u32,
+        pub row_words: u32,
+        pub has_bias: u32,
+        pub has_residual: u32,
+        pub gelu: u32,
+        pub rows_per_wg: u32,
+        pub ln_bias: u32,
+        pub ln_eps: f32,
+        pub _pad0: u32,
+        pub _pad1: u32,
+    }
 }
+
+/// The GEMMs' bindings (`Problem::binds[..5]`: shaders/common/linear_epilogue.wgsl and x, W).
+pub(crate) const GEMM: Contract = Contract {
+    params: Some(Params::LAYOUT),
+    binds: &[("x", Read), ("w", Read), ("bias", Read), ("residual", Read), ("y", ReadWrite)],
+};
+/// The GEMVs' bindings: the GEMMs' and the input norm's weight and bias.
+pub(crate) const GEMV: Contract = Contract {
+    params: Some(Params::LAYOUT),
+    binds: &[
+        ("x", Read),
+        ("w", Read),
+        ("bias", Read),
+        ("residual", Read),
+        ("y", ReadWrite),
+        ("ln_w", Read),
+        ("ln_b", Read),
+    ],
+};
 
 /// [`linear`] with the kernel chosen by the caller (tests and benches compare them).
 pub fn linear_with(
@@ -321,7 +340,8 @@ fn check(
         rows_per_wg: 0,
         ln_bias: 0,
         ln_eps: 0.0,
-        _pad: [0; 2],
+        _pad0: 0,
+        _pad1: 0,
     };
     // Absent operands are bound to x: the kernel's flags keep them unread. Slot 4 becomes y
     // once the caller has settled the variant, 5 and 6 the norm's when there is one.
@@ -330,7 +350,7 @@ fn check(
 }
 
 fn gemm_kernel(w_f16: bool) -> Kernel {
-    Kernel::new("matmul", "gemm").with("W_F16", w_f16)
+    Kernel::new("matmul", "gemm").contract(&GEMM).with("W_F16", w_f16)
 }
 
 /// The workgroup grid for `rows` x `cols` blocks of y, within the per-dimension limit.

@@ -2,6 +2,29 @@
 //! size. One module per file in `shaders/`, under the same name, each with a `kernels()` that
 //! lists every specialisation it can build (the naga test validates all of them).
 
+/// Declares a uniform struct from one field list: the `#[repr(C)]` Pod struct and `LAYOUT`, its
+/// [`crate::gpu::ParamsLayout`] (size and field offsets), which a kernel's
+/// [`crate::gpu::Contract`] carries and `tests/contract.rs` compares with the WGSL struct.
+macro_rules! uniform_struct {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident {
+        $($(#[$fmeta:meta])* $fvis:vis $field:ident: $ty:ty),* $(,)?
+    }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+        $vis struct $name {
+            $($(#[$fmeta])* $fvis $field: $ty),*
+        }
+
+        impl $name {
+            pub(crate) const LAYOUT: $crate::gpu::ParamsLayout = $crate::gpu::ParamsLayout {
+                size: ::std::mem::size_of::<$name>(),
+                fields: &[$((stringify!($field), ::std::mem::offset_of!($name, $field))),*],
+            };
+        }
+    };
+}
+
 pub mod attention;
 pub mod conv1d;
 pub mod conv_transpose1d;

@@ -5,12 +5,10 @@
 //! stacked; EnCodec 24 kHz has 32 books of 1024 x 128), codes `[n_q, B, T]` u32 with
 //! `n_q <= n_books` (stage q uses book q; Bark uses the first 8), embeddings `[B, D, T]` f32.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::conv1d::{f32_shape, u32_of, u32_prod};
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{Context, DType, Kernel, Tensor};
+use crate::gpu::{Access::*, Context, Contract, DType, Kernel, Tensor};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
@@ -20,15 +18,30 @@ const WG: usize = 256;
 const P: usize = 8;
 pub const MAX_ENCODE_DIM: usize = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n_q: u32,
-    batch: u32,
-    t_len: u32,
-    dim: u32,
-    n_codes: u32,
-    _pad: [u32; 3],
+uniform_struct! {
+    struct Params {
+        n_q: u32,
+        batch: u32,
+        t_len: u32,
+        dim: u32,
+        n_codes: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
+}
+
+const DECODE: Contract =
+    Contract { params: Some(Params::LAYOUT), binds: &[("codes_in", Read), ("cb", Read), ("emb_out", ReadWrite)] };
+const ENCODE: Contract =
+    Contract { params: Some(Params::LAYOUT), binds: &[("x_in", Read), ("cb", Read), ("codes_out", ReadWrite)] };
+
+fn decode_kernel() -> Kernel {
+    Kernel::new("rvq", "rvq_decode").contract(&DECODE)
+}
+
+fn encode_kernel() -> Kernel {
+    Kernel::new("rvq", "rvq_encode").contract(&ENCODE)
 }
 
 /// Uploads codes `[n_q, B, T]` after checking every value is below `codebook_size`. Codes
@@ -68,10 +81,12 @@ pub fn rvq_decode(g: &mut Graph, codes: Val, codebooks: Val) -> Result<Val> {
         t_len: t as u32,
         dim: dim as u32,
         n_codes: n_codes as u32,
-        _pad: [0; 3],
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
     };
     let y = g.tensor(&[b, dim, t], DType::F32);
-    g.dispatch(Kernel::new("rvq", "rvq_decode"), &params(&p), &[codes, codebooks, y], groups_1d(n.div_ceil(WG as u32)));
+    g.dispatch(decode_kernel(), &params(&p), &[codes, codebooks, y], groups_1d(n.div_ceil(WG as u32)));
     Ok(y)
 }
 
@@ -103,14 +118,16 @@ pub fn rvq_encode(g: &mut Graph, x: Val, codebooks: Val, n_q: usize) -> Result<V
         t_len: t as u32,
         dim: dim as u32,
         n_codes: n_codes as u32,
-        _pad: [0; 3],
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
     };
     let codes = g.tensor(&[n_q, b, t], DType::U32);
-    g.dispatch(Kernel::new("rvq", "rvq_encode"), &params(&p), &[x, codebooks, codes], groups_1d(groups));
+    g.dispatch(encode_kernel(), &params(&p), &[x, codebooks, codes], groups_1d(groups));
     Ok(codes)
 }
 
 /// Every specialisation this module dispatches.
 pub fn kernels() -> Vec<Kernel> {
-    vec![Kernel::new("rvq", "rvq_decode"), Kernel::new("rvq", "rvq_encode")]
+    vec![decode_kernel(), encode_kernel()]
 }

@@ -57,7 +57,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{Context, DType, Kernel, Tensor};
+use crate::gpu::{Access::*, Context, Contract, DType, Kernel, Tensor};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
@@ -298,12 +298,17 @@ pub struct Sampled {
     pub eos: Val,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    rows: u32,
-    vocab: u32,
+uniform_struct! {
+    struct Params {
+        rows: u32,
+        vocab: u32,
+    }
 }
+
+const SAMPLE: Contract = Contract {
+    params: Some(Params::LAYOUT),
+    binds: &[("logits", Read), ("settings", Read), ("uniforms", Read), ("ids", ReadWrite), ("flags", ReadWrite)],
+};
 
 /// Workgroup sizes (threads per row) and their reduction split (`WG = SPLIT * SPLIT`): 64
 /// threads for narrow rows such as the fine model's 1056 (many rows per call, and each barrier
@@ -313,7 +318,7 @@ const VARIANTS: [(u32, u32); 2] = [(64, 8), (256, 16)];
 const NARROW: usize = 2048;
 
 fn kernel((wg, split): (u32, u32)) -> Kernel {
-    Kernel::new("sampling", "sample").with("WG", format!("{wg}u")).with("SPLIT", format!("{split}u"))
+    Kernel::new("sampling", "sample").contract(&SAMPLE).with("WG", format!("{wg}u")).with("SPLIT", format!("{split}u"))
 }
 
 /// Chooses one token per row of `logits` (`[..., V]` f32; rows = all leading dimensions) with

@@ -1,0 +1,45 @@
+//! The host side of a kernel's interface, written once in Rust: its uniform's layout and its
+//! storage bindings by name. `tests/contract.rs` reflects every specialisation's WGSL with naga
+//! and checks it against this, and [`crate::graph::Graph::dispatch`] checks the operand count.
+
+/// How a kernel declares a storage buffer (`var<storage, read>` or `read_write`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// A `#[repr(C)]` uniform struct's Rust layout (made by `uniform_struct!` in `ops`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ParamsLayout {
+    pub size: usize,
+    /// `(field name, byte offset)` in declaration order.
+    pub fields: &'static [(&'static str, usize)],
+}
+
+/// What a kernel binds, all at `@group(0)`: the uniform at binding 0 when `params` is set, then
+/// the storage buffers in order (from 1, or 0 without a uniform), as `Graph::dispatch` lays
+/// them out. A buffer's name is the WGSL variable's, less a trailing alias tag of digits
+/// (`x4`, `out_3`: one operand declared as another type or at another binding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Contract {
+    pub params: Option<ParamsLayout>,
+    pub binds: &'static [(&'static str, Access)],
+}
+
+impl std::fmt::Display for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.binds.iter().map(|b| b.0).collect();
+        match self.params {
+            Some(p) => write!(f, "a {}-byte uniform, then {names:?}", p.size),
+            None => write!(f, "no uniform, then {names:?}"),
+        }
+    }
+}
+
+impl Contract {
+    /// Whether a dispatch with `params_len` bytes of parameters and `n_binds` buffers fits.
+    pub fn fits(&self, params_len: usize, n_binds: usize) -> bool {
+        params_len == self.params.map_or(0, |p| p.size) && n_binds == self.binds.len()
+    }
+}
