@@ -1,6 +1,6 @@
 //! GELU, erf, ELU, add and fill against plain CPU references.
 
-mod common;
+use crate::common;
 
 use bark_wgpu::ops::elementwise;
 use bark_wgpu::{DType, Graph, Tensor};

@@ -1,7 +1,7 @@
 //! EnCodec against transformers (tests/fixtures, made by scripts/make_fixtures.py): RVQ decode +
 //! decoder on fixed codes, and encoder + RVQ encode on fixed audio, from both checkpoint files.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! coarse and fine tokens equal, audio close, without and with a voice prompt, from both
 //! checkpoint files; plus the seeded sampler, early stopping, the token cap and bad input.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::OnceLock;

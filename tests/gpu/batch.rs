@@ -8,7 +8,7 @@
 //! Sizes stay small (a few semantic tokens, one fine window per sequence, few fine runs): the
 //! fine model's 1024-frame windows are slow on a software rasteriser (BENCHMARKS.md).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::OnceLock;

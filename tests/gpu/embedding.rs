@@ -3,7 +3,7 @@
 //! by table), so every comparison is exact; F16 tables are compared with their f16-rounded
 //! values.
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

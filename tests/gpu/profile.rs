@@ -2,7 +2,7 @@
 //! counted under its kernel with a GPU time, the results are those of an unprofiled run, and a
 //! greedy generation on a profiling context still equals transformers' tokens.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::OnceLock;

@@ -1,7 +1,7 @@
 //! conv_transpose1d against a plain CPU reference in the scatter form PyTorch documents
 //! (y[co, j*s + k] += x[ci, j] * w[ci, co, k]), accumulated in f64, then trimmed as EnCodec does.
 
-mod common;
+use crate::common;
 
 use bark_wgpu::ops::conv_transpose1d::{conv_transpose1d, ConvTranspose1dOpts};
 use bark_wgpu::{DType, Graph};

@@ -14,9 +14,8 @@
 //! transformers' logits for the same checkpoint (a few rows per stage, committed in
 //! tests/fixtures/bark-sizes by scripts/make_bark_sizes_reference.py).
 
-#[path = "../benches/common/mod.rs"]
-mod bench_common;
-mod common;
+use crate::bench_common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Instant;

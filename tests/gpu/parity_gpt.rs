@@ -4,7 +4,7 @@
 //! variants (bias False / True) and both checkpoint files. The causal models run twice: with
 //! the LayerNorms inside the decode GEMVs and as passes of their own (`norm_in_gemv`).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

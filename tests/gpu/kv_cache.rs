@@ -1,8 +1,8 @@
 //! The paged KV cache: the host allocator (reserve, reset, free, exhaustion, capacity), the GPU
 //! page table it keeps in step, the append kernel, and reuse of freed pages without stale data.
 
-mod attn_ref;
-mod common;
+use crate::attn_ref;
+use crate::common;
 
 use attn_ref::{attend_seq, config, row, step, D};
 use bark_wgpu::kv::{KvCacheConfig, PagedKvCache, SeqId};

@@ -3,7 +3,7 @@
 //! `Context::trim_pool`, and `Bark` trims after every stage so one stage's intermediates and
 //! KV cache are gone before the next stage allocates its own.
 
-mod common;
+use crate::common;
 
 use bark_wgpu::generate::coarse::coarse_len;
 use bark_wgpu::generate::{Bark, GenerateOptions, LoadOptions};

@@ -2,7 +2,7 @@
 //! transformers computes, uploads reproduce the stored values, and every malformed file is an
 //! error naming the file (and tensor), never a panic.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::Write;

@@ -1,6 +1,6 @@
 //! The LSTM and EnCodec's LSTM-with-skip against a plain CPU nn.LSTM in f64.
 
-mod common;
+use crate::common;
 
 use bark_wgpu::ops::lstm::{encodec_lstm, lstm, LstmLayer};
 use bark_wgpu::{DType, Graph, Tensor};

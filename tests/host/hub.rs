@@ -1,7 +1,7 @@
 //! Resolving `--model`: directories, the Hugging Face cache, downloads from a hub (a fake one on
 //! 127.0.0.1: tests have no internet), and the errors when none of them has the model.
 
-mod fake_hub;
+use crate::fake_hub;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

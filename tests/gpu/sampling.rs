@@ -7,7 +7,7 @@
 //! top-k tie that f32 rounding of x / t could create) lies within 1e-5 of flipping; tests draw
 //! their inputs so that no case is fragile (and assert it), then require exact equality.
 
-mod common;
+use crate::common;
 
 use bark_wgpu::ops::sampling::{
     encode_settings, sample, EosRule, SampleSettings, SamplerInputs, SamplingOrder, SETTINGS_WORDS,

@@ -1,7 +1,7 @@
 //! conv1d against a plain CPU reference that pads the way transformers' `_pad1d` does (zero
 //! extension, reflect, trim) and then convolves, accumulating in f64.
 
-mod common;
+use crate::common;
 
 use bark_wgpu::ops::conv1d::{conv1d, Conv1dOpts};
 use bark_wgpu::{DType, Graph};

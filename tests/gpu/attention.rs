@@ -11,8 +11,8 @@
 //! missing or a stale key moves an output by about |v| / n_keys >= 1e-3 even at 1024 keys, and
 //! a wrong column or head by O(1), far above the tolerance.
 
-mod attn_ref;
-mod common;
+use crate::attn_ref;
+use crate::common;
 
 use attn_ref::{as_stored, attend, attend_seq, config, row, step, D};
 use bark_wgpu::kv::{KvCacheConfig, PagedKvCache};

@@ -2,7 +2,7 @@
 //! `Bark::generate_long` on the tiny fixture model (two pieces at most per test: the fine stage
 //! costs seconds per piece on a software GPU).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::OnceLock;

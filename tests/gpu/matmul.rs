@@ -20,7 +20,7 @@
 //! shaders/common/gemv_dots.wgsl), which loses up to u sqrt(K) |mean| / sd sum_k |w_k g_k|
 //! more: allowed 8x as well. A wrong statistic, weight or bias index is off by order |x_k w_k|.
 
-mod common;
+use crate::common;
 
 use bark_wgpu::ops::layernorm::EPS;
 use bark_wgpu::ops::matmul::{self, Epilogue, InputNorm, Linear, Variant};

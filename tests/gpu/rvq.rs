@@ -1,7 +1,7 @@
 //! RVQ decode and encode against plain CPU references (transformers'
 //! EncodecResidualVectorQuantizer semantics).
 
-mod common;
+use crate::common;
 
 use bark_wgpu::ops::rvq::{rvq_decode, rvq_encode, upload_codes};
 use bark_wgpu::{DType, Graph, Tensor};

@@ -1,7 +1,7 @@
 //! The graph executor: a multi-op step runs as one pass, intermediates share buffers by
 //! lifetime, and running a compiled step again creates no buffer, pipeline or bind group.
 
-mod common;
+use crate::common;
 
 use bark_wgpu::graph::Scratch;
 use bark_wgpu::ops::elementwise;

@@ -1,7 +1,7 @@
 //! LayerNorm against an f64 CPU reference, both kernels: a workgroup per row (GPUs) and a
 //! thread per row (`cpu_kernels`, CPU adapters), each on any adapter.
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 

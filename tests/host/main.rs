@@ -1,0 +1,11 @@
+//! The tests that need no GPU adapter, in one binary: configuration, tokenizer, voice files,
+//! audio files, the model hub, and every shader checked with naga alone.
+
+mod fake_hub;
+
+mod audio;
+mod config;
+mod hub;
+mod naga_shaders;
+mod text;
+mod voice;
