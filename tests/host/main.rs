@@ -5,6 +5,7 @@ mod fake_hub;
 
 mod audio;
 mod config;
+mod contract;
 mod hub;
 mod naga_shaders;
 mod text;
