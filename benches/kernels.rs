@@ -415,7 +415,7 @@ fn main() {
     );
 
     let mut gemv_variants = vec![Variant::Gemv];
-    if ctx.has_subgroups() {
+    if ctx.policy().has_subgroups() {
         gemv_variants.push(Variant::GemvSubgroup);
     }
     // The GEMV the fused LayerNorm rides in (the GPU default for a decode step).

@@ -305,8 +305,8 @@ fn bench_model(
 fn main() {
     let probe = Context::new(&ContextOptions::default()).expect("a wgpu adapter");
     let a = probe.summary().clone();
-    let norm_in_gemv = probe.norm_in_gemv();
-    let cpu_kernels = probe.cpu_kernels();
+    let norm_in_gemv = probe.policy().norm_in_gemv;
+    let cpu_kernels = probe.policy().cpu_kernels;
     let profiling = probe.profiling();
     drop(probe);
     let cpu = a.device_type == "Cpu";

@@ -329,6 +329,7 @@ impl DecodeStep {
 mod tests {
     use super::*;
     use crate::generate::{Bark, LoadOptions};
+    use crate::gpu::Family;
     use std::path::Path;
 
     #[test]
@@ -349,22 +350,21 @@ mod tests {
                 for positions in [64, 512] {
                     let layers = model.config().num_layers;
                     let (_cache, step) = cache_and_step(&ctx, model, 2, positions).unwrap();
-                    let shaders = step.plan.shaders();
-                    let count = |name: &str| shaders.iter().filter(|&&s| s == name).count();
-                    // GEMVs, or on a CPU adapter the direct GEMM (gemm_direct.wgsl) where no norm rides.
-                    let direct = count("gemm_direct") + count("gemm_direct_subgroup");
-                    let linears = count("gemv") + count("gemv_subgroup") + count("matmul") + direct;
-                    assert_eq!(linears, 4 * layers + 1, "four per layer and the head: {shaders:?}");
+                    let families = step.plan.families();
+                    let count = |f: Family| families.iter().filter(|&&x| x == Some(f)).count();
+                    // The GEMVs, or in the CPU set the direct GEMM where no norm rides.
+                    assert_eq!(count(Family::Linear), 4 * layers + 1, "four per layer and the head: {families:?}");
                     let norms = if fused { 0 } else { 2 * layers + 1 };
-                    assert_eq!(count("layernorm"), norms, "{shaders:?}");
+                    assert_eq!(count(Family::LayerNorm), norms, "{families:?}");
                     // The tiled attention's merge appends when it splits the keys (long
-                    // caches); the rows kernel (CPU adapters) has no merge.
-                    let appends = if positions > 64 && !ctx.cpu_kernels() { 0 } else { layers };
-                    assert_eq!(count("kv_cache"), appends, "{positions} positions: {shaders:?}");
-                    let attention = count("attention") + count("attention_rows");
-                    assert_eq!(attention, 2 * layers - appends, "{shaders:?}");
+                    // caches); the rows kernel (CPU set) has no merge.
+                    let appends = if positions > 64 && !ctx.policy().cpu_kernels { 0 } else { layers };
+                    assert_eq!(count(Family::KvAppend), appends, "{positions} positions: {families:?}");
+                    // The attention, and its merge where it splits the keys.
+                    assert_eq!(count(Family::Attention), 2 * layers - appends, "{families:?}");
                     // Two embedding lookups and the sampler around the layers.
-                    assert_eq!(shaders.len(), 6 * layers + 4 + norms, "{shaders:?}");
+                    assert_eq!((count(Family::Embedding), count(Family::Sampling)), (2, 1), "{families:?}");
+                    assert_eq!(families.len(), 6 * layers + 4 + norms, "{families:?}");
                 }
             }
         }

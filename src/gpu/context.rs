@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::profile::{KernelTime, Profiler};
-use super::{BufferPool, PipelineCache};
+use super::{BufferPool, KernelPolicy, PipelineCache};
 use crate::{Error, Result};
 
 /// Optional features we use when the adapter offers them; everything also works without them.
@@ -116,8 +116,7 @@ pub(crate) struct Inner {
     pub summary: AdapterSummary,
     pub max_binding_bytes: u64,
     pub max_buffer_bytes: u64,
-    pub norm_in_gemv: bool,
-    pub cpu_kernels: bool,
+    pub policy: KernelPolicy,
     pub profiler: Option<Profiler>,
     pub counters: Counters,
     pub pool: BufferPool,
@@ -237,6 +236,8 @@ impl Context {
         let cpu = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
         let norm_in_gemv = switch(opts.norm_in_gemv, "BARK_NORM_IN_GEMV", !cpu)?;
         let cpu_kernels = switch(opts.cpu_kernels, "BARK_CPU_KERNELS", cpu)?;
+        let subgroups = summary.subgroup.then_some(summary.subgroup_sizes);
+        let policy = KernelPolicy { cpu_kernels, norm_in_gemv, subgroups };
         let profiler = switch(opts.profile, "BARK_PROFILE", false)?.then(Profiler::default);
         if profiler.is_some() && !summary.timestamp_query {
             return Err(Error::Invalid(format!(
@@ -252,8 +253,7 @@ impl Context {
                 summary,
                 max_binding_bytes,
                 max_buffer_bytes: limits.max_buffer_size,
-                norm_in_gemv,
-                cpu_kernels,
+                policy,
                 profiler,
                 counters: Counters::default(),
                 pool: BufferPool::default(),
@@ -279,24 +279,10 @@ impl Context {
     pub fn max_binding_bytes(&self) -> u64 {
         self.inner.max_binding_bytes
     }
-    pub fn has_subgroups(&self) -> bool {
-        self.inner.summary.subgroup
-    }
-    /// Whether every subgroup has exactly `lanes` invocations, so a workgroup of `lanes`
-    /// threads is one whole subgroup whose lanes are its threads: what the kernels whose lanes
-    /// shuffle loads to each other by constant lane numbers need. (Wider subgroups would hold
-    /// such a workgroup too, but where in them its threads sit is up to the driver.)
-    pub fn subgroups_are(&self, lanes: u32) -> bool {
-        self.has_subgroups() && self.inner.summary.subgroup_sizes == (lanes, lanes)
-    }
-    /// Whether linear layers, attention and layer norms run their CPU variants (see
-    /// [`ContextOptions`]).
-    pub fn cpu_kernels(&self) -> bool {
-        self.inner.cpu_kernels
-    }
-    /// Whether decode GEMVs normalise their input themselves (see [`ContextOptions`]).
-    pub fn norm_in_gemv(&self) -> bool {
-        self.inner.norm_in_gemv
+    /// Which kernels the ops choose on this context (device facts and switches, settled when
+    /// it opened).
+    pub fn policy(&self) -> &KernelPolicy {
+        &self.inner.policy
     }
 
     /// Whether plan runs time their dispatches (see [`ContextOptions::profile`]).

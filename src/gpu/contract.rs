@@ -9,6 +9,25 @@ pub enum Access {
     ReadWrite,
 }
 
+/// What a kernel computes, by op family (one per module of `src/ops/`, the linear layers'
+/// GEMM, GEMV and direct GEMM together, the attention with its merge): how tests count a
+/// plan's dispatches without naming shader files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    Linear,
+    LayerNorm,
+    Attention,
+    /// The KV cache append (`kv_cache.wgsl`).
+    KvAppend,
+    Embedding,
+    Sampling,
+    Elementwise,
+    Conv1d,
+    ConvTranspose1d,
+    Lstm,
+    Rvq,
+}
+
 /// A `#[repr(C)]` uniform struct's Rust layout (made by `uniform_struct!` in `ops`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ParamsLayout {
@@ -23,6 +42,8 @@ pub struct ParamsLayout {
 /// (`x4`, `out_3`: one operand declared as another type or at another binding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Contract {
+    /// What the kernels of this contract compute.
+    pub family: Family,
     pub params: Option<ParamsLayout>,
     pub binds: &'static [(&'static str, Access)],
 }

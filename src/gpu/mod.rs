@@ -4,6 +4,7 @@
 mod context;
 mod contract;
 mod pipeline;
+mod policy;
 mod pool;
 mod profile;
 pub mod shaders;
@@ -11,9 +12,10 @@ mod tensor;
 pub mod wgsl_include;
 
 pub use context::{AdapterSummary, Context, ContextOptions, Stats};
-pub use contract::{Access, Contract, ParamsLayout};
+pub use contract::{Access, Contract, Family, ParamsLayout};
 pub use pipeline::Kernel;
 pub(crate) use pipeline::PipelineCache;
+pub use policy::KernelPolicy;
 pub(crate) use pool::BufferPool;
 pub use profile::KernelTime;
 pub(crate) use profile::PassTimer;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::{Graph, Val};
-use crate::gpu::{DType, PassTimer, Storage, Tensor};
+use crate::gpu::{DType, Family, PassTimer, Storage, Tensor};
 use crate::{Context, Error, Result};
 
 /// Index of a dispatch in its graph, for [`Plan::set_params`].
@@ -13,8 +13,9 @@ use crate::{Context, Error, Result};
 pub struct NodeId(pub usize);
 
 struct Step {
-    /// The kernel's shader file (for [`Plan::shaders`]).
+    /// The kernel's shader file and op family (for [`Plan::shaders`], [`Plan::families`]).
     shader: &'static str,
+    family: Option<Family>,
     /// `shader::entry`, the kernel's name in a profile.
     name: String,
     pipeline: Arc<wgpu::ComputePipeline>,
@@ -218,7 +219,8 @@ impl Plan {
             ctx.count_bind_group();
             let shader = node.kernel.shader;
             let name = format!("{shader}::{}", node.kernel.entry);
-            steps.push(Step { shader, name, pipeline, bind_group, groups: node.groups, params_at: *at });
+            let family = node.kernel.contract.map(|c| c.family);
+            steps.push(Step { shader, family, name, pipeline, bind_group, groups: node.groups, params_at: *at });
         }
 
         let mut readbacks = Vec::new();
@@ -338,6 +340,12 @@ impl Plan {
     /// The shader of each dispatch, in the order they run.
     pub fn shaders(&self) -> Vec<&'static str> {
         self.steps.iter().map(|s| s.shader).collect()
+    }
+
+    /// The op family of each dispatch, in the order they run (`None`: a kernel without a
+    /// contract, made outside `ops`).
+    pub fn families(&self) -> Vec<Option<Family>> {
+        self.steps.iter().map(|s| s.family).collect()
     }
 }
 

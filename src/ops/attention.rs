@@ -1,6 +1,6 @@
 //! Fused attention with an online softmax (`shaders/attention.wgsl`): over the paged KV cache
 //! for the causal GPTs, and over a dense `[batch * T, 3H]` QKV matrix for the fine model. On
-//! CPU adapters (`Context::cpu_kernels`) both run `shaders/attention_rows.wgsl` instead, the same
+//! CPU adapters (the CPU kernel set, [`choose`]) both run `shaders/attention_rows.wgsl` instead, the same
 //! operation without shared tiles or barriers (see [`AttnOptions::rows_kernel`]), or its twin
 //! `shaders/attention_rows_subgroup.wgsl`, whose lanes share the key and value loads (see
 //! [`shares_loads`]).
@@ -16,10 +16,10 @@
 use super::kv_cache::{self, check_qkv};
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{Access::*, Contract, DType, Kernel};
+use crate::gpu::{Access::*, Contract, DType, Family, Kernel, KernelPolicy};
 use crate::graph::{Graph, Val};
 use crate::kv::KvVals;
-use crate::{Context, Result};
+use crate::Result;
 
 /// The largest head dimension the kernels are built for: the block's queries then fill about
 /// 8 KiB of the 16 KiB of workgroup memory WebGPU guarantees.
@@ -54,21 +54,21 @@ pub struct AttnOptions {
     pub split: Option<u32>,
     /// Run `attention_rows.wgsl` (each thread walks the keys of [`rows_per_thread`] query rows,
     /// or of one row in a decode step, itself; no barriers, no split) instead of the tiled
-    /// kernel. The default where [`crate::Context::cpu_kernels`] (CPU adapters, where barriers
+    /// kernel. The default in the CPU kernel set (CPU adapters, where barriers
     /// cost more than the tiles save, in a prefill and a decode step alike: BENCHMARKS.md);
     /// `block_rows` and `split` do not apply to it.
     pub rows_kernel: Option<bool>,
 }
 
 /// Query rows each thread of `attention_rows.wgsl` takes (RQ) in a prefill or dense attention
-/// over heads of `head_dim` on `ctx` (a decode step's rows, one per sequence, take a thread per
+/// over heads of `head_dim` under `policy` (a decode step's rows, one per sequence, take a thread per
 /// head, and a workgroup spans heads). More rows share each loaded key and value, but the
 /// kernel is written out per row and column, and a compiler's time and memory can grow much
 /// faster than its size: up to 8 rows and rows x head_dim 512 where a workgroup is one subgroup
 /// (the lanes then also share their loads; lavapipe), else up to 4 rows and 256, which every
 /// driver tried compiles (BENCHMARKS.md, "Driver matrix").
-pub fn rows_per_thread(ctx: &Context, head_dim: u32) -> u32 {
-    rows_within(ctx.subgroups_are(ROWS_WG), head_dim)
+pub fn rows_per_thread(policy: &KernelPolicy, head_dim: u32) -> u32 {
+    rows_within(policy.subgroups_are(ROWS_WG), head_dim)
 }
 
 /// [`rows_per_thread`] for devices whose workgroup is one subgroup (`one_subgroup`) or not.
@@ -91,12 +91,12 @@ fn chunks_per_word(head_dim: u32, kv_f16: bool) -> u32 {
 }
 
 /// Whether the rows kernel, where it takes several rows per thread (prefill, dense), runs
-/// attention_rows_subgroup.wgsl on `ctx` for heads of `head_dim` over f16 (`kv_f16`) or f32
+/// attention_rows_subgroup.wgsl under `policy` for heads of `head_dim` over f16 (`kv_f16`) or f32
 /// keys: its lanes walk the keys together and share their loads. It needs subgroups that are
 /// exactly a workgroup, and a head's 16-byte words of K splitting evenly over the lanes (f32: a
 /// multiple of 32; f16: of 64, as in Bark).
-pub fn shares_loads(ctx: &Context, head_dim: u32, kv_f16: bool) -> bool {
-    ctx.subgroups_are(ROWS_WG) && words_split(head_dim, kv_f16)
+pub fn shares_loads(policy: &KernelPolicy, head_dim: u32, kv_f16: bool) -> bool {
+    policy.subgroups_are(ROWS_WG) && words_split(head_dim, kv_f16)
 }
 
 /// Whether a head's words of K split evenly over a workgroup's lanes (f16 keys only where
@@ -125,8 +125,9 @@ uniform_struct! {
 
 /// What the tiled and rows kernels' `dense` entry binds (qkv as the queries, keys and values).
 const DENSE: &[(&str, crate::gpu::Access)] = &[("qkv", Read), ("kbuf", Read), ("vbuf", Read), ("out", ReadWrite)];
-const TILED_DENSE: Contract = Contract { params: Some(Params::LAYOUT), binds: DENSE };
+const TILED_DENSE: Contract = Contract { family: Family::Attention, params: Some(Params::LAYOUT), binds: DENSE };
 const TILED_PAGED: Contract = Contract {
+    family: Family::Attention,
     params: Some(Params::LAYOUT),
     binds: &[
         ("qkv", Read),
@@ -140,10 +141,12 @@ const TILED_PAGED: Contract = Contract {
 };
 /// The rows kernels take the page table before the rows, and a dense walk names it too.
 const ROWS_DENSE: Contract = Contract {
+    family: Family::Attention,
     params: Some(Params::LAYOUT),
     binds: &[("qkv", Read), ("kbuf", Read), ("vbuf", Read), ("out", ReadWrite), ("page_table", Read)],
 };
 const ROWS_PAGED: Contract = Contract {
+    family: Family::Attention,
     params: Some(Params::LAYOUT),
     binds: &[
         ("qkv", Read),
@@ -155,10 +158,14 @@ const ROWS_PAGED: Contract = Contract {
         ("seq_lens", Read),
     ],
 };
-const COMBINE: Contract =
-    Contract { params: Some(Params::LAYOUT), binds: &[("parts", Read), ("combine_out", ReadWrite)] };
+const COMBINE: Contract = Contract {
+    family: Family::Attention,
+    params: Some(Params::LAYOUT),
+    binds: &[("parts", Read), ("combine_out", ReadWrite)],
+};
 /// The merge that appends: [`AppendBinds`] after the partials and the output.
 const COMBINE_APPEND: Contract = Contract {
+    family: Family::Attention,
     params: Some(Params::LAYOUT),
     binds: &[
         ("parts", Read),
@@ -178,131 +185,205 @@ pub fn supports_head_dim(head_dim: u32) -> bool {
     head_dim.is_multiple_of(4) && (4..=MAX_HEAD_DIM).contains(&head_dim)
 }
 
-/// Every head dimension [`supports_head_dim`] accepts.
-fn head_dims() -> impl Iterator<Item = u32> {
-    (4..=MAX_HEAD_DIM).step_by(4)
+/// The head dimensions [`kernels`] enumerates: Bark's 64, the test models', and one of each
+/// case the specialisation depends on (f16 words whole or not, a head's words splitting over
+/// the lanes or not, each row budget, the largest). The debug check in
+/// [`AttentionKernel::kernel`] covers whatever head size a model brings at run time.
+pub const ENUMERATED_HEAD_DIMS: [u32; 8] = [4, 8, 12, 16, 32, 64, 100, 128];
+
+/// Every attention kernel, one key per specialisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttentionKernel {
+    /// `shaders/attention.wgsl`'s `paged` or `dense` entry for heads of `head_dim`,
+    /// `block_rows` query rows per workgroup, keys and values stored as f16 pairs (`kv_f16`,
+    /// paged only) or f32; with `append` (paged, one row per block, split) each row reads its
+    /// own new key and value from qkv and the merge appends them to the cache.
+    Tiled { paged: bool, head_dim: u32, block_rows: u32, kv_f16: bool, append: bool },
+    /// The merge of split partials; `append: Some(kv_f16)` also appends the rows' K and V.
+    Merge { head_dim: u32, append: Option<bool> },
+    /// The CPU set's rows kernel (`shaders/attention_rows.wgsl`): `rows_per_thread` query rows
+    /// per thread, or with `shared_loads` its twin whose lanes share the loads.
+    Rows { paged: bool, head_dim: u32, kv_f16: bool, rows_per_thread: u32, shared_loads: bool },
 }
 
-/// The attention kernel for heads of `head_dim`, `block_rows` rows per workgroup and keys and
-/// values stored as f16 pairs (`kv_f16`, paged only) or f32. A thread's value columns come in
-/// vectors of `ceil(block_rows / 4)`, so the word type it reads them in goes with it.
-/// With `append` (paged, one row per block, split) each row reads its own new key and value
-/// from qkv, and the merge appends them to the cache.
-fn kernel(entry: &'static str, head_dim: u32, block_rows: u32, kv_f16: bool, append: bool) -> Kernel {
-    let (word, col) = if block_rows > 4 { ("vec4<u32>", "vec4<f32>") } else { ("u32", "f32") };
-    let contract = if entry == "paged" { &TILED_PAGED } else { &TILED_DENSE };
-    Kernel::new("attention", entry)
-        .contract(contract)
-        .with("D", format!("{head_dim}u"))
-        .with("BQ", format!("{block_rows}u"))
-        .with("KV_F16", kv_f16)
-        .with("APPEND", append)
-        .with("VWord", word)
-        .with("VCol", col)
-}
+impl AttentionKernel {
+    /// Every key [`choose`] can return for heads of `head_dim`.
+    pub fn all(head_dim: u32) -> Vec<AttentionKernel> {
+        use AttentionKernel::*;
+        let d = head_dim;
+        // (paged, kv_f16): paged over f32 and f16 pools, dense over qkv (f32).
+        let entries = [(true, false), (true, true), (false, false)];
+        let mut out = Vec::new();
+        for block_rows in BLOCK_ROWS {
+            out.extend(entries.map(|(paged, kv_f16)| Tiled { paged, head_dim: d, block_rows, kv_f16, append: false }));
+        }
+        // The decode step's attention that appends, and the merges.
+        out.extend([false, true].map(|kv_f16| Tiled { paged: true, head_dim: d, block_rows: 1, kv_f16, append: true }));
+        out.extend([None, Some(false), Some(true)].map(|append| Merge { head_dim: d, append }));
+        // The rows kernel: a decode step's one row per thread, and either budget; the twins that
+        // share loads only at the budget where subgroups are a workgroup, for several rows.
+        let shared_budget = rows_within(true, d);
+        for rows_per_thread in [1, rows_within(false, d), shared_budget] {
+            for (paged, kv_f16) in entries {
+                let key = |shared_loads| Rows { paged, head_dim: d, kv_f16, rows_per_thread, shared_loads };
+                out.push(key(false));
+                if rows_per_thread > 1 && rows_per_thread == shared_budget && words_split(d, kv_f16) {
+                    out.push(key(true));
+                }
+            }
+        }
+        // Both budgets give the same rows at small head dims.
+        let mut unique = Vec::with_capacity(out.len());
+        for k in out {
+            if !unique.contains(&k) {
+                unique.push(k);
+            }
+        }
+        unique
+    }
 
-/// attention_rows.wgsl's `entry` for heads of `head_dim` over f16 (`kv_f16`) or f32 keys, or
-/// with `shared_loads` attention_rows_subgroup.wgsl's (see [`shares_loads`]).
-fn rows_kernel(entry: &'static str, head_dim: u32, kv_f16: bool, rows_per_thread: u32, shared_loads: bool) -> Kernel {
-    let shader = if shared_loads { "attention_rows_subgroup" } else { "attention_rows" };
-    let contract = if entry == "paged" { &ROWS_PAGED } else { &ROWS_DENSE };
-    Kernel::new(shader, entry)
-        .contract(contract)
-        .with("CPW", format!("{}u", chunks_per_word(head_dim, kv_f16)))
-        .with("D", format!("{head_dim}u"))
-        .with("RQ", format!("{rows_per_thread}u"))
-        .with("WG", format!("{ROWS_WG}u"))
-        .with("KV_F16", kv_f16)
-}
+    fn head_dim(self) -> u32 {
+        match self {
+            AttentionKernel::Tiled { head_dim, .. }
+            | AttentionKernel::Merge { head_dim, .. }
+            | AttentionKernel::Rows { head_dim, .. } => head_dim,
+        }
+    }
 
-/// The merge of split partials for heads of `head_dim`; with `append`, the merge that then
-/// appends the rows' K and V to a cache of f16 pairs (`kv_f16`) or f32.
-fn combine_kernel(head_dim: u32, append: Option<bool>) -> Kernel {
-    match append {
-        None => Kernel::new("attention", "combine").contract(&COMBINE).with("D", format!("{head_dim}u")),
-        Some(kv_f16) => Kernel::new("attention", "combine_append")
-            .contract(&COMBINE_APPEND)
-            .with("D", format!("{head_dim}u"))
-            .with("KV_F16", kv_f16),
+    /// The specialisation this key names.
+    pub fn kernel(self) -> Kernel {
+        debug_assert!(AttentionKernel::all(self.head_dim()).contains(&self), "{self:?} is not enumerated");
+        let entry = |paged| if paged { "paged" } else { "dense" };
+        match self {
+            AttentionKernel::Tiled { paged, head_dim, block_rows, kv_f16, append } => {
+                // A thread's value columns come in vectors of ceil(block_rows / 4), so the word
+                // type it reads them in goes with it.
+                let (word, col) = if block_rows > 4 { ("vec4<u32>", "vec4<f32>") } else { ("u32", "f32") };
+                Kernel::new("attention", entry(paged))
+                    .contract(if paged { &TILED_PAGED } else { &TILED_DENSE })
+                    .with("D", format!("{head_dim}u"))
+                    .with("BQ", format!("{block_rows}u"))
+                    .with("KV_F16", kv_f16)
+                    .with("APPEND", append)
+                    .with("VWord", word)
+                    .with("VCol", col)
+            }
+            AttentionKernel::Merge { head_dim, append: None } => {
+                Kernel::new("attention", "combine").contract(&COMBINE).with("D", format!("{head_dim}u"))
+            }
+            AttentionKernel::Merge { head_dim, append: Some(kv_f16) } => Kernel::new("attention", "combine_append")
+                .contract(&COMBINE_APPEND)
+                .with("D", format!("{head_dim}u"))
+                .with("KV_F16", kv_f16),
+            AttentionKernel::Rows { paged, head_dim, kv_f16, rows_per_thread, shared_loads } => {
+                let shader = if shared_loads { "attention_rows_subgroup" } else { "attention_rows" };
+                Kernel::new(shader, entry(paged))
+                    .contract(if paged { &ROWS_PAGED } else { &ROWS_DENSE })
+                    .with("CPW", format!("{}u", chunks_per_word(head_dim, kv_f16)))
+                    .with("D", format!("{head_dim}u"))
+                    .with("RQ", format!("{rows_per_thread}u"))
+                    .with("WG", format!("{ROWS_WG}u"))
+                    .with("KV_F16", kv_f16)
+            }
+        }
     }
 }
 
-/// How a checked attention runs: the tiled kernel with `block_rows` rows per workgroup over
-/// `blocks` blocks and `split` workgroups per (block, head), or (`rows`) attention_rows.wgsl
-/// with `block_rows` rows per thread.
-#[derive(Clone, Copy)]
-struct Launch {
-    rows: bool,
-    block_rows: u32,
-    blocks: u32,
-    split: u32,
+/// One attention as [`choose`] sees it: paged or dense, its rows, heads and head size, f16
+/// pools, a decode step (one row per sequence) that also appends its keys (`append`), and the
+/// most keys a row may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnProblem {
+    pub paged: bool,
+    pub n_rows: u32,
+    pub n_heads: u32,
+    pub head_dim: u32,
+    pub kv_f16: bool,
+    /// One row per sequence: one row per workgroup (tiled) or per thread (rows kernel).
+    pub decode: bool,
+    pub append: bool,
+    pub max_keys: u32,
 }
 
-/// Checks the options and fills in the defaults: the rows kernel where `rows_default` says so
-/// (unless the caller asks for tiles), with one row per thread where `default_rows` is 1 (a
-/// decode step), else `block_rows` from `default_rows` and the split from how many (block,
-/// head) workgroups there are and how many key chunks a row may have.
-fn resolve(
-    ctx: &Context,
-    op: &'static str,
-    opts: AttnOptions,
-    (n_rows, n_heads, head_dim): (u32, u32, u32),
-    (default_rows, rows_default): (u32, bool),
-    max_keys: u32,
-) -> Result<Launch> {
+/// What [`choose`] decides: the attention kernel and its grid, the merge of split partials
+/// (with its grid), and whether the cache append runs first as its own dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnChoice {
+    pub main: AttentionKernel,
+    pub groups: [u32; 3],
+    /// Workgroups sharing the keys of one (block, head).
+    pub split: u32,
+    pub merge: Option<AttentionKernel>,
+    pub append_first: bool,
+}
+
+/// Which kernels run one attention under `policy`: the one selection table of the attention.
+/// The rows kernel where the policy has the CPU set (unless the caller asks for tiles), with one
+/// row per thread in a decode step, else [`rows_per_thread`] rows; otherwise the tiled kernel
+/// with `opts.block_rows` or 1 row per workgroup in a decode step and 16 otherwise, the keys
+/// split over up to [`MAX_SPLIT`] workgroups to fill the GPU. A decode step that appends does
+/// it in the merge where the keys are split (each row reads its own new key from qkv), else
+/// first.
+pub fn choose(op: &'static str, p: &AttnProblem, opts: AttnOptions, policy: &KernelPolicy) -> Result<AttnChoice> {
+    let (n_rows, n_heads, d) = (p.n_rows, p.n_heads, p.head_dim);
+    let too_many =
+        || shape_err(op, format!("{n_rows} rows x {n_heads} heads is more workgroups than a dispatch allows"));
     let tiles_asked = opts.block_rows.is_some() || opts.split.is_some();
-    if opts.rows_kernel.unwrap_or(rows_default && !tiles_asked) {
+    if opts.rows_kernel.unwrap_or(policy.cpu_kernels && !tiles_asked) {
         if tiles_asked {
             return Err(Error::Invalid(format!("{op}: block_rows and split do not apply to the rows kernel")));
         }
-        let per_thread = if default_rows == 1 { 1 } else { rows_per_thread(ctx, head_dim) };
-        let threads = n_rows.div_ceil(per_thread);
-        if threads.div_ceil(ROWS_WG) > 65_535 || n_heads > 65_535 || (per_thread == 1 && n_rows > 65_535) {
-            return Err(shape_err(
-                op,
-                format!("{n_rows} rows x {n_heads} heads is more workgroups than a dispatch allows"),
-            ));
+        let per_thread = if p.decode { 1 } else { rows_per_thread(policy, d) };
+        let blocks = n_rows.div_ceil(per_thread).div_ceil(ROWS_WG);
+        if blocks > 65_535 || n_heads > 65_535 || (per_thread == 1 && n_rows > 65_535) {
+            return Err(too_many());
         }
-        let blocks = threads.div_ceil(ROWS_WG);
-        return Ok(Launch { rows: true, block_rows: per_thread, blocks, split: 1 });
+        let shared_loads = per_thread > 1 && shares_loads(policy, d, p.kv_f16);
+        let main = AttentionKernel::Rows {
+            paged: p.paged,
+            head_dim: d,
+            kv_f16: p.kv_f16,
+            rows_per_thread: per_thread,
+            shared_loads,
+        };
+        // With one row per thread, attention_rows.wgsl's workgroups span heads (HEAD_LANES).
+        let groups = if per_thread == 1 { [n_heads.div_ceil(ROWS_WG), n_rows, 1] } else { [blocks, n_heads, 1] };
+        return Ok(AttnChoice { main, groups, split: 1, merge: None, append_first: p.append });
     }
-    let block_rows = opts.block_rows.unwrap_or(default_rows);
+    let block_rows = opts.block_rows.unwrap_or(if p.decode { 1 } else { 16 });
     if !BLOCK_ROWS.contains(&block_rows) {
         return Err(Error::Invalid(format!("{op}: block_rows {block_rows} is not one of {BLOCK_ROWS:?}")));
     }
     let blocks = n_rows.div_ceil(block_rows);
     if blocks > 65_535 || n_heads > 65_535 {
-        return Err(shape_err(
-            op,
-            format!("{n_rows} rows x {n_heads} heads is more workgroups than a dispatch allows"),
-        ));
+        return Err(too_many());
     }
-    let max_chunks = max_keys.div_ceil(KEYS_PER_CHUNK).max(1);
+    let max_chunks = p.max_keys.div_ceil(KEYS_PER_CHUNK).max(1);
     let auto = TARGET_WORKGROUPS.div_ceil(blocks * n_heads).clamp(1, MAX_SPLIT.min(max_chunks));
     let split = opts.split.unwrap_or(auto);
     if !(1..=MAX_SPLIT).contains(&split) {
         return Err(Error::Invalid(format!("{op}: split {split} is not in 1..={MAX_SPLIT}")));
     }
-    Ok(Launch { rows: false, block_rows, blocks, split })
+    let in_merge = p.paged && p.append && split > 1 && block_rows == 1;
+    let main = AttentionKernel::Tiled { paged: p.paged, head_dim: d, block_rows, kv_f16: p.kv_f16, append: in_merge };
+    let merge = (split > 1).then_some(AttentionKernel::Merge { head_dim: d, append: in_merge.then_some(p.kv_f16) });
+    Ok(AttnChoice { main, groups: [blocks, n_heads, split], split, merge, append_first: p.append && !in_merge })
 }
 
 /// The bindings a merge that appends needs: `[qkv, k pool, rows, page_table, seq_lens, v pool]`
 /// (its bindings 3 to 8).
 type AppendBinds = [Val; 6];
 
-/// Records the attention dispatch (and the merge when split), returning the `[n_rows, H]`
-/// output. The kernel binds `before`, then the output (or the partials), then `after`. With
-/// `append` (split only) the rows' own keys come from qkv and the merge appends them.
+/// Records the chosen attention (and the merge when split), returning the `[n_rows, H]`
+/// output. The kernel binds `before`, then the output (or the partials), then `after`.
 fn record(
     g: &mut Graph,
-    (entry, kv_f16): (&'static str, bool),
+    choice: &AttnChoice,
     p: Params,
-    launch: Launch,
     (before, after): (&[Val], &[Val]),
     append: Option<AppendBinds>,
 ) -> Val {
-    let (n_rows, n_heads, split) = (p.n_rows as usize, p.n_heads as usize, p.n_split);
-    debug_assert!(append.is_none() || (split > 1 && launch.block_rows == 1 && !launch.rows));
+    let (n_rows, n_heads, split) = (p.n_rows as usize, p.n_heads as usize, choice.split);
     let head_dim = p.hidden / p.n_heads;
     let out = g.tensor(&[n_rows, p.hidden as usize], DType::F32);
     let target =
@@ -310,24 +391,13 @@ fn record(
     let mut all = before.to_vec();
     all.push(target);
     all.extend_from_slice(after);
-    let k = if launch.rows {
-        let shared = launch.block_rows > 1 && shares_loads(g.ctx(), head_dim, kv_f16);
-        rows_kernel(entry, head_dim, kv_f16, launch.block_rows, shared)
-    } else {
-        kernel(entry, head_dim, launch.block_rows, kv_f16, append.is_some())
-    };
-    // With one row per thread, attention_rows.wgsl's workgroups span heads (its HEAD_LANES).
-    let groups = if launch.rows && launch.block_rows == 1 {
-        [p.n_heads.div_ceil(ROWS_WG), p.n_rows, 1]
-    } else {
-        [launch.blocks, p.n_heads, split]
-    };
-    g.dispatch(k, &params(&p), &all, groups);
-    if split > 1 {
+    g.dispatch(choice.main.kernel(), &params(&p), &all, choice.groups);
+    if let Some(merge) = choice.merge {
         let mut binds = vec![target, out];
-        binds.extend(append.iter().flatten());
-        let k = combine_kernel(head_dim, append.map(|_| kv_f16));
-        g.dispatch(k, &params(&p), &binds, [p.n_rows, p.n_heads, 1]);
+        if matches!(merge, AttentionKernel::Merge { append: Some(_), .. }) {
+            binds.extend(append.iter().flatten());
+        }
+        g.dispatch(merge.kernel(), &params(&p), &binds, [p.n_rows, p.n_heads, 1]);
     }
     out
 }
@@ -352,16 +422,15 @@ pub fn paged(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, mask: Mask) -> 
 /// [`paged`] with explicit kernel choices. By default rows go 16 to a workgroup when the step
 /// has more rows than the cache has sequences (so some sequence has several: prefill), else 1.
 pub fn paged_with(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, mask: Mask, opts: AttnOptions) -> Result<Val> {
-    let (p, launch) = paged_params(g, "attention::paged", kv, qkv, mask, opts)?;
-    record_paged(g, kv, layer, qkv, (p, launch), false)
+    let (p, choice) = paged_params(g, "attention::paged", kv, qkv, (mask, false), opts)?;
+    record_paged(g, kv, layer, qkv, p, &choice)
 }
 
 /// A decode step's attention and cache append in one: every row is the next position of a
 /// different sequence (or idle). Appends each row's K and V to layer `layer` of the cache and
-/// attends causally, bit for bit as [`super::kv_cache::append`] followed by [`paged`]. When the
-/// keys are split over workgroups (long caches) each row reads its own newest key from `qkv`
-/// and the merge appends, which saves a dispatch; otherwise (one chunk of keys, or the rows
-/// kernel of [`crate::Context::cpu_kernels`]) the append runs first.
+/// attends causally, bit for bit as [`super::kv_cache::append`] followed by [`paged`]. Where
+/// [`choose`] splits the keys over workgroups (long caches) each row reads its own newest key
+/// from `qkv` and the merge appends, which saves a dispatch; otherwise the append runs first.
 pub fn paged_append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Result<Val> {
     const OP: &str = "attention::paged_append";
     if kv.n_rows > kv.geometry.max_seqs as usize {
@@ -370,59 +439,55 @@ pub fn paged_append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Resul
             kv.n_rows, kv.geometry.max_seqs
         )));
     }
-    // One row per workgroup (tiled) or per thread (rows kernel, the CPU default).
-    let (p, launch) = paged_params(g, OP, kv, qkv, Mask::Causal, AttnOptions::default())?;
-    let in_merge = !launch.rows && p.n_split > 1;
-    if !in_merge {
+    let (p, choice) = paged_params(g, OP, kv, qkv, (Mask::Causal, true), AttnOptions::default())?;
+    if choice.append_first {
         kv_cache::append(g, kv, layer, qkv)?;
     }
-    record_paged(g, kv, layer, qkv, (p, launch), in_merge)
+    record_paged(g, kv, layer, qkv, p, &choice)
 }
 
-/// Records a checked paged attention over layer `layer`; with `append_in_merge` (split only)
-/// the merge also appends the rows' K and V.
-fn record_paged(
-    g: &mut Graph,
-    kv: &KvVals,
-    layer: usize,
-    qkv: Val,
-    (p, launch): (Params, Launch),
-    append_in_merge: bool,
-) -> Result<Val> {
+/// Records a checked paged attention over layer `layer`.
+fn record_paged(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, p: Params, choice: &AttnChoice) -> Result<Val> {
     let (k, v) = kv.layer(layer)?;
-    let entry = ("paged", kv.geometry.kv_dtype == DType::F16);
     // attention_rows.wgsl takes the page table before the rows (see there).
-    let after = if launch.rows { [kv.page_table, kv.rows, kv.seq_lens] } else { [kv.rows, kv.page_table, kv.seq_lens] };
+    let rows_kernel = matches!(choice.main, AttentionKernel::Rows { .. });
+    let after = if rows_kernel { [kv.page_table, kv.rows, kv.seq_lens] } else { [kv.rows, kv.page_table, kv.seq_lens] };
     let binds: (&[Val], &[Val]) = (&[qkv, k, v], &after);
-    let append = append_in_merge.then_some([qkv, k, kv.rows, kv.page_table, kv.seq_lens, v]);
-    Ok(record(g, entry, p, launch, binds, append))
+    let append = Some([qkv, k, kv.rows, kv.page_table, kv.seq_lens, v]);
+    Ok(record(g, choice, p, binds, append))
 }
 
-/// The checked parameters of a paged attention and how it runs.
+/// The checked parameters of a paged attention (`append`: a decode step that appends its keys)
+/// and the kernels it runs.
 fn paged_params(
     g: &Graph,
     op: &'static str,
     kv: &KvVals,
     qkv: Val,
-    mask: Mask,
+    (mask, append): (Mask, bool),
     opts: AttnOptions,
-) -> Result<(Params, Launch)> {
+) -> Result<(Params, AttnChoice)> {
     let geo = kv.geometry;
     check_head_dim(op, geo.head_dim)?;
     let n_rows = check_qkv(g, op, qkv, geo.hidden(), kv.n_rows)?;
-    // More rows than sequences: some sequence has several (a prefill).
-    let prefill = n_rows > geo.max_seqs;
-    let default_rows = if prefill { 16 } else { 1 };
-    let max_keys = geo.max_pages_per_seq * geo.page_size;
-    let rows_default = g.ctx().cpu_kernels();
-    let launch =
-        resolve(g.ctx(), op, opts, (n_rows, geo.n_heads, geo.head_dim), (default_rows, rows_default), max_keys)?;
+    let problem = AttnProblem {
+        paged: true,
+        n_rows,
+        n_heads: geo.n_heads,
+        head_dim: geo.head_dim,
+        kv_f16: geo.kv_dtype == DType::F16,
+        // More rows than sequences: some sequence has several (a prefill).
+        decode: n_rows <= geo.max_seqs,
+        append,
+        max_keys: geo.max_pages_per_seq * geo.page_size,
+    };
+    let choice = choose(op, &problem, opts, g.ctx().policy())?;
     let p = Params {
         n_rows,
         n_heads: geo.n_heads,
         hidden: geo.hidden(),
         causal: u32::from(mask == Mask::Causal),
-        n_split: launch.split,
+        n_split: choice.split,
         page_size: geo.page_size,
         n_pages: geo.n_pages,
         max_seqs: geo.max_seqs,
@@ -431,7 +496,7 @@ fn paged_params(
         scale: 1.0 / (geo.head_dim as f32).sqrt(),
         _pad: 0,
     };
-    Ok((p, launch))
+    Ok((p, choice))
 }
 
 /// Attention within each of `batch` items of `seq_len` rows, no cache: `qkv` is
@@ -476,13 +541,23 @@ pub fn dense_with(
     let n_rows = batch.checked_mul(seq_len).ok_or_else(too_big)?;
     let n_rows = check_qkv(g, OP, qkv, hidden, n_rows)?;
     let seq_len = seq_len as u32;
-    let launch = resolve(g.ctx(), OP, opts, (n_rows, n_heads32, head_dim), (16, g.ctx().cpu_kernels()), seq_len)?;
+    let problem = AttnProblem {
+        paged: false,
+        n_rows,
+        n_heads: n_heads32,
+        head_dim,
+        kv_f16: false,
+        decode: false,
+        append: false,
+        max_keys: seq_len,
+    };
+    let choice = choose(OP, &problem, opts, g.ctx().policy())?;
     let p = Params {
         n_rows,
         n_heads: n_heads32,
         hidden,
         causal: u32::from(mask == Mask::Causal),
-        n_split: launch.split,
+        n_split: choice.split,
         page_size: 0,
         n_pages: 0,
         max_seqs: 0,
@@ -493,45 +568,12 @@ pub fn dense_with(
     };
     // qkv is bound as the queries, the keys and the values (and, for attention_rows.wgsl, as
     // the page table its key walk names but a dense walk never reads).
-    let after: &[Val] = if launch.rows { &[qkv] } else { &[] };
-    Ok(record(g, ("dense", false), p, launch, (&[qkv, qkv, qkv], after), None))
+    let after: &[Val] = if matches!(choice.main, AttentionKernel::Rows { .. }) { &[qkv] } else { &[] };
+    Ok(record(g, &choice, p, (&[qkv, qkv, qkv], after), None))
 }
 
-/// Every specialisation this module dispatches: per head dimension, both entry points at each
-/// block size (paged over f32 and f16 pools), the merges, and the rows kernel's.
+/// The specialisations this module dispatches for the [`ENUMERATED_HEAD_DIMS`], from
+/// [`AttentionKernel::all`].
 pub fn kernels() -> Vec<Kernel> {
-    head_dims()
-        .flat_map(|d| {
-            let attend = BLOCK_ROWS.iter().flat_map(move |&bq| {
-                let paged = [false, true].map(|f16| kernel("paged", d, bq, f16, false));
-                paged.into_iter().chain([kernel("dense", d, bq, false, false)])
-            });
-            // The decode step's attention that appends, and the merges.
-            let append = [false, true].map(|f16| kernel("paged", d, 1, f16, true));
-            let merges = [None, Some(false), Some(true)].map(|a| combine_kernel(d, a));
-            // The rows kernel at either budget; the twins that share loads only where subgroups
-            // are a workgroup (the larger budget), for several rows per thread where the words
-            // split.
-            let budgets = [false, true].map(|one_subgroup| rows_within(one_subgroup, d));
-            let rows = budgets.into_iter().flat_map(move |rq| [1, rq]).flat_map(move |rq| {
-                [
-                    rows_kernel("paged", d, false, rq, false),
-                    rows_kernel("paged", d, true, rq, false),
-                    rows_kernel("dense", d, false, rq, false),
-                ]
-            });
-            let rq = budgets[1];
-            let shared = [("paged", false), ("paged", true), ("dense", false)]
-                .into_iter()
-                .filter(move |&(_, f16)| rq > 1 && words_split(d, f16))
-                .map(move |(entry, f16)| rows_kernel(entry, d, f16, rq, true));
-            attend.chain(append).chain(merges).chain(rows).chain(shared)
-        })
-        .fold(Vec::new(), |mut all, k| {
-            // Both budgets give the same rows at small head dims.
-            if !all.contains(&k) {
-                all.push(k);
-            }
-            all
-        })
+    ENUMERATED_HEAD_DIMS.into_iter().flat_map(AttentionKernel::all).map(AttentionKernel::kernel).collect()
 }

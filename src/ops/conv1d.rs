@@ -5,7 +5,7 @@
 
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{Access::*, Contract, DType, Kernel};
+use crate::gpu::{Access::*, Contract, DType, Family, Kernel};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
@@ -48,7 +48,7 @@ uniform_struct! {
 /// The bindings of `shaders/common/conv_tiles.wgsl`, shared with `conv_transpose1d`.
 pub(crate) const TILE_BINDS: &[(&str, crate::gpu::Access)] =
     &[("x", Read), ("w", Read), ("bias", Read), ("y", ReadWrite)];
-const CONTRACT: Contract = Contract { params: Some(Params::LAYOUT), binds: TILE_BINDS };
+const CONTRACT: Contract = Contract { family: Family::Conv1d, params: Some(Params::LAYOUT), binds: TILE_BINDS };
 
 /// A GEMM tile shape: invocations along channels and time, outputs per invocation, depth.
 /// Shared with `conv_transpose1d`, whose shader has the same tile constants.

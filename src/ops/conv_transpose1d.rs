@@ -6,7 +6,7 @@
 use super::conv1d::{f32_shape, tile_for, u32_of, u32_prod, TILES, TILE_BINDS};
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{Contract, DType, Kernel};
+use crate::gpu::{Contract, DType, Family, Kernel};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
@@ -41,7 +41,8 @@ uniform_struct! {
     }
 }
 
-const CONTRACT: Contract = Contract { params: Some(Params::LAYOUT), binds: TILE_BINDS };
+const CONTRACT: Contract =
+    Contract { family: Family::ConvTranspose1d, params: Some(Params::LAYOUT), binds: TILE_BINDS };
 
 /// Records `y = conv_transpose1d(x, weight) + bias`, trimmed as [`ConvTranspose1dOpts`] says.
 /// Returns the new `[B, C_out, T_out]` value.

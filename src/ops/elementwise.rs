@@ -2,7 +2,7 @@
 
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{Access::*, Contract, DType, Kernel};
+use crate::gpu::{Access::*, Contract, DType, Family, Kernel};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
@@ -15,9 +15,15 @@ uniform_struct! {
     }
 }
 
-const UNARY: Contract = Contract { params: Some(Params::LAYOUT), binds: &[("x", Read), ("y", ReadWrite)] };
-const ADD: Contract = Contract { params: Some(Params::LAYOUT), binds: &[("x", Read), ("b", Read), ("y", ReadWrite)] };
-const FILL: Contract = Contract { params: Some(Params::LAYOUT), binds: &[("out", ReadWrite)] };
+const UNARY: Contract =
+    Contract { family: Family::Elementwise, params: Some(Params::LAYOUT), binds: &[("x", Read), ("y", ReadWrite)] };
+const ADD: Contract = Contract {
+    family: Family::Elementwise,
+    params: Some(Params::LAYOUT),
+    binds: &[("x", Read), ("b", Read), ("y", ReadWrite)],
+};
+const FILL: Contract =
+    Contract { family: Family::Elementwise, params: Some(Params::LAYOUT), binds: &[("out", ReadWrite)] };
 
 fn kernel(entry: &'static str) -> Kernel {
     let contract = match entry {

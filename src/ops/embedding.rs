@@ -15,7 +15,7 @@
 
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{Access::*, Contract, DType, Kernel, RowSplit, Tensor};
+use crate::gpu::{Access::*, Contract, DType, Family, Kernel, RowSplit, Tensor};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
@@ -36,9 +36,13 @@ uniform_struct! {
     }
 }
 
-const GATHER: Contract =
-    Contract { params: Some(Params::LAYOUT), binds: &[("ids", Read), ("part", Read), ("out", ReadWrite)] };
-const GATHER_RANGE: Contract = Contract { params: Some(Params::LAYOUT), binds: &[("part", Read), ("out", ReadWrite)] };
+const GATHER: Contract = Contract {
+    family: Family::Embedding,
+    params: Some(Params::LAYOUT),
+    binds: &[("ids", Read), ("part", Read), ("out", ReadWrite)],
+};
+const GATHER_RANGE: Contract =
+    Contract { family: Family::Embedding, params: Some(Params::LAYOUT), binds: &[("part", Read), ("out", ReadWrite)] };
 
 /// Where each token's id comes from.
 #[derive(Clone, Copy)]

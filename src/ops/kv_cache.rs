@@ -2,7 +2,7 @@
 
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{Access::*, Contract, DType, Kernel};
+use crate::gpu::{Access::*, Contract, DType, Family, Kernel};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::kv::KvVals;
 use crate::Result;
@@ -21,6 +21,7 @@ uniform_struct! {
 }
 
 const APPEND: Contract = Contract {
+    family: Family::KvAppend,
     params: Some(Params::LAYOUT),
     binds: &[
         ("qkv", Read),

@@ -1,12 +1,12 @@
 //! LayerNorm over the last dimension (`shaders/layernorm.wgsl`): the norms of prefill and of
-//! the fine model; a workgroup per row, or on a context with [`crate::Context::cpu_kernels`] a
+//! the fine model; a workgroup per row, or in the CPU kernel set ([`choose`]) a
 //! thread per row (`layernorm_rows`: no barriers, for CPU adapters). (A block's residual add
 //! rides in the linear layer before the norm, and a decode step's norms in the GEMV after it:
 //! [`super::matmul::norm_linear`].)
 
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{Access::*, Contract, DType, Kernel};
+use crate::gpu::{Access::*, Contract, DType, Family, Kernel, KernelPolicy};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
@@ -42,26 +42,59 @@ uniform_struct! {
 }
 
 /// Both entry points' bindings.
-const CONTRACT: Contract =
-    Contract { params: Some(Params::LAYOUT), binds: &[("x", Read), ("w", Read), ("b", Read), ("y", ReadWrite)] };
+const CONTRACT: Contract = Contract {
+    family: Family::LayerNorm,
+    params: Some(Params::LAYOUT),
+    binds: &[("x", Read), ("w", Read), ("b", Read), ("y", ReadWrite)],
+};
 
 /// Rows per workgroup of `layernorm_rows` (its ROWS_WG).
 const ROWS_WG: u32 = 8;
 
-fn rows_kernel() -> Kernel {
-    Kernel::new("layernorm", "layernorm_rows").contract(&CONTRACT)
+/// Every LayerNorm kernel, one key per specialisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LayerNormKernel {
+    /// A workgroup of `wg` per row, `per` elements per invocation.
+    Workgroup { wg: u32, per: u32 },
+    /// The CPU set's `layernorm_rows`: a thread per row, no barriers.
+    Rows,
 }
 
-fn kernel((wg, per): (usize, usize)) -> Kernel {
-    Kernel::new("layernorm", "layernorm")
-        .contract(&CONTRACT)
-        .with("WG", format!("{wg}u"))
-        .with("PER", format!("{per}u"))
+/// Which kernel normalises rows of `h` under `policy`: the one selection table of the
+/// LayerNorm.
+pub fn choose(h: usize, policy: &KernelPolicy) -> LayerNormKernel {
+    if policy.cpu_kernels {
+        LayerNormKernel::Rows
+    } else {
+        let (wg, per) = variant_for(h);
+        LayerNormKernel::Workgroup { wg: wg as u32, per: per as u32 }
+    }
 }
 
-/// Checks `x` (f32, last dimension H), `weight` and `bias` (f32 [H]); returns
-/// (rows, H, (workgroup size, elements per invocation)).
-fn check(g: &Graph, op: &'static str, x: Val, weight: Val, bias: Option<Val>) -> Result<(u32, u32, (usize, usize))> {
+impl LayerNormKernel {
+    /// Every key [`choose`] can return, found by asking it for every row length.
+    pub fn all() -> Vec<LayerNormKernel> {
+        let gpu = KernelPolicy { cpu_kernels: false, norm_in_gemv: false, subgroups: None };
+        let mut out: Vec<LayerNormKernel> = (1..=MAX_COLS).map(|h| choose(h, &gpu)).collect();
+        out.dedup();
+        out.push(LayerNormKernel::Rows);
+        out
+    }
+
+    /// The specialisation this key names.
+    pub fn kernel(self) -> Kernel {
+        match self {
+            LayerNormKernel::Rows => Kernel::new("layernorm", "layernorm_rows").contract(&CONTRACT),
+            LayerNormKernel::Workgroup { wg, per } => Kernel::new("layernorm", "layernorm")
+                .contract(&CONTRACT)
+                .with("WG", format!("{wg}u"))
+                .with("PER", format!("{per}u")),
+        }
+    }
+}
+
+/// Checks `x` (f32, last dimension H), `weight` and `bias` (f32 [H]); returns (rows, H).
+fn check(g: &Graph, op: &'static str, x: Val, weight: Val, bias: Option<Val>) -> Result<(u32, u32)> {
     for v in [Some(x), Some(weight), bias].into_iter().flatten() {
         if g.dtype(v) != DType::F32 {
             return Err(Error::Dtype { op, message: format!("expected f32, got {:?}", g.dtype(v)) });
@@ -87,31 +120,29 @@ fn check(g: &Graph, op: &'static str, x: Val, weight: Val, bias: Option<Val>) ->
     if u32::try_from(n).is_err() {
         return Err(shape_err(op, format!("{n} elements is more than a dispatch can index")));
     }
-    Ok((rows as u32, h as u32, variant_for(h)))
+    Ok((rows as u32, h as u32))
 }
 
 /// `LayerNorm(x)` over the last dimension: `(x - mean) / sqrt(var + eps) * weight (+ bias)`,
 /// with the biased variance, as `torch.nn.LayerNorm`. `x` is f32 `[..., H]`, H <= [`MAX_COLS`];
 /// `weight` and `bias` are f32 `[H]` (Bark's causal models have no bias, the fine model does).
 pub fn layer_norm(g: &mut Graph, x: Val, weight: Val, bias: Option<Val>, eps: f32) -> Result<Val> {
-    let (rows, h, variant) = check(g, "layer_norm", x, weight, bias)?;
+    let (rows, h) = check(g, "layer_norm", x, weight, bias)?;
     let shape = g.shape(x).to_vec();
     let y = g.tensor(&shape, DType::F32);
     let p = params(&Params { rows, h, eps, has_bias: bias.is_some().into() });
     // Without a bias the weight fills its binding, unread.
     let binds = [x, weight, bias.unwrap_or(weight), y];
-    if g.ctx().cpu_kernels() {
-        g.dispatch(rows_kernel(), &p, &binds, groups_1d(rows.div_ceil(ROWS_WG)));
-    } else {
-        g.dispatch(kernel(variant), &p, &binds, groups_1d(rows));
-    }
+    let key = choose(h as usize, g.ctx().policy());
+    let groups = match key {
+        LayerNormKernel::Rows => groups_1d(rows.div_ceil(ROWS_WG)),
+        LayerNormKernel::Workgroup { .. } => groups_1d(rows),
+    };
+    g.dispatch(key.kernel(), &p, &binds, groups);
     Ok(y)
 }
 
-/// Every specialisation this module dispatches.
+/// Every specialisation this module dispatches, from [`LayerNormKernel::all`].
 pub fn kernels() -> Vec<Kernel> {
-    // Every (workgroup size, share) that variant_for can return, found by asking it.
-    let mut shapes: Vec<(usize, usize)> = (1..=MAX_COLS).map(variant_for).collect();
-    shapes.dedup();
-    shapes.into_iter().map(kernel).chain([rows_kernel()]).collect()
+    LayerNormKernel::all().into_iter().map(LayerNormKernel::kernel).collect()
 }

@@ -13,7 +13,7 @@
 use super::conv1d::{conv1d, f32_shape, u32_of, u32_prod, Conv1dOpts};
 use super::{elementwise, params};
 use crate::error::shape_err;
-use crate::gpu::{Access::*, Contract, DType, Kernel};
+use crate::gpu::{Access::*, Contract, DType, Family, Kernel};
 use crate::graph::{Graph, Val};
 use crate::Result;
 
@@ -41,6 +41,7 @@ uniform_struct! {
 
 /// Both entry points' bindings.
 const STEP: Contract = Contract {
+    family: Family::Lstm,
     params: Some(Params::LAYOUT),
     binds: &[
         ("gx", Read),

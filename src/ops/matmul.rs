@@ -5,7 +5,7 @@
 //! f32 or f16 (packed two per word), bias f32 `[N]`, residual f32 shaped like y. Accumulation is
 //! always f32. [`linear`] picks the kernel: GEMV for M <= [`GEMV_MAX_M`] (a decode step of up to
 //! 16 sequences), with subgroup reductions where the device has them, and the tiled GEMM above;
-//! on a context with [`Context::cpu_kernels`] (CPU adapters) the direct GEMM
+//! in the CPU kernel set ([`crate::gpu::KernelPolicy::cpu_kernels`]) the direct GEMM
 //! ([`super::gemm_direct`]) for every M.
 //! [`norm_linear`] puts a LayerNorm of x's rows in front (`linear(LN(x))`, how every Bark block
 //! and head starts): the GEMV does it on the fly in the same dispatch, the GEMM after a
@@ -14,9 +14,9 @@
 use super::layernorm::{self, layer_norm};
 use super::{gemm_direct, gemv, params};
 use crate::error::{shape_err, Error};
-use crate::gpu::{Access::*, Contract, DType, Kernel};
+use crate::gpu::{Access::*, Contract, DType, Family, Kernel, KernelPolicy};
 use crate::graph::{Graph, Val};
-use crate::{Context, Result};
+use crate::Result;
 
 /// What happens to `x · Wᵀ + bias` before the residual is added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,8 +30,8 @@ pub enum Epilogue {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
     /// GEMV (subgroup reduction if available) for M <= 16, the tiled GEMM above; the direct
-    /// GEMM for every M where [`Context::cpu_kernels`] (CPU adapters), except that a
-    /// [`norm_linear`] of M <= 16 rows keeps the GEMV where [`Context::norm_in_gemv`].
+    /// GEMM for every M in the CPU kernel set, except that a [`norm_linear`] of M <= 16 rows
+    /// keeps the GEMV where the norm rides in it ([`choose`]).
     Auto,
     /// The tiled GEMM (workgroup-memory tiles), any M.
     Gemm,
@@ -90,7 +90,7 @@ pub fn linear(
 }
 
 /// `linear(LayerNorm(x))`: for M <= [`GEMV_MAX_M`] rows on a context that says so
-/// ([`Context::norm_in_gemv`]) the GEMV computes the norm itself (one dispatch, no normed copy
+/// ([`crate::gpu::KernelPolicy::norm_in_gemv`]) the GEMV computes the norm itself (one dispatch, no normed copy
 /// of x), otherwise [`layer_norm`] runs first. Within f32 rounding of the two separate ops.
 pub fn norm_linear(
     g: &mut Graph,
@@ -117,29 +117,128 @@ pub fn norm_linear_with(
     record(g, x, Some(norm), layer, act, residual, variant)
 }
 
-/// The kernel [`Variant::Auto`] uses for `m` rows on this device ([`linear`]).
-pub fn choose(ctx: &Context, m: usize) -> Variant {
-    choose_for(ctx, m, false)
+/// Every linear kernel, one key per specialisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinearKernel {
+    /// The tiled GEMM (`shaders/matmul.wgsl`).
+    Gemm { w_f16: bool },
+    /// The direct GEMM of the CPU set ([`super::gemm_direct`]): blocks of `rows` rows of y,
+    /// 16-byte loads (`vec4`), the x loads shared between lanes (`shared_x`).
+    GemmDirect { vec4: bool, w_f16: bool, rows: u32, shared_x: bool },
+    /// A GEMV ([`super::gemv`]): subgroup or workgroup reduction, `m_tile` accumulator rows,
+    /// the input's LayerNorm inside (`norm`).
+    Gemv { subgroup: bool, vec4: bool, w_f16: bool, m_tile: u32, norm: bool },
 }
 
-/// [`choose`], for a product with an input norm (`norm`) or without.
-fn choose_for(ctx: &Context, m: usize, norm: bool) -> Variant {
-    let gemv = m <= GEMV_MAX_M;
-    if ctx.cpu_kernels() && !(gemv && norm && ctx.norm_in_gemv()) {
-        Variant::GemmDirect
-    } else if !gemv {
-        Variant::Gemm
-    } else if ctx.has_subgroups() {
-        Variant::GemvSubgroup
-    } else {
-        Variant::Gemv
+/// What [`choose`] decides for one product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearChoice {
+    pub kernel: LinearKernel,
+    /// A [`layer_norm`] pass makes a normed copy of x first (a norm the kernel does not do).
+    pub norm_pass: bool,
+}
+
+/// The shape of one product: `m` rows of x, `n` outputs, `k` inputs, the weight's dtype, and
+/// whether a LayerNorm of x comes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearProblem {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub w_f16: bool,
+    pub norm: bool,
+}
+
+/// Which kernel computes a product under `policy`: the one selection table of the linear
+/// layers. `Variant::Auto`: GEMV for m <= [`GEMV_MAX_M`] (subgroup reduction where the device
+/// has subgroups) and the tiled GEMM above; in the CPU set the direct GEMM for every m, except
+/// that a normed GEMV-sized product keeps the GEMV where the norm rides in it. Another variant
+/// is the caller's pick. A norm goes inside a GEMV the caller asked for, or one Auto picks
+/// where the policy says so; otherwise a layer_norm pass runs first.
+pub fn choose(p: &LinearProblem, variant: Variant, policy: &KernelPolicy) -> Result<LinearChoice> {
+    let gemv_sized = p.m <= GEMV_MAX_M;
+    let norm_inside = variant != Variant::Auto || policy.norm_in_gemv;
+    let variant = match variant {
+        Variant::Auto if policy.cpu_kernels && !(gemv_sized && p.norm && policy.norm_in_gemv) => Variant::GemmDirect,
+        Variant::Auto if !gemv_sized => Variant::Gemm,
+        Variant::Auto if policy.has_subgroups() => Variant::GemvSubgroup,
+        Variant::Auto => Variant::Gemv,
+        v => v,
+    };
+    // 16-byte loads need every row of x and W to start on 16 bytes.
+    let vec4 = if p.w_f16 { p.k.is_multiple_of(8) } else { p.k.is_multiple_of(4) };
+    let w_f16 = p.w_f16;
+    let kernel = match variant {
+        Variant::Gemm => LinearKernel::Gemm { w_f16 },
+        Variant::GemmDirect => {
+            let rows = gemm_direct::block_rows(p.m);
+            LinearKernel::GemmDirect { vec4, w_f16, rows, shared_x: vec4 && gemm_direct::shares_x_loads(policy) }
+        }
+        Variant::Gemv | Variant::GemvSubgroup => {
+            if !gemv_sized {
+                return Err(shape_err("linear", format!("GEMV takes at most {GEMV_MAX_M} rows, got {}", p.m)));
+            }
+            let subgroup = variant == Variant::GemvSubgroup;
+            if subgroup && !policy.has_subgroups() {
+                return Err(Error::Invalid("linear: the subgroup GEMV needs a device with SUBGROUP".into()));
+            }
+            let norm = p.norm && norm_inside;
+            LinearKernel::Gemv { subgroup, vec4, w_f16, m_tile: gemv::m_tile(p.m), norm }
+        }
+        Variant::Auto => unreachable!("resolved above"),
+    };
+    let norm_pass = p.norm && !matches!(kernel, LinearKernel::Gemv { norm: true, .. });
+    Ok(LinearChoice { kernel, norm_pass })
+}
+
+impl LinearKernel {
+    /// Every key [`choose`] can return.
+    pub fn all() -> Vec<LinearKernel> {
+        let mut out = Vec::new();
+        for w_f16 in [false, true] {
+            out.push(LinearKernel::Gemm { w_f16 });
+            for vec4 in [false, true] {
+                for rows in gemm_direct::BLOCK_ROWS {
+                    // Only 16-byte loads are shared.
+                    let shared: &[bool] = if vec4 { &[false, true] } else { &[false] };
+                    for &shared_x in shared {
+                        out.push(LinearKernel::GemmDirect { vec4, w_f16, rows, shared_x });
+                    }
+                }
+                for subgroup in [false, true] {
+                    for m_tile in gemv::M_TILES {
+                        for norm in [false, true] {
+                            out.push(LinearKernel::Gemv { subgroup, vec4, w_f16, m_tile, norm });
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
-}
 
-impl Variant {
-    /// One of the GEMMs, which take any M.
-    fn is_gemm(self) -> bool {
-        matches!(self, Variant::Gemm | Variant::GemmDirect)
+    /// The specialisation this key names.
+    pub fn kernel(self) -> Kernel {
+        debug_assert!(LinearKernel::all().contains(&self), "{self:?} is not enumerated by LinearKernel::all");
+        match self {
+            LinearKernel::Gemm { w_f16 } => Kernel::new("matmul", "gemm").contract(&GEMM).with("W_F16", w_f16),
+            LinearKernel::GemmDirect { vec4, w_f16, rows, shared_x } => {
+                gemm_direct::kernel(vec4, w_f16, rows, shared_x)
+            }
+            LinearKernel::Gemv { subgroup, vec4, w_f16, m_tile, norm } => {
+                gemv::kernel(subgroup, vec4, w_f16, m_tile, norm)
+            }
+        }
+    }
+
+    /// The [`Variant`] this kernel implements.
+    pub fn variant(self) -> Variant {
+        match self {
+            LinearKernel::Gemm { .. } => Variant::Gemm,
+            LinearKernel::GemmDirect { .. } => Variant::GemmDirect,
+            LinearKernel::Gemv { subgroup: false, .. } => Variant::Gemv,
+            LinearKernel::Gemv { subgroup: true, .. } => Variant::GemvSubgroup,
+        }
     }
 }
 
@@ -152,8 +251,6 @@ pub(crate) struct Problem {
     /// `[x, w, bias (or x), residual (or x), y, norm weight (or x), norm bias (or x)]`: the
     /// kernels' bindings 1..=7 (the GEMM has only the first five).
     pub binds: [Val; 7],
-    /// The GEMV normalises x's rows (LN); the norm's operands are in `binds` and `params`.
-    pub norm: bool,
     pub params: Params,
 }
 
@@ -177,11 +274,13 @@ uniform_struct! {
 
 /// The GEMMs' bindings (`Problem::binds[..5]`: shaders/common/linear_epilogue.wgsl and x, W).
 pub(crate) const GEMM: Contract = Contract {
+    family: Family::Linear,
     params: Some(Params::LAYOUT),
     binds: &[("x", Read), ("w", Read), ("bias", Read), ("residual", Read), ("y", ReadWrite)],
 };
 /// The GEMVs' bindings: the GEMMs' and the input norm's weight and bias.
 pub(crate) const GEMV: Contract = Contract {
+    family: Family::Linear,
     params: Some(Params::LAYOUT),
     binds: &[
         ("x", Read),
@@ -216,26 +315,16 @@ fn record(
     residual: Option<Val>,
     variant: Variant,
 ) -> Result<Val> {
-    let (prob, out_shape) = check(g, x, layer, act, residual)?;
-    // A norm goes inside a GEMV the caller asked for, or one Auto picks where the context says
-    // so; otherwise a layer_norm pass makes a normed copy of x first.
-    let norm_inside = variant != Variant::Auto || g.ctx().norm_in_gemv();
-    let variant = if variant == Variant::Auto { choose_for(g.ctx(), prob.m, norm.is_some()) } else { variant };
-    if !variant.is_gemm() && prob.m > GEMV_MAX_M {
-        return Err(shape_err("linear", format!("GEMV takes at most {GEMV_MAX_M} rows, got {}", prob.m)));
-    }
-    if variant == Variant::GemvSubgroup && !g.ctx().has_subgroups() {
-        return Err(Error::Invalid("linear: the subgroup GEMV needs a device with SUBGROUP".into()));
-    }
-    let mut prob = prob;
+    let (mut prob, out_shape) = check(g, x, layer, act, residual)?;
+    let problem = LinearProblem { m: prob.m, n: prob.n, k: prob.k, w_f16: prob.w_f16, norm: norm.is_some() };
+    let choice = choose(&problem, variant, g.ctx().policy())?;
     if let Some(norm) = norm {
-        if variant.is_gemm() || !norm_inside {
+        if choice.norm_pass {
             // A GEMM reads each row of x for many rows of W, so a normed copy costs one
             // cheap pass; so does a GEMV on a context that prefers the pass (CPU adapters).
             prob.binds[0] = layer_norm(g, x, norm.weight, norm.bias, norm.eps)?;
         } else {
             check_norm(g, &norm, prob.k)?;
-            prob.norm = true;
             prob.binds[5] = norm.weight;
             prob.binds[6] = norm.bias.unwrap_or(x);
             prob.params.ln_bias = norm.bias.is_some().into();
@@ -244,11 +333,10 @@ fn record(
     }
     let y = g.tensor(&out_shape, DType::F32);
     prob.binds[4] = y;
-    match variant {
-        Variant::Gemm => gemm(g, &prob)?,
-        Variant::GemmDirect => gemm_direct::dispatch(g, &prob)?,
-        Variant::Gemv => gemv::dispatch(g, &mut prob, false)?,
-        _ => gemv::dispatch(g, &mut prob, true)?,
+    match choice.kernel {
+        LinearKernel::Gemm { .. } => gemm(g, &prob, choice.kernel)?,
+        LinearKernel::GemmDirect { rows, .. } => gemm_direct::dispatch(g, &prob, choice.kernel, rows)?,
+        LinearKernel::Gemv { subgroup, .. } => gemv::dispatch(g, &mut prob, choice.kernel, subgroup)?,
     }
     Ok(y)
 }
@@ -346,11 +434,7 @@ fn check(
     // Absent operands are bound to x: the kernel's flags keep them unread. Slot 4 becomes y
     // once the caller has settled the variant, 5 and 6 the norm's when there is one.
     let binds = [x, weight, bias.unwrap_or(x), residual.unwrap_or(x), x, x, x];
-    Ok((Problem { m, n, k, w_f16, binds, norm: false, params }, out_shape))
-}
-
-fn gemm_kernel(w_f16: bool) -> Kernel {
-    Kernel::new("matmul", "gemm").contract(&GEMM).with("W_F16", w_f16)
+    Ok((Problem { m, n, k, w_f16, binds, params }, out_shape))
 }
 
 /// The workgroup grid for `rows` x `cols` blocks of y, within the per-dimension limit.
@@ -365,14 +449,14 @@ pub(crate) fn grid(prob: &Problem, rows: usize, cols: usize) -> Result<[u32; 3]>
     Ok([gx as u32, gy as u32, 1])
 }
 
-fn gemm(g: &mut Graph, prob: &Problem) -> Result<()> {
+fn gemm(g: &mut Graph, prob: &Problem, kernel: LinearKernel) -> Result<()> {
     let groups = grid(prob, GEMM_TILE, GEMM_TILE)?;
-    g.dispatch(gemm_kernel(prob.w_f16), &params(&prob.params), &prob.binds[..5], groups);
+    g.dispatch(kernel.kernel(), &params(&prob.params), &prob.binds[..5], groups);
     Ok(())
 }
 
-/// Every specialisation this module dispatches (the GEMV and direct GEMM ones are in
-/// [`gemv::kernels`] and [`gemm_direct::kernels`]).
+/// Every specialisation the linear layers dispatch (the tiled GEMM's, the GEMVs' and the
+/// direct GEMM's), from [`LinearKernel::all`].
 pub fn kernels() -> Vec<Kernel> {
-    vec![gemm_kernel(false), gemm_kernel(true)]
+    LinearKernel::all().into_iter().map(LinearKernel::kernel).collect()
 }

@@ -49,8 +49,6 @@ pub fn all_kernels() -> Vec<Kernel> {
         conv_transpose1d::kernels(),
         elementwise::kernels(),
         embedding::kernels(),
-        gemm_direct::kernels(),
-        gemv::kernels(),
         kv_cache::kernels(),
         layernorm::kernels(),
         lstm::kernels(),

@@ -8,7 +8,7 @@
 use super::conv1d::{f32_shape, u32_of, u32_prod};
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{Access::*, Context, Contract, DType, Kernel, Tensor};
+use crate::gpu::{Access::*, Context, Contract, DType, Family, Kernel, Tensor};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
@@ -31,10 +31,16 @@ uniform_struct! {
     }
 }
 
-const DECODE: Contract =
-    Contract { params: Some(Params::LAYOUT), binds: &[("codes_in", Read), ("cb", Read), ("emb_out", ReadWrite)] };
-const ENCODE: Contract =
-    Contract { params: Some(Params::LAYOUT), binds: &[("x_in", Read), ("cb", Read), ("codes_out", ReadWrite)] };
+const DECODE: Contract = Contract {
+    family: Family::Rvq,
+    params: Some(Params::LAYOUT),
+    binds: &[("codes_in", Read), ("cb", Read), ("emb_out", ReadWrite)],
+};
+const ENCODE: Contract = Contract {
+    family: Family::Rvq,
+    params: Some(Params::LAYOUT),
+    binds: &[("x_in", Read), ("cb", Read), ("codes_out", ReadWrite)],
+};
 
 fn decode_kernel() -> Kernel {
     Kernel::new("rvq", "rvq_decode").contract(&DECODE)

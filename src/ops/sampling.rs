@@ -57,7 +57,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::params;
 use crate::error::{shape_err, Error};
-use crate::gpu::{Access::*, Context, Contract, DType, Kernel, Tensor};
+use crate::gpu::{Access::*, Context, Contract, DType, Family, Kernel, Tensor};
 use crate::graph::{groups_1d, Graph, Val};
 use crate::Result;
 
@@ -306,6 +306,7 @@ uniform_struct! {
 }
 
 const SAMPLE: Contract = Contract {
+    family: Family::Sampling,
     params: Some(Params::LAYOUT),
     binds: &[("logits", Read), ("settings", Read), ("uniforms", Read), ("ids", ReadWrite), ("flags", ReadWrite)],
 };

@@ -254,7 +254,7 @@ fn decode_steps_match_recomputing_the_sequence() {
     let plan = g.compile().unwrap();
     // Batch 1: the tiled default splits the keys (flash-decoding), so this covers the merge
     // too; the rows kernel (CPU adapters) needs none.
-    let merge = usize::from(!ctx.cpu_kernels());
+    let merge = usize::from(!ctx.policy().cpu_kernels);
     assert_eq!(plan.dispatch_count(), 2 + merge, "append, attention (, merge)");
 
     let mut stats = None;
@@ -357,13 +357,17 @@ fn shared_loads_match_each_thread_loading_its_own() {
     let opts = ContextOptions { no_optional_features: true, cpu_kernels: Some(true), ..Default::default() };
     let own = &Context::new(&opts).unwrap();
     // What the device offers decides it: subgroups of exactly a workgroup's 8 lanes.
-    let one_subgroup = shared.subgroups_are(8);
+    let one_subgroup = shared.policy().subgroups_are(8);
     eprintln!("loads shared on this device where the words split: {one_subgroup}");
     for (d, t) in [(32, 64), (64, 128), (128, 37)] {
         for f16 in [false, true] {
             let splits = d % 64 == 0 || !f16;
-            assert_eq!(attention::shares_loads(shared, d as u32, f16), one_subgroup && splits, "d={d} f16={f16}");
-            assert!(!attention::shares_loads(own, d as u32, f16));
+            assert_eq!(
+                attention::shares_loads(shared.policy(), d as u32, f16),
+                one_subgroup && splits,
+                "d={d} f16={f16}"
+            );
+            assert!(!attention::shares_loads(own.policy(), d as u32, f16));
         }
         for mask in [Mask::Full, Mask::Causal] {
             let (a, want) = dense_run(shared, d, (2, t, 3), mask, ROWS);
@@ -542,7 +546,7 @@ fn decode_append_twins(ctx: &Context) {
                 g.keep(out);
                 plans.push((rows, out, g.compile().unwrap()));
             }
-            let split = max_len > 64 && !ctx.cpu_kernels();
+            let split = max_len > 64 && !ctx.policy().cpu_kernels;
             assert_eq!(plans[0].2.dispatch_count(), if split { 3 } else { 2 }, "append, attention (, merge)");
             assert_eq!(plans[1].2.dispatch_count(), 2, "attention and merge, or append and attention");
             for s in 0..3 {

@@ -48,7 +48,7 @@ fn kernel_sets() -> [Context; 2] {
         let opts = ContextOptions { cpu_kernels: Some(cpu), norm_in_gemv: Some(!cpu), ..Default::default() };
         let ctx = Context::new(&opts).unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
         // Guards against a test that compares one set with itself.
-        assert_eq!((ctx.cpu_kernels(), ctx.norm_in_gemv()), (cpu, !cpu));
+        assert_eq!((ctx.policy().cpu_kernels, ctx.policy().norm_in_gemv), (cpu, !cpu));
         ctx
     };
     [set(false), set(true)]

@@ -23,7 +23,7 @@
 use crate::common;
 
 use bark_wgpu::ops::layernorm::EPS;
-use bark_wgpu::ops::matmul::{self, Epilogue, InputNorm, Linear, Variant};
+use bark_wgpu::ops::matmul::{self, Epilogue, InputNorm, Linear, LinearProblem, Variant};
 use bark_wgpu::ops::{gemm_direct, gemv};
 use bark_wgpu::{Context, ContextOptions, DType, Graph, Tensor};
 use common::{ctx, Rng};
@@ -193,6 +193,12 @@ fn check_rows(ctx: &Context, c: &Case, variant: Variant, seed: u64, rows: Option
     }
 }
 
+/// The variant `Variant::Auto` picks on `ctx` for `m` rows without an input norm.
+fn auto_variant(ctx: &Context, m: usize) -> Variant {
+    let p = LinearProblem { m, n: 64, k: 64, w_f16: false, norm: false };
+    matmul::choose(&p, Variant::Auto, ctx.policy()).unwrap().kernel.variant()
+}
+
 fn check(ctx: &Context, c: &Case, variant: Variant, seed: u64) {
     check_rows(ctx, c, variant, seed, None);
 }
@@ -201,7 +207,7 @@ fn check(ctx: &Context, c: &Case, variant: Variant, seed: u64) {
 /// SUBGROUP is offered (lavapipe offers it; `fallback_without_optional_features` covers the
 /// device without).
 fn gemv_variants(ctx: &Context) -> Vec<Variant> {
-    if ctx.has_subgroups() {
+    if ctx.policy().has_subgroups() {
         vec![Variant::Gemv, Variant::GemvSubgroup]
     } else {
         eprintln!("note: this device has no SUBGROUP; the subgroup GEMV is not exercised");
@@ -248,7 +254,7 @@ fn gemv_bark_sizes_batch_one() {
     // Bark's decode-step layers: attention in (K=1024, N=3072), MLP in/out (1024 -> 4096 ->
     // 1024), the semantic lm_head (N=10048), and the small models' MLP (768 -> 3072).
     let shapes = [(1024, 4096), (4096, 1024), (1024, 10048), (768, 3072)];
-    let auto = matmul::choose(ctx, 1);
+    let auto = auto_variant(ctx, 1);
     for (i, &(k, n)) in shapes.iter().enumerate() {
         let f16 = i % 2 == 0;
         let mut c = Case::new(1, k, n, f16);
@@ -316,11 +322,11 @@ fn direct_gemm_shares_x_loads_and_agrees_bit_for_bit_without() {
     // and K = 40 f32 at M = 1 and 2), and K = 12 in f16 (no 16-byte loads: not shared).
     let shared = ctx();
     // What the device offers decides it: subgroups of exactly a workgroup's 8 lanes.
-    assert_eq!(gemm_direct::shares_x_loads(shared), shared.subgroups_are(8));
-    eprintln!("x loads shared on this device: {}", gemm_direct::shares_x_loads(shared));
+    assert_eq!(gemm_direct::shares_x_loads(shared.policy()), shared.policy().subgroups_are(8));
+    eprintln!("x loads shared on this device: {}", gemm_direct::shares_x_loads(shared.policy()));
     let opts = ContextOptions { no_optional_features: true, cpu_kernels: Some(true), ..Default::default() };
     let own = &Context::new(&opts).unwrap();
-    assert!(!gemm_direct::shares_x_loads(own));
+    assert!(!gemm_direct::shares_x_loads(own.policy()));
     let shapes = [
         (1, 24, 259, true),
         (1, 768, 40, true),
@@ -350,7 +356,7 @@ fn auto_picks_by_rows_and_context() {
     // up to 16 rows keeps the GEMV when the context fuses norms into GEMVs.
     let default = ctx();
     if std::env::var("BARK_CPU_KERNELS").is_err() {
-        assert_eq!(default.cpu_kernels(), default.summary().device_type == "Cpu");
+        assert_eq!(default.policy().cpu_kernels, default.summary().device_type == "Cpu");
     }
     for cpu_kernels in [false, true] {
         for norm_in_gemv in [false, true] {
@@ -360,13 +366,13 @@ fn auto_picks_by_rows_and_context() {
                 ..Default::default()
             };
             let ctx = &Context::new(&opts).unwrap();
-            assert_eq!(ctx.cpu_kernels(), cpu_kernels);
-            let gemv = matmul::choose(ctx, 16);
+            assert_eq!(ctx.policy().cpu_kernels, cpu_kernels);
+            let gemv = auto_variant(ctx, 16);
             if cpu_kernels {
-                assert_eq!((gemv, matmul::choose(ctx, 17)), (Variant::GemmDirect, Variant::GemmDirect));
+                assert_eq!((gemv, auto_variant(ctx, 17)), (Variant::GemmDirect, Variant::GemmDirect));
             } else {
                 assert!(!GEMMS.contains(&gemv));
-                assert_eq!(matmul::choose(ctx, 17), Variant::Gemm);
+                assert_eq!(auto_variant(ctx, 17), Variant::Gemm);
             }
             for m in [1, 16, 17] {
                 for f16 in [false, true] {
@@ -447,7 +453,7 @@ fn norm_linear_every_m_and_bark_sizes() {
     }
     // Bark's normed layers at batch one: QKV of bark-small (768 -> 2304), MLP in of bark
     // (1024 -> 4096, GELU), the semantic head (1024 -> 10048), all with f16 weights as --f16.
-    let auto = matmul::choose(ctx, 1);
+    let auto = auto_variant(ctx, 1);
     check(ctx, &Case::new(1, 768, 2304, true).normed(false), auto, 970);
     let mut mlp = Case::new(1, 1024, 4096, true).normed(true);
     mlp.gelu = true;
@@ -493,8 +499,8 @@ fn fallback_without_optional_features() {
     // error, not a failed pipeline.
     let opts = ContextOptions { no_optional_features: true, cpu_kernels: Some(false), ..Default::default() };
     let ctx = &Context::new(&opts).unwrap();
-    assert!(!ctx.has_subgroups());
-    assert_eq!(matmul::choose(ctx, 1), Variant::Gemv);
+    assert!(!ctx.policy().has_subgroups());
+    assert_eq!(auto_variant(ctx, 1), Variant::Gemv);
     check(ctx, &Case::new(3, 40, 21, true).full(), Variant::Auto, 800);
     check(ctx, &Case::new(20, 40, 21, true).full(), Variant::Auto, 801);
     check(ctx, &Case::new(3, 40, 21, true).normed(true).full(), Variant::Auto, 802);

@@ -8,5 +8,6 @@ mod config;
 mod contract;
 mod hub;
 mod naga_shaders;
+mod policy;
 mod text;
 mod voice;
