@@ -193,7 +193,7 @@ fn time_attention(ctx: &Context, case: &str, heads: usize, t: usize, kv: DType, 
         (t * (t + 1) / 2) as f64
     };
     let bytes = kv.bytes(&[2 * t, h]) as f64;
-    // "... (tiles)" / "... (rows)": the tiled kernel or attention_rows.wgsl, whatever the adapter.
+    // "... (tiles)" / "... (rows)": the tiled kernel or cpu/attention_rows.wgsl, whatever the adapter.
     let rows_kernel = if case.ends_with("(rows)") { Some(true) } else { case.ends_with("(tiles)").then_some(false) };
     let opts = AttnOptions { rows_kernel, ..Default::default() };
     let _cache;

@@ -10,9 +10,8 @@
 // anything. (8 x 8 micro-tiles on 64 threads ran no faster on lavapipe, and would leave a
 // Bark prefill with too few threads per GPU core; the host's tile count assumes BM = BN = 64.)
 //
-// CPU adapters (lavapipe) run the same product as gemm_direct.wgsl or gemm_direct_subgroup.wgsl
-// instead: no workgroup memory and no barriers, a block of y per thread (see
-// common/gemm_direct.wgsl). On a GPU those threads' strided reads of W do not coalesce: that
+// CPU adapters (lavapipe) run the same product as cpu/gemm_direct.wgsl instead: no workgroup
+// memory and no barriers, a block of y per thread. On a GPU those threads' strided reads of W do not coalesce: that
 // is what the tiles here are for.
 
 // #include linear_epilogue

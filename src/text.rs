@@ -41,8 +41,8 @@ pub fn normalize_whitespace(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// BERT ids to the semantic text window: each id plus [`TEXT_ENCODING_OFFSET`](crate::vocab::TEXT_ENCODING_OFFSET), then
-/// [`TEXT_PAD`](crate::vocab::TEXT_PAD) up to [`MAX_TEXT_TOKENS`]. Text that does not fit is an error, never cut: the
+/// BERT ids to the semantic text window: each id plus [`TEXT_ENCODING_OFFSET`], then
+/// [`TEXT_PAD`] up to [`MAX_TEXT_TOKENS`]. Text that does not fit is an error, never cut: the
 /// caller splits long text (long-form generation) instead.
 pub fn semantic_text_window(bert_ids: &[u32]) -> Result<Vec<u32>> {
     if bert_ids.is_empty() {

@@ -1,4 +1,4 @@
-// The uniform of both attention kernels (attention.wgsl, attention_rows.wgsl; `Params` in
+// The uniform of both attention kernels (attention.wgsl, cpu/attention_rows.wgsl; `Params` in
 // src/ops/attention.rs).
 
 struct Params {

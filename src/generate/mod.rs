@@ -8,7 +8,7 @@
 //! ([`CoarseMask::Transformers`]). [`GenerateOptions::default`] has the original Bark's
 //! sampling defaults (text and waveform temperature 0.7, fine temperature 0.5, `min_eos_p`
 //! 0.2, no top-k/top-p) and, as the documented choice for sampling, the original's order of
-//! filters and temperature ([`SamplingOrder::Original`]) and its EOS rule ([`EosRule::Original`],
+//! filters and temperature ([`SamplingOrder::Original`](crate::ops::sampling::SamplingOrder::Original)) and its EOS rule ([`EosRule::Original`](crate::ops::sampling::EosRule::Original),
 //! post-temperature probability, `>=`). In every mode the semantic EOS token is kept at the end
 //! of the semantic output, as transformers keeps it (the original drops it; the coarse stage
 //! treats it as padding either way, so the audio does not change). `top_k`/`top_p` apply to the

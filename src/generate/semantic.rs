@@ -6,7 +6,7 @@
 //! position 256 the SEMANTIC_INFER token alone. Then one token per KV-cached step, candidates
 //! `[0, 10000]` (10001..10047 suppressed), stopping after the EOS 10000 (kept in the output, as
 //! transformers keeps it) or after `max_tokens` tokens. Several prompts may share every decode
-//! step ([`generate`], on the stages' [`Scheduler`]); one prompt alone is a batch of one.
+//! step (on the causal stages' one scheduler); one prompt alone is a batch of one.
 
 use super::rng::Rng;
 use super::scheduler::{Scheduler, Sequence, Window};

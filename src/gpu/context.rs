@@ -30,8 +30,7 @@ pub struct ContextOptions {
     /// than the dispatch it saves (see BENCHMARKS.md), on a GPU a dispatch is the dearer.
     pub norm_in_gemv: Option<bool>,
     /// Whether the linear layers, the attention and the layer norms run their variants for
-    /// CPUs (`matmul::Variant::GemmDirect`, `shaders/attention_rows.wgsl`, `layernorm_rows`: no
-    /// workgroup tiles or barriers) instead of the GPU kernels. `None` means `BARK_CPU_KERNELS`
+    /// CPUs (`shaders/cpu/`, `ops::cpu`: no workgroup tiles or barriers) instead of the GPU kernels. `None` means `BARK_CPU_KERNELS`
     /// (`0` or `1`) if set, else yes exactly on a CPU adapter (faster there, see BENCHMARKS.md;
     /// a GPU wants the tiles).
     pub cpu_kernels: Option<bool>,

@@ -1,18 +1,21 @@
 //! The WGSL sources, embedded at build time, and the small specialiser that makes variants.
 //!
-//! A shader file, its `// #include` lines expanded (see [`super::wgsl_include`]), is plain valid
+//! A shader file, its `// #include` lines expanded (see [`super::wgsl_include`]), is plain
 //! WGSL with default values. A variant rewrites the right-hand
 //! side of named module-scope declarations: `const WG: u32 = 64u;` or `alias T = f32;`.
-//! So the naga test validates the files as they are, and the variants by the same rewrite.
 //!
+//! Then [`select_sections`] keeps one branch of each `// #if FLAG` section, FLAG a module-scope
+//! `const FLAG: bool`: a subgroup twin is its file with `SUBGROUPS` set, and the default text
+//! must not name subgroup builtins at all, or it fails validation on devices without them.
 //! Then [`unroll`] writes out the loops marked `// #unroll`: lavapipe's compiler leaves loops
 //! of a few hundred instructions rolled, and a rolled loop that indexes a private array keeps
-//! that array in memory, which slowed the direct GEMM down (see shaders/common/gemm_direct.wgsl).
-//! [`prepare`] does both, as every pipeline is built.
+//! that array in memory, which slowed the direct GEMM down (see shaders/cpu/gemm_direct.wgsl).
+//! [`prepare`] does all three, as every pipeline is built; the naga test validates each file
+//! prepared with its defaults, and every variant the ops build.
 
 include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
 
-/// The source of `shaders/{name}.wgsl`.
+/// The source of `shaders/{name}.wgsl` (`name` may be `cpu/STEM`).
 pub fn source(name: &str) -> Option<&'static str> {
     ALL.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
@@ -42,9 +45,68 @@ pub fn specialize(src: &str, consts: &[(&str, String)]) -> Result<String, String
     Ok(out)
 }
 
-/// [`specialize`], then [`unroll`]: the text a pipeline is compiled from.
+/// [`specialize`], [`select_sections`], then [`unroll`]: the text a pipeline is compiled from.
 pub fn prepare(src: &str, consts: &[(&str, String)]) -> Result<String, String> {
-    unroll(&specialize(src, consts)?)
+    unroll(&select_sections(&specialize(src, consts)?)?)
+}
+
+/// The directives of [`select_sections`], each alone on its line.
+const IF: &str = "// #if ";
+const ELSE: &str = "// #else";
+const ENDIF: &str = "// #endif";
+
+/// Keeps the lines of the taken branch of every section `// #if FLAG` .. (`// #else` ..)
+/// `// #endif`, dropping the other branch and the directives; sections may nest. FLAG must be
+/// a `const FLAG: bool = true;` (or `false`) of `src`, so a typo or a missing `#endif` is an
+/// error rather than silently kept or dropped code. Declare FLAG, and anything the host
+/// specialises, outside sections.
+pub fn select_sections(src: &str) -> Result<String, String> {
+    // Per open section: (its condition holds, its `#else` was seen, the lines around it kept).
+    let mut open: Vec<(bool, bool, bool)> = Vec::new();
+    let mut out = String::with_capacity(src.len());
+    let keeping =
+        |open: &[(bool, bool, bool)]| open.last().is_none_or(|&(cond, in_else, outer)| outer && cond != in_else);
+    for (n, line) in src.lines().enumerate() {
+        let t = line.trim();
+        let at = || format!("line {}: `{t}`", n + 1);
+        if let Some(flag) = t.strip_prefix(IF) {
+            let cond = flag_value(src, flag.trim()).ok_or_else(|| {
+                format!("{}: `{}` is no module-scope `const {0}: bool = true|false;`", at(), flag.trim())
+            })?;
+            open.push((cond, false, keeping(&open)));
+        } else if t == ELSE {
+            match open.last_mut() {
+                Some(top) if !top.1 => top.1 = true,
+                _ => return Err(format!("{}: no `#if` section to continue", at())),
+            }
+        } else if t == ENDIF {
+            open.pop().ok_or_else(|| format!("{}: no `#if` section to end", at()))?;
+        } else if [IF.trim_end(), ELSE, ENDIF].iter().any(|d| t.starts_with(d)) {
+            return Err(format!("{}: a section directive is `{IF}FLAG`, `{ELSE}` or `{ENDIF}`", at()));
+        } else if keeping(&open) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !open.is_empty() {
+        return Err(format!("{} `#if` section(s) without `{ENDIF}`", open.len()));
+    }
+    Ok(out)
+}
+
+/// The value of `const NAME: bool = true;` or `= false;` in `module`.
+fn flag_value(module: &str, name: &str) -> Option<bool> {
+    if !is_ident(name) {
+        return None;
+    }
+    module.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("const ")?.strip_prefix(name)?.strip_prefix(": bool = ")?;
+        match rest.split(';').next()?.trim() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
+    })
 }
 
 /// The marker that ends a loop line to unroll.

@@ -1,9 +1,7 @@
 //! Fused attention with an online softmax (`shaders/attention.wgsl`): over the paged KV cache
 //! for the causal GPTs, and over a dense `[batch * T, 3H]` QKV matrix for the fine model. On
-//! CPU adapters (the CPU kernel set, [`choose`]) both run `shaders/attention_rows.wgsl` instead, the same
-//! operation without shared tiles or barriers (see [`AttnOptions::rows_kernel`]), or its twin
-//! `shaders/attention_rows_subgroup.wgsl`, whose lanes share the key and value loads (see
-//! [`shares_loads`]).
+//! CPU adapters (the CPU kernel set, [`choose`]) both run the rows kernel instead
+//! ([`super::cpu::attention_rows`]: no shared tiles or barriers; see [`AttnOptions::rows_kernel`]).
 //!
 //! Both take the fused projection output `qkv` (`[rows, 3H]`, `[Q | K | V]`, heads contiguous
 //! in each) and return `[rows, H]` (heads concatenated, ready for the output projection).
@@ -13,6 +11,7 @@
 //! [`supports_head_dim`]); each has its own kernel specialisation. Bark's models use 64, the
 //! layout the kernels are tuned for; other sizes (small test configs, other GPTs) reuse it.
 
+use super::cpu::attention_rows::{self, rows_per_thread, rows_within, shares_loads, words_split};
 use super::kv_cache::{self, check_qkv};
 use super::params;
 use crate::error::{shape_err, Error};
@@ -52,62 +51,16 @@ pub struct AttnOptions {
     /// Workgroups sharing the keys of one (block, head), 1..=[`MAX_SPLIT`]; above 1 a second
     /// dispatch merges their partial results.
     pub split: Option<u32>,
-    /// Run `attention_rows.wgsl` (each thread walks the keys of [`rows_per_thread`] query rows,
-    /// or of one row in a decode step, itself; no barriers, no split) instead of the tiled
-    /// kernel. The default in the CPU kernel set (CPU adapters, where barriers
+    /// Run `shaders/cpu/attention_rows.wgsl` (each thread walks the keys of [`rows_per_thread`]
+    /// query rows, or of one row in a decode step, itself; no barriers, no split) instead of the
+    /// tiled kernel. The default in the CPU kernel set (CPU adapters, where barriers
     /// cost more than the tiles save, in a prefill and a decode step alike: BENCHMARKS.md);
     /// `block_rows` and `split` do not apply to it.
     pub rows_kernel: Option<bool>,
 }
 
-/// Query rows each thread of `attention_rows.wgsl` takes (RQ) in a prefill or dense attention
-/// over heads of `head_dim` under `policy` (a decode step's rows, one per sequence, take a thread per
-/// head, and a workgroup spans heads). More rows share each loaded key and value, but the
-/// kernel is written out per row and column, and a compiler's time and memory can grow much
-/// faster than its size: up to 8 rows and rows x head_dim 512 where a workgroup is one subgroup
-/// (the lanes then also share their loads; lavapipe), else up to 4 rows and 256, which every
-/// driver tried compiles (BENCHMARKS.md, "Driver matrix").
-pub fn rows_per_thread(policy: &KernelPolicy, head_dim: u32) -> u32 {
-    rows_within(policy.subgroups_are(ROWS_WG), head_dim)
-}
-
-/// [`rows_per_thread`] for devices whose workgroup is one subgroup (`one_subgroup`) or not.
-fn rows_within(one_subgroup: bool, head_dim: u32) -> u32 {
-    let (most_rows, most_elements) = if one_subgroup { (8, 512) } else { (4, 256) };
-    (most_elements / head_dim.max(1)).clamp(1, most_rows)
-}
-
-/// Threads per workgroup of `attention_rows.wgsl` (WG).
-const ROWS_WG: u32 = 8;
-
-/// Chunks of 4 elements per 16-byte word the rows kernel walks (its CPW): 2 where f16 keys
-/// start every word (head dims that are multiples of 8), else 1.
-fn chunks_per_word(head_dim: u32, kv_f16: bool) -> u32 {
-    if kv_f16 && head_dim.is_multiple_of(8) {
-        2
-    } else {
-        1
-    }
-}
-
-/// Whether the rows kernel, where it takes several rows per thread (prefill, dense), runs
-/// attention_rows_subgroup.wgsl under `policy` for heads of `head_dim` over f16 (`kv_f16`) or f32
-/// keys: its lanes walk the keys together and share their loads. It needs subgroups that are
-/// exactly a workgroup, and a head's 16-byte words of K splitting evenly over the lanes (f32: a
-/// multiple of 32; f16: of 64, as in Bark).
-pub fn shares_loads(policy: &KernelPolicy, head_dim: u32, kv_f16: bool) -> bool {
-    policy.subgroups_are(ROWS_WG) && words_split(head_dim, kv_f16)
-}
-
-/// Whether a head's words of K split evenly over a workgroup's lanes (f16 keys only where
-/// they start every word).
-fn words_split(head_dim: u32, kv_f16: bool) -> bool {
-    let cpw = chunks_per_word(head_dim, kv_f16);
-    (!kv_f16 || cpw == 2) && head_dim.is_multiple_of(4) && (head_dim / 4 / cpw).is_multiple_of(ROWS_WG)
-}
-
 uniform_struct! {
-    struct Params {
+    pub(crate) struct Params {
         n_rows: u32,
         n_heads: u32,
         hidden: u32,
@@ -123,10 +76,16 @@ uniform_struct! {
     }
 }
 
-/// What the tiled and rows kernels' `dense` entry binds (qkv as the queries, keys and values).
-const DENSE: &[(&str, crate::gpu::Access)] = &[("qkv", Read), ("kbuf", Read), ("vbuf", Read), ("out", ReadWrite)];
-const TILED_DENSE: Contract = Contract { family: Family::Attention, params: Some(Params::LAYOUT), binds: DENSE };
-const TILED_PAGED: Contract = Contract {
+/// What the tiled kernel's `dense` entry binds (qkv as the queries, keys and values).
+/// What `dense` binds, in the tiled kernel and the rows kernel alike: qkv as the queries, keys
+/// and values.
+pub(crate) const DENSE: Contract = Contract {
+    family: Family::Attention,
+    params: Some(Params::LAYOUT),
+    binds: &[("qkv", Read), ("kbuf", Read), ("vbuf", Read), ("out", ReadWrite)],
+};
+/// What `paged` binds, in the tiled kernel and the rows kernel alike.
+pub(crate) const PAGED: Contract = Contract {
     family: Family::Attention,
     params: Some(Params::LAYOUT),
     binds: &[
@@ -136,25 +95,6 @@ const TILED_PAGED: Contract = Contract {
         ("out", ReadWrite),
         ("rows", Read),
         ("page_table", Read),
-        ("seq_lens", Read),
-    ],
-};
-/// The rows kernels take the page table before the rows, and a dense walk names it too.
-const ROWS_DENSE: Contract = Contract {
-    family: Family::Attention,
-    params: Some(Params::LAYOUT),
-    binds: &[("qkv", Read), ("kbuf", Read), ("vbuf", Read), ("out", ReadWrite), ("page_table", Read)],
-};
-const ROWS_PAGED: Contract = Contract {
-    family: Family::Attention,
-    params: Some(Params::LAYOUT),
-    binds: &[
-        ("qkv", Read),
-        ("kbuf", Read),
-        ("vbuf", Read),
-        ("out", ReadWrite),
-        ("page_table", Read),
-        ("rows", Read),
         ("seq_lens", Read),
     ],
 };
@@ -201,8 +141,8 @@ pub enum AttentionKernel {
     Tiled { paged: bool, head_dim: u32, block_rows: u32, kv_f16: bool, append: bool },
     /// The merge of split partials; `append: Some(kv_f16)` also appends the rows' K and V.
     Merge { head_dim: u32, append: Option<bool> },
-    /// The CPU set's rows kernel (`shaders/attention_rows.wgsl`): `rows_per_thread` query rows
-    /// per thread, or with `shared_loads` its twin whose lanes share the loads.
+    /// The CPU set's rows kernel ([`super::cpu::attention_rows`]): `rows_per_thread` query rows
+    /// per thread, with `shared_loads` its `SUBGROUPS` twin whose lanes share the loads.
     Rows { paged: bool, head_dim: u32, kv_f16: bool, rows_per_thread: u32, shared_loads: bool },
 }
 
@@ -260,7 +200,7 @@ impl AttentionKernel {
                 // type it reads them in goes with it.
                 let (word, col) = if block_rows > 4 { ("vec4<u32>", "vec4<f32>") } else { ("u32", "f32") };
                 Kernel::new("attention", entry(paged))
-                    .contract(if paged { &TILED_PAGED } else { &TILED_DENSE })
+                    .contract(if paged { &PAGED } else { &DENSE })
                     .with("D", format!("{head_dim}u"))
                     .with("BQ", format!("{block_rows}u"))
                     .with("KV_F16", kv_f16)
@@ -276,14 +216,7 @@ impl AttentionKernel {
                 .with("D", format!("{head_dim}u"))
                 .with("KV_F16", kv_f16),
             AttentionKernel::Rows { paged, head_dim, kv_f16, rows_per_thread, shared_loads } => {
-                let shader = if shared_loads { "attention_rows_subgroup" } else { "attention_rows" };
-                Kernel::new(shader, entry(paged))
-                    .contract(if paged { &ROWS_PAGED } else { &ROWS_DENSE })
-                    .with("CPW", format!("{}u", chunks_per_word(head_dim, kv_f16)))
-                    .with("D", format!("{head_dim}u"))
-                    .with("RQ", format!("{rows_per_thread}u"))
-                    .with("WG", format!("{ROWS_WG}u"))
-                    .with("KV_F16", kv_f16)
+                attention_rows::kernel(paged, head_dim, kv_f16, rows_per_thread, shared_loads)
             }
         }
     }
@@ -334,10 +267,7 @@ pub fn choose(op: &'static str, p: &AttnProblem, opts: AttnOptions, policy: &Ker
             return Err(Error::Invalid(format!("{op}: block_rows and split do not apply to the rows kernel")));
         }
         let per_thread = if p.decode { 1 } else { rows_per_thread(policy, d) };
-        let blocks = n_rows.div_ceil(per_thread).div_ceil(ROWS_WG);
-        if blocks > 65_535 || n_heads > 65_535 || (per_thread == 1 && n_rows > 65_535) {
-            return Err(too_many());
-        }
+        let groups = attention_rows::grid(n_rows, n_heads, per_thread).ok_or_else(too_many)?;
         let shared_loads = per_thread > 1 && shares_loads(policy, d, p.kv_f16);
         let main = AttentionKernel::Rows {
             paged: p.paged,
@@ -346,8 +276,6 @@ pub fn choose(op: &'static str, p: &AttnProblem, opts: AttnOptions, policy: &Ker
             rows_per_thread: per_thread,
             shared_loads,
         };
-        // With one row per thread, attention_rows.wgsl's workgroups span heads (HEAD_LANES).
-        let groups = if per_thread == 1 { [n_heads.div_ceil(ROWS_WG), n_rows, 1] } else { [blocks, n_heads, 1] };
         return Ok(AttnChoice { main, groups, split: 1, merge: None, append_first: p.append });
     }
     let block_rows = opts.block_rows.unwrap_or(if p.decode { 1 } else { 16 });
@@ -449,10 +377,7 @@ pub fn paged_append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Resul
 /// Records a checked paged attention over layer `layer`.
 fn record_paged(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, p: Params, choice: &AttnChoice) -> Result<Val> {
     let (k, v) = kv.layer(layer)?;
-    // attention_rows.wgsl takes the page table before the rows (see there).
-    let rows_kernel = matches!(choice.main, AttentionKernel::Rows { .. });
-    let after = if rows_kernel { [kv.page_table, kv.rows, kv.seq_lens] } else { [kv.rows, kv.page_table, kv.seq_lens] };
-    let binds: (&[Val], &[Val]) = (&[qkv, k, v], &after);
+    let binds: (&[Val], &[Val]) = (&[qkv, k, v], &[kv.rows, kv.page_table, kv.seq_lens]);
     let append = Some([qkv, k, kv.rows, kv.page_table, kv.seq_lens, v]);
     Ok(record(g, choice, p, binds, append))
 }
@@ -566,10 +491,8 @@ pub fn dense_with(
         scale: 1.0 / (head_dim as f32).sqrt(),
         _pad: 0,
     };
-    // qkv is bound as the queries, the keys and the values (and, for attention_rows.wgsl, as
-    // the page table its key walk names but a dense walk never reads).
-    let after: &[Val] = if matches!(choice.main, AttentionKernel::Rows { .. }) { &[qkv] } else { &[] };
-    Ok(record(g, &choice, p, (&[qkv, qkv, qkv], after), None))
+    // qkv is bound as the queries, the keys and the values.
+    Ok(record(g, &choice, p, (&[qkv, qkv, qkv], &[]), None))
 }
 
 /// The specialisations this module dispatches for the [`ENUMERATED_HEAD_DIMS`], from

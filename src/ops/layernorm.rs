@@ -1,9 +1,10 @@
 //! LayerNorm over the last dimension (`shaders/layernorm.wgsl`): the norms of prefill and of
-//! the fine model; a workgroup per row, or in the CPU kernel set ([`choose`]) a
-//! thread per row (`layernorm_rows`: no barriers, for CPU adapters). (A block's residual add
+//! the fine model; a workgroup per row, or in the CPU kernel set ([`choose`]) a thread per row
+//! ([`super::cpu::layernorm_rows`]: no barriers, for CPU adapters). (A block's residual add
 //! rides in the linear layer before the norm, and a decode step's norms in the GEMV after it:
 //! [`super::matmul::norm_linear`].)
 
+use super::cpu::layernorm_rows;
 use super::params;
 use crate::error::{shape_err, Error};
 use crate::gpu::{Access::*, Contract, DType, Family, Kernel, KernelPolicy};
@@ -41,22 +42,20 @@ uniform_struct! {
     }
 }
 
-/// Both entry points' bindings.
-const CONTRACT: Contract = Contract {
+/// Both kernels' bindings (shaders/common/layernorm_params.wgsl).
+pub(crate) const CONTRACT: Contract = Contract {
     family: Family::LayerNorm,
     params: Some(Params::LAYOUT),
     binds: &[("x", Read), ("w", Read), ("b", Read), ("y", ReadWrite)],
 };
-
-/// Rows per workgroup of `layernorm_rows` (its ROWS_WG).
-const ROWS_WG: u32 = 8;
 
 /// Every LayerNorm kernel, one key per specialisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LayerNormKernel {
     /// A workgroup of `wg` per row, `per` elements per invocation.
     Workgroup { wg: u32, per: u32 },
-    /// The CPU set's `layernorm_rows`: a thread per row, no barriers.
+    /// The CPU set's `layernorm_rows` ([`super::cpu::layernorm_rows`]): a thread per row, no
+    /// barriers.
     Rows,
 }
 
@@ -84,7 +83,7 @@ impl LayerNormKernel {
     /// The specialisation this key names.
     pub fn kernel(self) -> Kernel {
         match self {
-            LayerNormKernel::Rows => Kernel::new("layernorm", "layernorm_rows").contract(&CONTRACT),
+            LayerNormKernel::Rows => layernorm_rows::kernel(),
             LayerNormKernel::Workgroup { wg, per } => Kernel::new("layernorm", "layernorm")
                 .contract(&CONTRACT)
                 .with("WG", format!("{wg}u"))
@@ -135,7 +134,7 @@ pub fn layer_norm(g: &mut Graph, x: Val, weight: Val, bias: Option<Val>, eps: f3
     let binds = [x, weight, bias.unwrap_or(weight), y];
     let key = choose(h as usize, g.ctx().policy());
     let groups = match key {
-        LayerNormKernel::Rows => groups_1d(rows.div_ceil(ROWS_WG)),
+        LayerNormKernel::Rows => layernorm_rows::grid(rows),
         LayerNormKernel::Workgroup { .. } => groups_1d(rows),
     };
     g.dispatch(key.kernel(), &p, &binds, groups);

@@ -6,13 +6,14 @@
 //! always f32. [`linear`] picks the kernel: GEMV for M <= [`GEMV_MAX_M`] (a decode step of up to
 //! 16 sequences), with subgroup reductions where the device has them, and the tiled GEMM above;
 //! in the CPU kernel set ([`crate::gpu::KernelPolicy::cpu_kernels`]) the direct GEMM
-//! ([`super::gemm_direct`]) for every M.
+//! ([`super::cpu::gemm_direct`]) for every M.
 //! [`norm_linear`] puts a LayerNorm of x's rows in front (`linear(LN(x))`, how every Bark block
 //! and head starts): the GEMV does it on the fly in the same dispatch, the GEMM after a
 //! [`layer_norm`] pass.
 
+use super::cpu::gemm_direct;
 use super::layernorm::{self, layer_norm};
-use super::{gemm_direct, gemv, params};
+use super::{gemv, params};
 use crate::error::{shape_err, Error};
 use crate::gpu::{Access::*, Contract, DType, Family, Kernel, KernelPolicy};
 use crate::graph::{Graph, Val};
@@ -122,7 +123,7 @@ pub fn norm_linear_with(
 pub enum LinearKernel {
     /// The tiled GEMM (`shaders/matmul.wgsl`).
     Gemm { w_f16: bool },
-    /// The direct GEMM of the CPU set ([`super::gemm_direct`]): blocks of `rows` rows of y,
+    /// The direct GEMM of the CPU set ([`super::cpu::gemm_direct`]): blocks of `rows` rows of y,
     /// 16-byte loads (`vec4`), the x loads shared between lanes (`shared_x`).
     GemmDirect { vec4: bool, w_f16: bool, rows: u32, shared_x: bool },
     /// A GEMV ([`super::gemv`]): subgroup or workgroup reduction, `m_tile` accumulator rows,

@@ -1,6 +1,7 @@
 //! The Rust half of every kernel: shape and dtype checks, variant choice, bindings and dispatch
 //! size. One module per file in `shaders/`, under the same name, each with a `kernels()` that
-//! lists every specialisation it can build (the naga test validates all of them).
+//! lists every specialisation it can build (the naga test validates all of them); [`cpu`]
+//! mirrors `shaders/cpu/`, the CPU adapters' kernel set, whose kernels the families list.
 
 /// Declares a uniform struct from one field list: the `#[repr(C)]` Pod struct and `LAYOUT`, its
 /// [`crate::gpu::ParamsLayout`] (size and field offsets), which a kernel's
@@ -28,9 +29,9 @@ macro_rules! uniform_struct {
 pub mod attention;
 pub mod conv1d;
 pub mod conv_transpose1d;
+pub mod cpu;
 pub mod elementwise;
 pub mod embedding;
-pub mod gemm_direct;
 pub mod gemv;
 pub mod kv_cache;
 pub mod layernorm;

@@ -17,6 +17,7 @@ use crate::common;
 use attn_ref::{as_stored, attend, attend_seq, config, row, step, D};
 use bark_wgpu::kv::{KvCacheConfig, PagedKvCache};
 use bark_wgpu::ops::attention::{self, AttnOptions, Mask};
+use bark_wgpu::ops::cpu::attention_rows;
 use bark_wgpu::{Context, ContextOptions, DType, Graph, Tensor};
 use common::{assert_close, ctx, max_abs_diff, Rng};
 
@@ -30,7 +31,7 @@ fn opts(block_rows: u32, split: u32) -> AttnOptions {
     AttnOptions { block_rows: Some(block_rows), split: Some(split), rows_kernel: None }
 }
 
-/// attention_rows.wgsl (the default for prefill and dense attention on CPU adapters).
+/// shaders/cpu/attention_rows.wgsl (the default for prefill and dense attention on CPU adapters).
 const ROWS: AttnOptions = AttnOptions { block_rows: None, split: None, rows_kernel: Some(true) };
 
 /// A cache config with heads of `d`.
@@ -363,11 +364,11 @@ fn shared_loads_match_each_thread_loading_its_own() {
         for f16 in [false, true] {
             let splits = d % 64 == 0 || !f16;
             assert_eq!(
-                attention::shares_loads(shared.policy(), d as u32, f16),
+                attention_rows::shares_loads(shared.policy(), d as u32, f16),
                 one_subgroup && splits,
                 "d={d} f16={f16}"
             );
-            assert!(!attention::shares_loads(own.policy(), d as u32, f16));
+            assert!(!attention_rows::shares_loads(own.policy(), d as u32, f16));
         }
         for mask in [Mask::Full, Mask::Causal] {
             let (a, want) = dense_run(shared, d, (2, t, 3), mask, ROWS);

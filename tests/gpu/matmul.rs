@@ -22,9 +22,10 @@
 
 use crate::common;
 
+use bark_wgpu::ops::cpu::gemm_direct;
+use bark_wgpu::ops::gemv;
 use bark_wgpu::ops::layernorm::EPS;
 use bark_wgpu::ops::matmul::{self, Epilogue, InputNorm, Linear, LinearProblem, Variant};
-use bark_wgpu::ops::{gemm_direct, gemv};
 use bark_wgpu::{Context, ContextOptions, DType, Graph, Tensor};
 use common::{ctx, Rng};
 use half::f16;

@@ -37,23 +37,48 @@ fn check(label: &str, src: &str) {
 fn every_file_in_shaders_is_embedded_and_valid() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut count = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
-            continue;
+    for (sub, prefix) in [("", ""), ("cpu", "cpu/")] {
+        for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
+                continue;
+            }
+            let name = format!("{prefix}{}", path.file_stem().unwrap().to_str().unwrap());
+            let raw = std::fs::read_to_string(&path).unwrap();
+            let mut read = |n: &str| {
+                std::fs::read_to_string(dir.join("common").join(format!("{n}.wgsl"))).map_err(|e| e.to_string())
+            };
+            let src = wgsl_include::expand(&raw, &mut read).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(shaders::source(&name), Some(src.as_str()), "{name}.wgsl is not embedded as it is on disk");
+            assert!(!src.contains(wgsl_include::DIRECTIVE), "{name}: an include was left unexpanded");
+            // The file as a pipeline gets it with its default constants.
+            let src = shaders::prepare(&src, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+            check(&name, &src);
+            count += 1;
         }
-        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
-        let raw = std::fs::read_to_string(&path).unwrap();
-        let mut read =
-            |n: &str| std::fs::read_to_string(dir.join("common").join(format!("{n}.wgsl"))).map_err(|e| e.to_string());
-        let src = wgsl_include::expand(&raw, &mut read).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(shaders::source(&name), Some(src.as_str()), "{name}.wgsl is not embedded as it is on disk");
-        assert!(!src.contains(wgsl_include::DIRECTIVE), "{name}: an include was left unexpanded");
-        check(&name, &src);
-        count += 1;
     }
     assert_eq!(count, shaders::ALL.len());
     assert!(count > 0);
+}
+
+#[test]
+fn the_cpu_kernels_default_text_needs_no_subgroups() {
+    // A module that names subgroup builtins fails validation on a device without them, so a
+    // CPU kernel's plain text must not name them; its SUBGROUPS twin (the same file) does.
+    let validate = |src: &str, caps: naga::valid::Capabilities| {
+        let module = naga::front::wgsl::parse_str(src).unwrap();
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps).validate(&module).is_ok()
+    };
+    let plain = naga::valid::Capabilities::all() - naga::valid::Capabilities::SUBGROUP;
+    let mut twins = 0;
+    for (name, src) in shaders::ALL.iter().filter(|(n, _)| n.starts_with("cpu/")) {
+        assert!(validate(&shaders::prepare(src, &[]).unwrap(), plain), "{name} needs subgroups by default");
+        if let Ok(twin) = shaders::prepare(src, &[("SUBGROUPS", "true".into())]) {
+            assert!(!validate(&twin, plain), "{name} with SUBGROUPS names no subgroup builtin");
+            twins += 1;
+        }
+    }
+    assert_eq!(twins, 2, "gemm_direct and attention_rows have subgroup twins");
 }
 
 #[test]
@@ -103,6 +128,28 @@ fn specialize_rewrites_declarations_and_rejects_unknown_names() {
     assert!(out.contains("const WG: u32 = 128u;"), "{out}");
     assert!(out.contains("alias T = f16;"), "{out}");
     assert!(shaders::specialize(src, &[("W", "1u".into())]).is_err());
+}
+
+#[test]
+fn sections_keep_the_taken_branch_and_reject_malformed_ones() {
+    let src = "const ON: bool = true;\nconst OFF: bool = false;\n// #if ON\na\n// #else\nb\n// #endif\n    // #if OFF\nc\n// #if ON\nd\n// #endif\n    // #else\ne\n// #endif\nf\n";
+    let out = shaders::select_sections(src).unwrap();
+    assert_eq!(out, "const ON: bool = true;\nconst OFF: bool = false;\na\ne\nf\n");
+    // Specialised first: the flag's value is the variant's.
+    let out = shaders::prepare(src, &[("ON", "false".into()), ("OFF", "true".into())]).unwrap();
+    assert_eq!(out, "const ON: bool = false;\nconst OFF: bool = true;\nb\nc\nf\n");
+    for bad in [
+        "// #if ON\na\n// #endif\n",
+        "const ON: u32 = 1u;\n// #if ON\na\n// #endif\n",
+        "const ON: bool = true;\n// #if ON\na\n",
+        "const ON: bool = true;\n// #if ON\na\n// #else\nb\n// #else\nc\n// #endif\n",
+        "a\n// #endif\n",
+        "a\n// #else\n",
+        "const ON: bool = true;\n// #if ON\na\n// #endif ON\n",
+        "const ON: bool = true;\n// #ifdef ON\na\n// #endif\n",
+    ] {
+        assert!(shaders::select_sections(bad).is_err(), "{bad}");
+    }
 }
 
 #[test]

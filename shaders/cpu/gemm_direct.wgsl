@@ -1,11 +1,11 @@
-// The direct GEMM's shared body (gemm_direct.wgsl, gemm_direct_subgroup.wgsl), for CPU
-// adapters such as lavapipe: the product of matmul.wgsl (read its header for y, W's layout and
-// the epilogue) with no workgroup memory and no barriers. Each thread reads its operands
-// straight from the buffers and keeps a block of DM rows x 4 DC columns of y: rows
-// m0 .. m0 + DM, columns n0 .. n0 + 4 DC; DWG threads side by side take consecutive column
-// blocks, so all of a workgroup's threads need the same DM rows of x. The host sets DM to the
-// smallest of 1, 2, 4, 8, 16 that covers M, and DC to 4 (1 where DM = 1: a decode row reads
-// each weight once whatever the block, and narrower blocks give its few rows more threads).
+// The direct GEMM for CPU adapters such as lavapipe: the product of matmul.wgsl (read its
+// header for y, W's layout and the epilogue) with no workgroup memory and no barriers. Each
+// thread reads its operands straight from the buffers and keeps a block of DM rows x 4 DC
+// columns of y: rows m0 .. m0 + DM, columns n0 .. n0 + 4 DC; DWG threads side by side take
+// consecutive column blocks, so all of a workgroup's threads need the same DM rows of x. The
+// host sets DM to the smallest of 1, 2, 4, 8, 16 that covers M, and DC to 4 (1 where DM = 1: a
+// decode row reads each weight once whatever the block, and narrower blocks give its few rows
+// more threads).
 //
 // Why: on a CPU the buffers already sit in caches, and a workgroup barrier costs a switch
 // between every group of SIMD lanes, so matmul.wgsl's tiles cost more than they save there.
@@ -13,19 +13,19 @@
 // from a storage buffer one lane at a time (a loop over the lanes with a bounds check per
 // element; a 16-byte load costs about what a 4-byte one does), so a thread's cost is its count
 // of loads, and the larger its block, the more multiply-adds each load serves: hence 16 x 16
-// rather than the 8 x 4 block of before. All lanes need the same rows of x, so they can also
-// split those loads and hand the words to each other with `x_from` (a subgroup shuffle, which
-// lavapipe runs as register moves): by rows (XR) in blocks of 8 and 16 rows, and by steps of
-// K (XS) in smaller blocks (a decode step's single row).
+// rather than the 8 x 4 block of before. All lanes need the same rows of x, so with SUBGROUPS
+// they split those loads and hand the words to each other with `x_from` (a subgroup shuffle,
+// which lavapipe runs as register moves): by rows (XR) in blocks of 8 and 16 rows, and by steps
+// of K (XS) in smaller blocks (a decode step's single row). That twin is for devices whose
+// subgroups are exactly a workgroup (the host checks); a module that names subgroup builtins
+// fails validation on devices without them, so its code is in `// #if SUBGROUPS` sections,
+// absent from the default text (src/gpu/shaders.rs).
+// (No `enable subgroups;`: naga 30 rejects that directive and gates subgroups by feature.)
 // The loops over the block are written out (`// #unroll`, see src/gpu/shaders.rs): rolled,
 // lavapipe kept the accumulators in memory, which is slower. (Figures: BENCHMARKS.md.)
 //
-// Each output is the same sequential sum over K whatever DM, DC, XR and XS, so a row comes out
-// bit-identical at any M, from either file.
-//
-// The including file defines `x_from(v, lane)` (the word v as lane `lane` loaded it) and the
-// entry point `gemm_direct_vec4`, which passes the thread's subgroup lane (0 without sharing)
-// to `direct_vec4`.
+// Each output is the same sequential sum over K whatever DM, DC, XR, XS and SUBGROUPS, so a row
+// comes out bit-identical at any M, with or without shared loads.
 
 // #include linear_epilogue
 
@@ -35,13 +35,15 @@
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w4: array<vec4<u32>>;
 
+// The lanes share the x loads through subgroup shuffles (the host sets it with XR and XS).
+const SUBGROUPS: bool = false;
 const W_F16: bool = false;
 const DM: u32 = 16u;
 const DC: u32 = 4u;
 const DWG: u32 = 8u;
-// How a workgroup's lanes split the loads of x (gemm_direct_subgroup.wgsl only, where the host
-// sets XR x XS = DWG; 1 x 1 in gemm_direct.wgsl): XR lanes take different rows of the block and
-// XS lanes different steps of K, so each lane loads XL = DM / XR rows of one step in XS.
+// How a workgroup's lanes split the loads of x (with SUBGROUPS, where the host sets
+// XR x XS = DWG; else 1 x 1): XR lanes take different rows of the block and XS lanes different
+// steps of K, so each lane loads XL = DM / XR rows of one step in XS.
 const XR: u32 = 1u;
 const XS: u32 = 1u;
 const XL: u32 = DM / XR;
@@ -65,6 +67,33 @@ fn store(o: vec2u, acc: ptr<function, array<vec4<f32>, DM * DC>>) {
         }
     }
 }
+
+// #if SUBGROUPS
+// Word v of lane `lane`. (subgroupBroadcast would need a constant lane; after inlining the
+// unrolled loops this shuffle's lane is one, and it ran as fast on lavapipe.)
+fn x_from(v: vec4<f32>, lane: u32) -> vec4<f32> {
+    return subgroupShuffle(v, lane);
+}
+
+@compute @workgroup_size(DWG)
+fn gemm_direct_vec4(
+    @builtin(workgroup_id) wid: vec3u,
+    @builtin(local_invocation_index) t: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    direct_vec4(origin(wid, t), lane);
+}
+// #else
+// The thread's own word.
+fn x_from(v: vec4<f32>, lane: u32) -> vec4<f32> {
+    return v;
+}
+
+@compute @workgroup_size(DWG)
+fn gemm_direct_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
+    direct_vec4(origin(wid, t), 0u);
+}
+// #endif
 
 // K % 4 == 0 (f32) or K % 8 == 0 (f16): one 16-byte word of W is 4 (f32) or 8 (f16) weights,
 // a step of K. Rows past M or columns past N re-read the last one and are not written. No

@@ -1,21 +1,20 @@
-//! The CPU adapters' half of [`super::matmul::linear`] (the CPU kernel set):
+//! The CPU adapters' half of [`crate::ops::matmul::linear`] (`shaders/cpu/gemm_direct.wgsl`):
 //! any M, each thread reading x and W straight from memory into a block of up to 16 rows x 16
-//! columns of y, with no workgroup memory and no barriers. Two shaders around one body
-//! (`shaders/common/gemm_direct.wgsl`): `shaders/gemm_direct_subgroup.wgsl` shares the loads
-//! of x between a workgroup's lanes (devices whose subgroups are exactly a workgroup),
-//! `shaders/gemm_direct.wgsl` has every thread load them (any device). Both sum each output in
-//! the same order, so they agree bit for bit. Call it through `linear` (`matmul::choose` picks
-//! the key); this module builds the kernel.
+//! columns of y, with no workgroup memory and no barriers. Its `SUBGROUPS` twin shares the loads
+//! of x between a workgroup's lanes (devices whose subgroups are exactly a workgroup); the plain
+//! text has every thread load them (any device). Both sum each output in the same order, so they
+//! agree bit for bit. Call it through `linear` (`matmul::choose` picks the key); this module
+//! builds the kernel.
 
-use super::matmul::{grid, LinearKernel, Problem, GEMM};
-use super::params;
 use crate::gpu::{Kernel, KernelPolicy};
 use crate::graph::Graph;
+use crate::ops::matmul::{grid, LinearKernel, Problem, GEMM};
+use crate::ops::params;
 use crate::Result;
 
 /// Rows of y per thread (DM): the smallest that covers M, else the last.
 pub(crate) const BLOCK_ROWS: [u32; 5] = [1, 2, 4, 8, 16];
-/// Threads per workgroup (DWG), which also share the x loads in the subgroup shader.
+/// Threads per workgroup (DWG), which also share the x loads in the subgroup twin.
 const WG: usize = 8;
 
 /// Groups of 4 columns per thread for blocks of `rows` rows (DC): a decode row (1) reads each
@@ -28,21 +27,20 @@ fn col_groups(rows: u32) -> u32 {
     }
 }
 
-/// The kernel for blocks of `rows` rows; `shared_x` picks the subgroup shader (16-byte loads
+/// The kernel for blocks of `rows` rows; `shared_x` picks the subgroup twin (16-byte loads
 /// only), whose lanes split the x loads by rows (XR) as far as `rows` allows and by steps of K
 /// (XS) for the rest of the [`WG`] lanes.
 pub(crate) fn kernel(vec4: bool, w_f16: bool, rows: u32, shared_x: bool) -> Kernel {
     debug_assert!(!shared_x || vec4);
-    let shader = if shared_x { "gemm_direct_subgroup" } else { "gemm_direct" };
     let entry = if vec4 { "gemm_direct_vec4" } else { "gemm_direct_scalar" };
-    let k = Kernel::new(shader, entry)
+    let k = Kernel::new("cpu/gemm_direct", entry)
         .contract(&GEMM)
         .with("W_F16", w_f16)
         .with("DM", format!("{rows}u"))
         .with("DC", format!("{}u", col_groups(rows)));
     if shared_x {
         let by_rows = rows.min(WG as u32);
-        k.with("XR", format!("{by_rows}u")).with("XS", format!("{}u", WG as u32 / by_rows))
+        k.with("SUBGROUPS", true).with("XR", format!("{by_rows}u")).with("XS", format!("{}u", WG as u32 / by_rows))
     } else {
         k
     }

@@ -1,6 +1,6 @@
-// The body of attention_rows.wgsl and attention_rows_subgroup.wgsl: attention for CPU
-// adapters (lavapipe), the same operation as attention.wgsl's `paged` and `dense` entry points
-// (without the split and the append), computed with no barriers and no workgroup memory. Each
+// Attention for CPU adapters (lavapipe): the same operation as attention.wgsl's `paged` and
+// `dense` entry points (without the split and the append), with no barriers and no workgroup
+// memory. Each
 // thread owns RQ consecutive query rows of one head and walks their keys itself with an online
 // softmax; a key and its value, once loaded, serve all RQ rows. On a CPU the keys already sit
 // in caches, and a barrier switches between every group of SIMD lanes, so attention.wgsl's
@@ -11,17 +11,16 @@
 // where subgroups hold a workgroup, its SHARE lanes walk them together (a pass per sequence
 // any of them has rows of, as far as the furthest row) and split each chunk's key and value
 // loads, shuffling the words to each other (`share`): lavapipe pays per load, and a shuffle
-// there is a few register moves. The including file defines SHARE (1: each thread walks and
-// loads alone), SHARED_WORDS (the chunk's words of K each lane loads when SHARE > 1),
-// `share(v, lane)` (word v as lane `lane` loaded it), `group_min` and `group_max` (over the
-// sharing lanes) and the entry points, which pass the thread's subgroup lane (0 when SHARE = 1)
-// on.
+// there is a few register moves. That is the SUBGROUPS twin, for several rows per thread where
+// subgroups are exactly a workgroup and a head's words split evenly over the lanes (the host
+// checks); a module that names subgroup builtins fails validation on devices without them, so
+// its code is in `// #if SUBGROUPS` sections, absent from the default text (src/gpu/shaders.rs).
+// (No `enable subgroups;`: naga 30 rejects it and gates subgroups by feature.)
 //
 // Bindings, uniform and results are attention.wgsl's (see there): qkv [n_rows, 3H] at 1, the K
 // and V words at 2 and 3 (the pools, or qkv itself for `dense`), the output [n_rows, H] at 4, and
-// for `paged` the page table, the step's rows and the sequence lengths at 5..7. The page table
-// comes first because the shared key walk names it, so `dense` binds it too (the host passes
-// any buffer; a dense walk never reads it).
+// for `paged` the step's rows, the page table and the sequence lengths at 5..7. A module holds
+// one entry point, `paged` or `dense` (PAGED, set by the host), so `dense` names no cache table.
 
 // #include attention_params
 
@@ -54,15 +53,77 @@ const NEG: f32 = -3.0e38;
 // No sequence: above every slot and batch item.
 const NO_SEQ: u32 = 0xffffffffu;
 const NEG_VALID: f32 = -1.0e38;
+// The lanes walk the keys together and share their loads (the host sets it).
+const SUBGROUPS: bool = false;
+// The entry point: `paged` over the KV cache, or `dense` over qkv (the host sets it).
+const PAGED: bool = true;
+
+// #if SUBGROUPS
+// Lanes sharing the loads, and the chunk's words of K each one loads.
+const SHARE: u32 = WG;
+const SHARED_WORDS: u32 = CH * WK / WG;
+
+// Word v of lane `lane` (a constant once the loops are written out).
+fn share(v: vec4<u32>, lane: u32) -> vec4<u32> {
+    return subgroupShuffle(v, lane);
+}
+fn group_min(v: u32) -> u32 {
+    return subgroupMin(v);
+}
+fn group_max(v: u32) -> u32 {
+    return subgroupMax(v);
+}
+
+// #if PAGED
+@compute @workgroup_size(WG)
+fn paged(@builtin(global_invocation_id) id: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
+    paged_rows(id, lane);
+}
+// #else
+@compute @workgroup_size(WG)
+fn dense(@builtin(global_invocation_id) id: vec3u, @builtin(subgroup_invocation_id) lane: u32) {
+    dense_rows(id, lane);
+}
+// #endif
+// #else
+// Each thread walks and loads alone.
+const SHARE: u32 = 1u;
+const SHARED_WORDS: u32 = 1u;
+
+// The thread's own word and values: no lanes to share with.
+fn share(v: vec4<u32>, lane: u32) -> vec4<u32> {
+    return v;
+}
+fn group_min(v: u32) -> u32 {
+    return v;
+}
+fn group_max(v: u32) -> u32 {
+    return v;
+}
+
+// #if PAGED
+@compute @workgroup_size(WG)
+fn paged(@builtin(global_invocation_id) id: vec3u) {
+    paged_rows(id, 0u);
+}
+// #else
+@compute @workgroup_size(WG)
+fn dense(@builtin(global_invocation_id) id: vec3u) {
+    dense_rows(id, 0u);
+}
+// #endif
+// #endif
 
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
 // K and V in 16-byte words: 4 f32, or 8 f16 halves.
 @group(0) @binding(2) var<storage, read> kbuf: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> vbuf: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> page_table: array<u32>;
-@group(0) @binding(6) var<storage, read> rows: array<vec2<u32>>;
+// #if PAGED
+@group(0) @binding(5) var<storage, read> rows: array<vec2<u32>>;
+@group(0) @binding(6) var<storage, read> page_table: array<u32>;
 @group(0) @binding(7) var<storage, read> seq_lens: array<u32>;
+// #endif
 
 // The thread's rows: how many keys each sees (0: none, also for rows past n_rows) and its
 // sequence slot or batch item.
@@ -90,15 +151,16 @@ fn slot(w: u32) -> u32 {
 // Where key j of sequence (or batch item) g starts for this head, as an element index of K;
 // its value starts `v_shift` elements later in V.
 fn key_start(g: u32, j: u32, head: u32) -> u32 {
-    if p.seq_len > 0u {
-        // dense: qkv rows hold [Q | K | V].
-        return (g * p.seq_len + j) * 3u * p.hidden + p.hidden + head * D;
-    }
-    // paged: g < max_seqs and j < the sequence's length <= the table's width (the entry point
-    // checks both); a page the host never mapped is clamped to page 0 rather than read OOB.
+// #if PAGED
+    // g < max_seqs and j < the sequence's length <= the table's width (the entry point checks
+    // both); a page the host never mapped is clamped to page 0 rather than read OOB.
     var page = page_table[g * p.max_pages_per_seq + j / p.page_size];
     page = select(0u, page, page < p.n_pages);
     return (page * p.page_size + j % p.page_size) * p.hidden + head * D;
+// #else
+    // qkv rows hold [Q | K | V].
+    return (g * p.seq_len + j) * 3u * p.hidden + p.hidden + head * D;
+// #endif
 }
 
 // Attends the thread's rows row0 .. row0 + RQ for `head` (nk and grp set) and writes them.
@@ -238,6 +300,7 @@ fn place(id: vec3u) -> vec2u {
     return select(at, vec2(p.n_rows, 0u), at.y >= p.n_heads);
 }
 
+// #if PAGED
 // The thread's rows of a step over the paged cache (the entry point `paged`).
 fn paged_rows(id: vec3u, lane: u32) {
     let row0 = place(id).x;
@@ -266,6 +329,7 @@ fn paged_rows(id: vec3u, lane: u32) {
     attend(row0, head, 0u, lane);
 }
 
+// #else
 // The thread's rows of `dense` (the entry point `dense`).
 fn dense_rows(id: vec3u, lane: u32) {
     let row0 = place(id).x;
@@ -285,3 +349,4 @@ fn dense_rows(id: vec3u, lane: u32) {
     }
     attend(row0, head, p.hidden, lane);
 }
+// #endif
