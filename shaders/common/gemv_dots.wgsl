@@ -1,4 +1,4 @@
-// The GEMVs' shared half (gemv.wgsl, gemv_subgroup.wgsl): x and W bindings, the optional
+// The GEMVs' shared half (both reductions of gemv.wgsl): x and W bindings, the optional
 // LayerNorm of x's rows on the way in, and the per-thread dot products of one weight row with
 // every row of x. The two files differ only in how they hand out rows and sum the threads'
 // partials. Each defines WG, its workgroup size (a multiple of LN_TPR).

@@ -1,4 +1,4 @@
-// What the linear-layer kernels (matmul, gemv, gemv_subgroup) share: the uniform, the
+// What the linear-layer kernels (matmul, gemv) share: the uniform, the
 // bias/residual/output bindings and the epilogue. Each kernel binds x at 1 and W at 2 itself.
 
 struct Params {

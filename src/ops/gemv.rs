@@ -1,7 +1,7 @@
 //! The decode-step half of [`super::matmul::linear`]: M <= 16 rows against a weight matrix,
-//! memory-bound. Two shaders with the same bindings and variants: `shaders/gemv.wgsl` reduces
-//! in workgroup memory (any device), `shaders/gemv_subgroup.wgsl` with subgroupAdd (devices
-//! with SUBGROUP). Call it through `linear` (`matmul::choose` picks the key); this module builds the kernel.
+//! memory-bound. `shaders/gemv.wgsl` reduces in workgroup memory (any device) or, with
+//! SUBGROUPS, with subgroupAdd (devices with SUBGROUP). Call it through `linear`
+//! (`matmul::choose` picks the key); this module builds the kernel.
 
 use super::matmul::{LinearKernel, Problem, GEMV, GEMV_MAX_M};
 use super::params;
@@ -11,7 +11,7 @@ use crate::Result;
 
 /// Outputs per workgroup of `gemv.wgsl` (its WG / TPR).
 const WG_ROWS: usize = 8;
-/// Workgroup size of `gemv_subgroup.wgsl`.
+/// Workgroup size of `gemv.wgsl` with SUBGROUPS.
 pub const SUBGROUP_WG: u32 = 128;
 /// The accumulator tiles the shaders are built for (MT); M rounds up to the next one.
 pub(crate) const M_TILES: [u32; 5] = [1, 2, 4, 8, 16];
@@ -23,9 +23,13 @@ pub(crate) fn m_tile(m: usize) -> u32 {
 
 /// The specialisation of [`LinearKernel::Gemv`].
 pub(crate) fn kernel(subgroup: bool, vec4: bool, w_f16: bool, m_tile: u32, norm: bool) -> Kernel {
-    let shader = if subgroup { "gemv_subgroup" } else { "gemv" };
     let entry = if vec4 { "gemv_vec4" } else { "gemv_scalar" };
-    Kernel::new(shader, entry).contract(&GEMV).with("W_F16", w_f16).with("MT", format!("{m_tile}u")).with("LN", norm)
+    Kernel::new("gemv", entry)
+        .with("SUBGROUPS", subgroup)
+        .contract(&GEMV)
+        .with("W_F16", w_f16)
+        .with("MT", format!("{m_tile}u"))
+        .with("LN", norm)
 }
 
 /// Records the GEMV `key` (a [`LinearKernel::Gemv`]) for a checked problem.
@@ -39,7 +43,7 @@ pub(crate) fn dispatch(g: &mut Graph, prob: &mut Problem, key: LinearKernel, sub
     Ok(())
 }
 
-/// Rows of W a workgroup of `gemv_subgroup.wgsl` covers on a device whose smallest subgroup
+/// Rows of W a workgroup of `gemv.wgsl` with SUBGROUPS covers on a device whose smallest subgroup
 /// has `min_width` lanes: one row per subgroup when all subgroups have the smallest size;
 /// larger subgroups take several rows each (its subgroups take rows sg, sg + num_subgroups, ...).
 pub fn subgroup_rows_per_workgroup(min_width: u32) -> u32 {

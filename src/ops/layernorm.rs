@@ -82,6 +82,7 @@ impl LayerNormKernel {
 
     /// The specialisation this key names.
     pub fn kernel(self) -> Kernel {
+        debug_assert!(LayerNormKernel::all().contains(&self), "{self:?} is not enumerated");
         match self {
             LayerNormKernel::Rows => layernorm_rows::kernel(),
             LayerNormKernel::Workgroup { wg, per } => Kernel::new("layernorm", "layernorm")

@@ -567,7 +567,7 @@ fn bad_shapes_and_dtypes_are_errors() {
 
 #[test]
 fn subgroup_gemv_index_math_holds_at_every_subgroup_size() {
-    // gemv_subgroup.wgsl at subgroup sizes this machine cannot offer (its drivers give 4 and 8;
+    // the subgroup GEMV at subgroup sizes this machine cannot offer (its drivers give 4 and 8;
     // GPUs 16, 32, 64, up to 128), on the shader's own index math: the host sizes a workgroup's
     // rows by the smallest subgroup, the hardware may pick any size from there up, and then the
     // workgroup's subgroups (sg < WG / size) take rows sg, sg + n_sg, ... of its rows, each
