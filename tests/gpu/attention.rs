@@ -19,7 +19,7 @@ use bark_wgpu::kv::{KvCacheConfig, PagedKvCache};
 use bark_wgpu::ops::attention::{self, AttnOptions, Mask};
 use bark_wgpu::ops::cpu::attention_rows;
 use bark_wgpu::{Context, ContextOptions, DType, Graph, Tensor};
-use common::{assert_close, ctx, max_abs_diff, Rng};
+use common::{assert_close, ctx, max_abs_diff, private_ctx, Rng};
 
 const TOL: f32 = 1e-5;
 /// Head dimensions other than Bark's 64 that the tests run: the fixtures' 4 and 8 (most column
@@ -221,11 +221,6 @@ fn batch_then_decode(ctx: &Context, d: usize, heads: usize, lens: [usize; 3], de
             assert_close(&format!("batched decode d={d} {kernel}"), &got, &want, TOL, 0.0);
         }
     }
-}
-
-/// A context of its own, so other tests' allocations do not show in its counters.
-fn private_ctx() -> Context {
-    Context::new(&Default::default()).expect("GPU tests need a wgpu adapter")
 }
 
 #[test]

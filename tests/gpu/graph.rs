@@ -6,7 +6,7 @@ use crate::common;
 use bark_wgpu::graph::Scratch;
 use bark_wgpu::ops::elementwise;
 use bark_wgpu::{DType, Graph, Tensor};
-use common::{assert_close, ctx, Rng};
+use common::{assert_close, ctx, private_ctx, Rng};
 
 fn gelu(v: f32) -> f32 {
     (0.5 * v as f64 * (1.0 + libm::erf(v as f64 / std::f64::consts::SQRT_2))) as f32
@@ -46,11 +46,6 @@ fn chain_of_ops_reuses_buffers_and_matches_cpu() {
         })
         .collect();
     assert_close("graph", &got[..n], &want, 2e-6, 2e-6);
-}
-
-/// A context of its own, so no concurrent test's allocations show in its counters.
-fn private_ctx() -> bark_wgpu::Context {
-    bark_wgpu::Context::new(&Default::default()).expect("GPU tests need a wgpu adapter")
 }
 
 #[test]

@@ -8,13 +8,9 @@ use crate::common;
 use bark_wgpu::generate::coarse::coarse_len;
 use bark_wgpu::generate::{Bark, GenerateOptions, LoadOptions};
 use bark_wgpu::ops::elementwise;
-use bark_wgpu::{Context, DType, Graph, Tensor};
+use bark_wgpu::{DType, Graph, Tensor};
 use common::generation::dir;
-
-/// A context of its own, so no concurrent test's buffers show in its counters.
-fn private_ctx() -> Context {
-    Context::new(&Default::default()).expect("GPU tests need a wgpu adapter")
-}
+use common::private_ctx;
 
 #[test]
 fn live_bytes_follow_buffers_and_the_peak_remembers() {

@@ -17,6 +17,12 @@ pub fn ctx() -> &'static Context {
     })
 }
 
+/// A context of its own, for a test that reads the counters (`Context::stats`): the tests share
+/// one binary and run at once, and no other test's buffers may show in them.
+pub fn private_ctx() -> Context {
+    Context::new(&ContextOptions::default()).unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"))
+}
+
 /// A test device whose decode GEMVs normalise their input themselves (`on`) or after a
 /// layer_norm pass, whatever the adapter's default: model tests run both paths on any adapter.
 pub fn ctx_norm_in_gemv(on: bool) -> &'static Context {
