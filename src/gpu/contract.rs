@@ -1,6 +1,6 @@
 //! The host side of a kernel's interface, written once in Rust: its uniform's layout and its
 //! storage bindings by name. `tests/contract.rs` reflects every specialisation's WGSL with naga
-//! and checks it against this, and [`crate::graph::Graph::dispatch`] checks the operand count.
+//! and checks it against this, and [`crate::graph::Graph::dispatch`] checks the operands by name.
 
 /// How a kernel declares a storage buffer (`var<storage, read>` or `read_write`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -59,8 +59,11 @@ impl std::fmt::Display for Contract {
 }
 
 impl Contract {
-    /// Whether a dispatch with `params_len` bytes of parameters and `n_binds` buffers fits.
-    pub fn fits(&self, params_len: usize, n_binds: usize) -> bool {
-        params_len == self.params.map_or(0, |p| p.size) && n_binds == self.binds.len()
+    /// Whether a dispatch with `params_len` bytes of parameters and operands of these names,
+    /// in this order, fits.
+    pub fn fits<'a>(&self, params_len: usize, names: impl ExactSizeIterator<Item = &'a str>) -> bool {
+        params_len == self.params.map_or(0, |p| p.size)
+            && names.len() == self.binds.len()
+            && names.zip(self.binds).all(|(name, (want, _))| name == *want)
     }
 }

@@ -128,19 +128,21 @@ impl Graph {
         self.slots[v.0].dtype
     }
 
-    /// Records one dispatch. `params` is the uniform at binding 0 (empty for none).
-    pub fn dispatch(&mut self, kernel: Kernel, params: &[u8], binds: &[Val], groups: [u32; 3]) -> NodeId {
-        // Bindings are positional: a missing or extra operand would shift every one after it.
+    /// Records one dispatch. `params` is the uniform at binding 0 (empty for none); `binds`
+    /// the storage operands by the names the kernel's [`crate::gpu::Contract`] gives them, in
+    /// its order (checked in debug builds: an operand cannot land on another's binding).
+    pub fn dispatch(&mut self, kernel: Kernel, params: &[u8], binds: &[(&str, Val)], groups: [u32; 3]) -> NodeId {
         debug_assert!(
-            kernel.contract.is_none_or(|c| c.fits(params.len(), binds.len())),
-            "{}::{}: {} bytes of params and {} operands, but the kernel takes {}",
+            kernel.contract.is_none_or(|c| c.fits(params.len(), binds.iter().map(|b| b.0))),
+            "{}::{}: {} bytes of params and the operands {:?}, but the kernel takes {}",
             kernel.shader,
             kernel.entry,
             params.len(),
-            binds.len(),
+            binds.iter().map(|b| b.0).collect::<Vec<_>>(),
             kernel.contract.unwrap(),
         );
-        self.nodes.push(Node { kernel, params: params.to_vec(), binds: binds.to_vec(), groups });
+        let binds = binds.iter().map(|b| b.1).collect();
+        self.nodes.push(Node { kernel, params: params.to_vec(), binds, groups });
         NodeId(self.nodes.len() - 1)
     }
 

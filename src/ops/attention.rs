@@ -103,7 +103,7 @@ const COMBINE: Contract = Contract {
     params: Some(Params::LAYOUT),
     binds: &[("parts", Read), ("combine_out", ReadWrite)],
 };
-/// The merge that appends: [`AppendBinds`] after the partials and the output.
+/// The merge that appends: the partials and the output, then what the append reads and writes.
 const COMBINE_APPEND: Contract = Contract {
     family: Family::Attention,
     params: Some(Params::LAYOUT),
@@ -298,32 +298,41 @@ pub fn choose(op: &'static str, p: &AttnProblem, opts: AttnOptions, policy: &Ker
     Ok(AttnChoice { main, groups: [blocks, n_heads, split], split, merge, append_first: p.append && !in_merge })
 }
 
-/// The bindings a merge that appends needs: `[qkv, k pool, rows, page_table, seq_lens, v pool]`
-/// (its bindings 3 to 8).
-type AppendBinds = [Val; 6];
+/// An attention's operands: qkv (the queries, and for `dense` the keys and values too), the
+/// K and V words (the cache pools, or qkv), and for `paged` the step's rows, the page table and
+/// the sequence lengths.
+struct Operands {
+    qkv: Val,
+    k: Val,
+    v: Val,
+    cache: Option<[Val; 3]>,
+}
 
 /// Records the chosen attention (and the merge when split), returning the `[n_rows, H]`
-/// output. The kernel binds `before`, then the output (or the partials), then `after`.
-fn record(
-    g: &mut Graph,
-    choice: &AttnChoice,
-    p: Params,
-    (before, after): (&[Val], &[Val]),
-    append: Option<AppendBinds>,
-) -> Val {
+/// output; a merge that appends also writes the rows' K and V to the cache.
+fn record(g: &mut Graph, choice: &AttnChoice, p: Params, ops: Operands) -> Val {
     let (n_rows, n_heads, split) = (p.n_rows as usize, p.n_heads as usize, choice.split);
     let head_dim = p.hidden / p.n_heads;
     let out = g.tensor(&[n_rows, p.hidden as usize], DType::F32);
     let target =
         if split == 1 { out } else { g.tensor(&[n_rows, n_heads, split as usize, head_dim as usize + 2], DType::F32) };
-    let mut all = before.to_vec();
-    all.push(target);
-    all.extend_from_slice(after);
-    g.dispatch(choice.main.kernel(), &params(&p), &all, choice.groups);
+    let mut binds = vec![("qkv", ops.qkv), ("kbuf", ops.k), ("vbuf", ops.v), ("out", target)];
+    if let Some([rows, page_table, seq_lens]) = ops.cache {
+        binds.extend([("rows", rows), ("page_table", page_table), ("seq_lens", seq_lens)]);
+    }
+    g.dispatch(choice.main.kernel(), &params(&p), &binds, choice.groups);
     if let Some(merge) = choice.merge {
-        let mut binds = vec![target, out];
-        if matches!(merge, AttentionKernel::Merge { append: Some(_), .. }) {
-            binds.extend(append.iter().flatten());
+        let mut binds = vec![("parts", target), ("combine_out", out)];
+        if let (AttentionKernel::Merge { append: Some(_), .. }, Some([rows, page_table, seq_lens])) = (merge, ops.cache)
+        {
+            binds.extend([
+                ("new_qkv", ops.qkv),
+                ("k_pool", ops.k),
+                ("rows", rows),
+                ("page_table", page_table),
+                ("seq_lens", seq_lens),
+                ("v_pool", ops.v),
+            ]);
         }
         g.dispatch(merge.kernel(), &params(&p), &binds, [p.n_rows, p.n_heads, 1]);
     }
@@ -377,9 +386,8 @@ pub fn paged_append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Resul
 /// Records a checked paged attention over layer `layer`.
 fn record_paged(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val, p: Params, choice: &AttnChoice) -> Result<Val> {
     let (k, v) = kv.layer(layer)?;
-    let binds: (&[Val], &[Val]) = (&[qkv, k, v], &[kv.rows, kv.page_table, kv.seq_lens]);
-    let append = Some([qkv, k, kv.rows, kv.page_table, kv.seq_lens, v]);
-    Ok(record(g, choice, p, binds, append))
+    let ops = Operands { qkv, k, v, cache: Some([kv.rows, kv.page_table, kv.seq_lens]) };
+    Ok(record(g, choice, p, ops))
 }
 
 /// The checked parameters of a paged attention (`append`: a decode step that appends its keys)
@@ -492,7 +500,7 @@ pub fn dense_with(
         _pad: 0,
     };
     // qkv is bound as the queries, the keys and the values.
-    Ok(record(g, &choice, p, (&[qkv, qkv, qkv], &[]), None))
+    Ok(record(g, &choice, p, Operands { qkv, k: qkv, v: qkv, cache: None }))
 }
 
 /// The specialisations this module dispatches for the [`ENUMERATED_HEAD_DIMS`], from

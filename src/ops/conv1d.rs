@@ -194,7 +194,12 @@ pub fn conv1d(g: &mut Graph, x: Val, weight: Val, bias: Val, opts: Conv1dOpts) -
     let [gx, gy, _] = groups_1d(n_tiles);
     let gz = u32_of(OP, "batch * channel tiles", b * m_tiles)?;
     let y = g.tensor(&[b, c_out, t_out], DType::F32);
-    g.dispatch(tile.kernel("conv1d", &CONTRACT), &params(&p), &[x, weight, bias, y], [gx, gy, gz]);
+    g.dispatch(
+        tile.kernel("conv1d", &CONTRACT),
+        &params(&p),
+        &[("x", x), ("w", weight), ("bias", bias), ("y", y)],
+        [gx, gy, gz],
+    );
     Ok(y)
 }
 

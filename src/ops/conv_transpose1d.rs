@@ -93,7 +93,12 @@ pub fn conv_transpose1d(g: &mut Graph, x: Val, weight: Val, bias: Val, opts: Con
     let [gx, gy, _] = groups_1d(u32_of(OP, "time tiles", q_len.div_ceil(tile.bn() as usize))?);
     let gz = u32_prod(OP, "batch * stride * channel tiles", &[b, stride, m_tiles])?;
     let y = g.tensor(&[b, c_out, t_out], DType::F32);
-    g.dispatch(tile.kernel(OP, &CONTRACT), &params(&p), &[x, weight, bias, y], [gx, gy, gz]);
+    g.dispatch(
+        tile.kernel(OP, &CONTRACT),
+        &params(&p),
+        &[("x", x), ("w", weight), ("bias", bias), ("y", y)],
+        [gx, gy, gz],
+    );
     Ok(y)
 }
 

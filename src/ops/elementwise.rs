@@ -46,7 +46,7 @@ fn unary(g: &mut Graph, entry: &'static str, x: Val, value: f32) -> Result<Val> 
     let n = f32_only(g, entry, x)?;
     let shape = g.shape(x).to_vec();
     let y = g.tensor(&shape, DType::F32);
-    g.dispatch(kernel(entry), &params(&Params { n, value }), &[x, y], groups_1d(n.div_ceil(WG)));
+    g.dispatch(kernel(entry), &params(&Params { n, value }), &[("x", x), ("y", y)], groups_1d(n.div_ceil(WG)));
     Ok(y)
 }
 
@@ -74,14 +74,19 @@ pub fn add(g: &mut Graph, a: Val, b: Val) -> Result<Val> {
     }
     let shape = g.shape(a).to_vec();
     let y = g.tensor(&shape, DType::F32);
-    g.dispatch(kernel("add"), &params(&Params { n, value: 0.0 }), &[a, b, y], groups_1d(n.div_ceil(WG)));
+    g.dispatch(
+        kernel("add"),
+        &params(&Params { n, value: 0.0 }),
+        &[("x", a), ("b", b), ("y", y)],
+        groups_1d(n.div_ceil(WG)),
+    );
     Ok(y)
 }
 
 /// Sets every element of `x` to `value` (in place).
 pub fn fill(g: &mut Graph, x: Val, value: f32) -> Result<()> {
     let n = f32_only(g, "fill", x)?;
-    g.dispatch(kernel("fill"), &params(&Params { n, value }), &[x], groups_1d(n.div_ceil(WG)));
+    g.dispatch(kernel("fill"), &params(&Params { n, value }), &[("out", x)], groups_1d(n.div_ceil(WG)));
     Ok(())
 }
 

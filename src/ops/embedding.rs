@@ -162,11 +162,16 @@ fn gather(
         match src {
             Source::Ids { ids, stride, offset } => {
                 let p = Params { ids_stride: stride, ids_offset: offset, ..p };
-                g.dispatch(kernel("gather", table.dtype), &params(&p), &[ids, part, out], groups)
+                g.dispatch(
+                    kernel("gather", table.dtype),
+                    &params(&p),
+                    &[("ids", ids), ("part", part), ("out", out)],
+                    groups,
+                )
             }
             Source::Range { start } => {
                 let p = Params { start, ..p };
-                g.dispatch(kernel("gather_range", table.dtype), &params(&p), &[part, out], groups)
+                g.dispatch(kernel("gather_range", table.dtype), &params(&p), &[("part", part), ("out", out)], groups)
             }
         };
         accumulate = true;

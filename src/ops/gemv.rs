@@ -39,7 +39,7 @@ pub(crate) fn dispatch(g: &mut Graph, prob: &mut Problem, key: LinearKernel, sub
         if subgroup { subgroup_rows_per_workgroup(g.ctx().policy().min_subgroup()) as usize } else { WG_ROWS };
     prob.params.rows_per_wg = rows_per_wg as u32;
     let groups = groups_1d(prob.n.div_ceil(rows_per_wg) as u32);
-    g.dispatch(key.kernel(), &params(&prob.params), &prob.binds, groups);
+    g.dispatch(key.kernel(), &params(&prob.params), &prob.ops.gemv(), groups);
     Ok(())
 }
 

@@ -69,7 +69,19 @@ pub fn append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Result<()> 
     let f16 = geo.kv_dtype == DType::F16;
     let words = n_rows * geo.hidden() / if f16 { 2 } else { 1 };
     let groups = groups_1d(words.div_ceil(WG));
-    g.dispatch(kernel(f16), &params(&p), &[qkv, k, v, kv.rows, kv.page_table, kv.seq_lens], groups);
+    g.dispatch(
+        kernel(f16),
+        &params(&p),
+        &[
+            ("qkv", qkv),
+            ("k_pool", k),
+            ("v_pool", v),
+            ("rows", kv.rows),
+            ("page_table", kv.page_table),
+            ("seq_lens", kv.seq_lens),
+        ],
+        groups,
+    );
     Ok(())
 }
 

@@ -132,7 +132,7 @@ pub fn layer_norm(g: &mut Graph, x: Val, weight: Val, bias: Option<Val>, eps: f3
     let y = g.tensor(&shape, DType::F32);
     let p = params(&Params { rows, h, eps, has_bias: bias.is_some().into() });
     // Without a bias the weight fills its binding, unread.
-    let binds = [x, weight, bias.unwrap_or(weight), y];
+    let binds = [("x", x), ("w", weight), ("b", bias.unwrap_or(weight)), ("y", y)];
     let key = choose(h as usize, g.ctx().policy());
     let groups = match key {
         LayerNormKernel::Rows => layernorm_rows::grid(rows),

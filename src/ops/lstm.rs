@@ -97,7 +97,15 @@ fn lstm_layer(g: &mut Graph, x: Val, layer: &LstmLayer, hidden: usize) -> Result
         g.dispatch(
             kernel.clone(),
             &params(&p),
-            &[gx, layer.w_hh, layer.b_hh, h_prev, h_next, c, y],
+            &[
+                ("gx", gx),
+                ("w_hh", layer.w_hh),
+                ("b_hh", layer.b_hh),
+                ("h_prev", h_prev),
+                ("h_next", h_next),
+                ("c", c),
+                ("y", y),
+            ],
             [unit_groups, batch, 1],
         );
     }

@@ -243,15 +243,38 @@ impl LinearKernel {
     }
 }
 
+/// A product's operands. Absent ones are x: the kernel's flags (`has_bias`, `has_residual`,
+/// `LN`) keep them unread.
+#[derive(Clone, Copy)]
+pub(crate) struct Operands {
+    pub x: Val,
+    pub w: Val,
+    pub bias: Val,
+    pub residual: Val,
+    pub y: Val,
+    pub ln_w: Val,
+    pub ln_b: Val,
+}
+
+impl Operands {
+    /// The GEMMs' bindings, by name.
+    pub fn gemm(&self) -> [(&'static str, Val); 5] {
+        [("x", self.x), ("w", self.w), ("bias", self.bias), ("residual", self.residual), ("y", self.y)]
+    }
+    /// The GEMVs' bindings: the GEMMs' and the input norm's weight and bias.
+    pub fn gemv(&self) -> [(&'static str, Val); 7] {
+        let [x, w, bias, residual, y] = self.gemm();
+        [x, w, bias, residual, y, ("ln_w", self.ln_w), ("ln_b", self.ln_b)]
+    }
+}
+
 /// A checked problem, ready for a kernel.
 pub(crate) struct Problem {
     pub m: usize,
     pub n: usize,
     pub k: usize,
     pub w_f16: bool,
-    /// `[x, w, bias (or x), residual (or x), y, norm weight (or x), norm bias (or x)]`: the
-    /// kernels' bindings 1..=7 (the GEMM has only the first five).
-    pub binds: [Val; 7],
+    pub ops: Operands,
     pub params: Params,
 }
 
@@ -273,7 +296,7 @@ uniform_struct! {
     }
 }
 
-/// The GEMMs' bindings (`Problem::binds[..5]`: shaders/common/linear_epilogue.wgsl and x, W).
+/// The GEMMs' bindings ([`Operands::gemm`]: shaders/common/linear_epilogue.wgsl and x, W).
 pub(crate) const GEMM: Contract = Contract {
     family: Family::Linear,
     params: Some(Params::LAYOUT),
@@ -323,17 +346,17 @@ fn record(
         if choice.norm_pass {
             // A GEMM reads each row of x for many rows of W, so a normed copy costs one
             // cheap pass; so does a GEMV on a context that prefers the pass (CPU adapters).
-            prob.binds[0] = layer_norm(g, x, norm.weight, norm.bias, norm.eps)?;
+            prob.ops.x = layer_norm(g, x, norm.weight, norm.bias, norm.eps)?;
         } else {
             check_norm(g, &norm, prob.k)?;
-            prob.binds[5] = norm.weight;
-            prob.binds[6] = norm.bias.unwrap_or(x);
+            prob.ops.ln_w = norm.weight;
+            prob.ops.ln_b = norm.bias.unwrap_or(x);
             prob.params.ln_bias = norm.bias.is_some().into();
             prob.params.ln_eps = norm.eps;
         }
     }
     let y = g.tensor(&out_shape, DType::F32);
-    prob.binds[4] = y;
+    prob.ops.y = y;
     match choice.kernel {
         LinearKernel::Gemm { .. } => gemm(g, &prob, choice.kernel)?,
         LinearKernel::GemmDirect { rows, .. } => gemm_direct::dispatch(g, &prob, choice.kernel, rows)?,
@@ -432,10 +455,11 @@ fn check(
         _pad0: 0,
         _pad1: 0,
     };
-    // Absent operands are bound to x: the kernel's flags keep them unread. Slot 4 becomes y
-    // once the caller has settled the variant, 5 and 6 the norm's when there is one.
-    let binds = [x, weight, bias.unwrap_or(x), residual.unwrap_or(x), x, x, x];
-    Ok((Problem { m, n, k, w_f16, binds, params }, out_shape))
+    // Absent operands are x (see Operands); y is set once the caller has settled the variant,
+    // the norm's once there is one.
+    let (bias, residual) = (bias.unwrap_or(x), residual.unwrap_or(x));
+    let ops = Operands { x, w: weight, bias, residual, y: x, ln_w: x, ln_b: x };
+    Ok((Problem { m, n, k, w_f16, ops, params }, out_shape))
 }
 
 /// The workgroup grid for `rows` x `cols` blocks of y, within the per-dimension limit.
@@ -452,7 +476,7 @@ pub(crate) fn grid(prob: &Problem, rows: usize, cols: usize) -> Result<[u32; 3]>
 
 fn gemm(g: &mut Graph, prob: &Problem, kernel: LinearKernel) -> Result<()> {
     let groups = grid(prob, GEMM_TILE, GEMM_TILE)?;
-    g.dispatch(kernel.kernel(), &params(&prob.params), &prob.binds[..5], groups);
+    g.dispatch(kernel.kernel(), &params(&prob.params), &prob.ops.gemm(), groups);
     Ok(())
 }
 

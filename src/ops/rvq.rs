@@ -92,7 +92,12 @@ pub fn rvq_decode(g: &mut Graph, codes: Val, codebooks: Val) -> Result<Val> {
         _pad2: 0,
     };
     let y = g.tensor(&[b, dim, t], DType::F32);
-    g.dispatch(decode_kernel(), &params(&p), &[codes, codebooks, y], groups_1d(n.div_ceil(WG as u32)));
+    g.dispatch(
+        decode_kernel(),
+        &params(&p),
+        &[("codes_in", codes), ("cb", codebooks), ("emb_out", y)],
+        groups_1d(n.div_ceil(WG as u32)),
+    );
     Ok(y)
 }
 
@@ -129,7 +134,12 @@ pub fn rvq_encode(g: &mut Graph, x: Val, codebooks: Val, n_q: usize) -> Result<V
         _pad2: 0,
     };
     let codes = g.tensor(&[n_q, b, t], DType::U32);
-    g.dispatch(encode_kernel(), &params(&p), &[x, codebooks, codes], groups_1d(groups));
+    g.dispatch(
+        encode_kernel(),
+        &params(&p),
+        &[("x_in", x), ("cb", codebooks), ("codes_out", codes)],
+        groups_1d(groups),
+    );
     Ok(codes)
 }
 

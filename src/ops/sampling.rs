@@ -356,7 +356,12 @@ pub fn sample(g: &mut Graph, logits: Val, settings: Val, uniforms: Val) -> Resul
     let eos = g.tensor(&[rows], DType::U32);
     let p = Params { rows: rows as u32, vocab: vocab as u32 };
     let variant = VARIANTS[usize::from(vocab > NARROW)];
-    g.dispatch(kernel(variant), &params(&p), &[logits, settings, uniforms, ids, eos], groups_1d(p.rows));
+    g.dispatch(
+        kernel(variant),
+        &params(&p),
+        &[("logits", logits), ("settings", settings), ("uniforms", uniforms), ("ids", ids), ("flags", eos)],
+        groups_1d(p.rows),
+    );
     Ok(Sampled { ids, eos })
 }
 

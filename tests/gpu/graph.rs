@@ -117,8 +117,29 @@ fn too_many_workgroups_is_an_error_not_a_crash() {
     let ctx = ctx();
     let mut g = Graph::new(ctx);
     let v = g.tensor(&[4], DType::F32);
-    g.dispatch(bark_wgpu::gpu::Kernel::new("elementwise", "fill"), &[0u8; 8], &[v], [1 << 20, 1, 1]);
+    g.dispatch(bark_wgpu::gpu::Kernel::new("elementwise", "fill"), &[0u8; 8], &[("out", v)], [1 << 20, 1, 1]);
     assert!(g.compile().is_err());
+}
+
+#[test]
+fn operands_are_bound_by_the_names_the_contract_gives_them() {
+    // elementwise `add` binds x, b, y: the same operands in another order, or under another
+    // name, would land on another binding, and a debug build refuses them at record time.
+    let add = elementwise::kernels().into_iter().find(|k| k.entry == "add").expect("add is enumerated");
+    let record = |names: [&'static str; 3]| {
+        let mut g = Graph::new(ctx());
+        let [a, b, y] = [0; 3].map(|_| g.tensor(&[4], DType::F32));
+        let add = add.clone();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            g.dispatch(add, &[0u8; 8], &[(names[0], a), (names[1], b), (names[2], y)], [1, 1, 1]);
+        }))
+        .is_ok()
+    };
+    assert!(record(["x", "b", "y"]));
+    if cfg!(debug_assertions) {
+        assert!(!record(["b", "x", "y"]), "swapped operands were recorded");
+        assert!(!record(["x", "bias", "y"]), "a misnamed operand was recorded");
+    }
 }
 
 #[test]

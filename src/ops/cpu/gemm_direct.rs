@@ -63,6 +63,6 @@ pub fn shares_x_loads(policy: &KernelPolicy) -> bool {
 /// checked problem.
 pub(crate) fn dispatch(g: &mut Graph, prob: &Problem, key: LinearKernel, rows: u32) -> Result<()> {
     let groups = grid(prob, rows as usize, (4 * col_groups(rows)) as usize * WG)?;
-    g.dispatch(key.kernel(), &params(&prob.params), &prob.binds[..5], groups);
+    g.dispatch(key.kernel(), &params(&prob.params), &prob.ops.gemm(), groups);
     Ok(())
 }
