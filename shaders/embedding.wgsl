@@ -6,9 +6,9 @@
 // accumulate only the rows they hold. An id in no part (>= the table's rows) thus adds zero,
 // and the table is never read outside the part.
 //
-// Two entry points:
-//   gather        ids, part, out   id = ids[t * ids_stride + ids_offset]
-//   gather_range  part, out        id = start + t (position embeddings of consecutive positions)
+// One entry point, `gather`, whose ids come from one of two places (RANGE, set by the host):
+//   default  ids, part, out   id = ids[t * ids_stride + ids_offset]
+//   RANGE    part, out        id = start + t (position embeddings of consecutive positions)
 // The part is bound as words: f32 bit patterns, or two packed halves per word (TABLE_F16) with
 // each row padded to an even length. One workgroup per token; the grid may be 2-D.
 
@@ -23,17 +23,28 @@ struct Params {
     accumulate: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
-// gather
-@group(0) @binding(1) var<storage, read> ids: array<u32>;
-@group(0) @binding(2) var<storage, read> part_2: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out_3: array<f32>;
-// gather_range
-@group(0) @binding(1) var<storage, read> part_1: array<u32>;
-@group(0) @binding(2) var<storage, read_write> out_2: array<f32>;
-
 const WG: u32 = 128u;
 const TABLE_F16: bool = false;
+const RANGE: bool = false;
+
+@group(0) @binding(0) var<uniform> p: Params;
+// #if RANGE
+@group(0) @binding(1) var<storage, read> part: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+fn id_of(t: u32) -> u32 {
+    // The host keeps start + tokens within u32.
+    return p.start + t;
+}
+// #else
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read> part: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+fn id_of(t: u32) -> u32 {
+    return ids[t * p.ids_stride + p.ids_offset];
+}
+// #endif
 
 fn token_of(wid: vec3u, nwg: vec3u) -> u32 {
     return wid.x + wid.y * nwg.x;
@@ -67,7 +78,7 @@ fn gather(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     if t >= p.tokens {
         return;
     }
-    let id = ids[t * p.ids_stride + p.ids_offset];
+    let id = id_of(t);
     let hit = in_part(id);
     if !hit && p.accumulate != 0u {
         return;
@@ -77,39 +88,12 @@ fn gather(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     for (var c = lid; c < p.cols; c += WG) {
         var v = 0.0;
         if hit {
-            v = element(part_2[word_index(local, c)], c);
+            v = element(part[word_index(local, c)], c);
         }
         if p.accumulate != 0u {
-            out_3[o + c] += v;
+            out[o + c] += v;
         } else {
-            out_3[o + c] = v;
-        }
-    }
-}
-
-@compute @workgroup_size(WG)
-fn gather_range(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-    let t = token_of(wid, nwg);
-    if t >= p.tokens {
-        return;
-    }
-    // The host keeps start + tokens within u32.
-    let id = p.start + t;
-    let hit = in_part(id);
-    if !hit && p.accumulate != 0u {
-        return;
-    }
-    let local = id - p.first_row;
-    let o = t * p.cols;
-    for (var c = lid; c < p.cols; c += WG) {
-        var v = 0.0;
-        if hit {
-            v = element(part_1[word_index(local, c)], c);
-        }
-        if p.accumulate != 0u {
-            out_2[o + c] += v;
-        } else {
-            out_2[o + c] = v;
+            out[o + c] = v;
         }
     }
 }

@@ -20,14 +20,32 @@
 // With LN (norm_linear) each workgroup first computes the LayerNorm statistics of x's rows, and
 // the epilogue applies them (see common/gemv_dots.wgsl).
 //
-// Entry points: `gemv_vec4` loads vec4<u32> words (K % 4 == 0 for f32, K % 8 == 0 for f16, so
-// every row starts on 16 bytes); `gemv_scalar` handles any K.
+// One entry point, `gemv`: with VEC4 (set by the host) it loads vec4<u32> words (K % 4 == 0 for
+// f32, K % 8 == 0 for f16, so every row starts on 16 bytes); without, it handles any K.
 
 // #include linear_epilogue
 // #include gemv_dots
 
 // Reduce with subgroupAdd (the host sets it where the device has subgroups).
 const SUBGROUPS: bool = false;
+// Load 16-byte words of x and W (the host sets it where K allows).
+const VEC4: bool = true;
+
+// #if VEC4
+fn ln_prepare(t: u32) {
+    ln_prepare4(t);
+}
+fn dots(row: u32, lane: u32, width: u32) -> Dots {
+    return dots4(row, lane, width);
+}
+// #else
+fn ln_prepare(t: u32) {
+    ln_prepare1(t);
+}
+fn dots(row: u32, lane: u32, width: u32) -> Dots {
+    return dots1(row, lane, width);
+}
+// #endif
 
 // #if SUBGROUPS
 const WG: u32 = 128u;
@@ -48,7 +66,7 @@ fn reduce_and_write(d: Dots, lane: u32, row: u32) {
 }
 
 @compute @workgroup_size(WG)
-fn gemv_vec4(
+fn gemv(
     @builtin(workgroup_id) wid: vec3u,
     @builtin(num_workgroups) nwg: vec3u,
     @builtin(local_invocation_index) t: u32,
@@ -60,7 +78,7 @@ fn gemv_vec4(
     // Before the row loop, whose trip count differs between subgroups: the statistics need
     // every thread at their barriers.
     if LN {
-        ln_prepare4(t);
+        ln_prepare(t);
     }
     let first = (wid.x + wid.y * nwg.x) * p.rows_per_wg;
     // `row` is the same for the whole subgroup, so the loop and the break are subgroup-uniform.
@@ -69,32 +87,7 @@ fn gemv_vec4(
         if row >= p.n {
             break;
         }
-        reduce_and_write(dots4(row, lane, width), lane, row);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn gemv_scalar(
-    @builtin(workgroup_id) wid: vec3u,
-    @builtin(num_workgroups) nwg: vec3u,
-    @builtin(local_invocation_index) t: u32,
-    @builtin(subgroup_id) sg: u32,
-    @builtin(num_subgroups) n_sg: u32,
-    @builtin(subgroup_invocation_id) lane: u32,
-    @builtin(subgroup_size) width: u32,
-) {
-    // Before the row loop, whose trip count differs between subgroups: the statistics need
-    // every thread at their barriers.
-    if LN {
-        ln_prepare1(t);
-    }
-    let first = (wid.x + wid.y * nwg.x) * p.rows_per_wg;
-    for (var r = sg; r < p.rows_per_wg; r += n_sg) {
-        let row = first + r;
-        if row >= p.n {
-            break;
-        }
-        reduce_and_write(dots1(row, lane, width), lane, row);
+        reduce_and_write(dots(row, lane, width), lane, row);
     }
 }
 // #else
@@ -121,33 +114,18 @@ fn reduce_and_write(d: Dots, t: u32, row: u32) {
 }
 
 @compute @workgroup_size(WG)
-fn gemv_vec4(
+fn gemv(
     @builtin(workgroup_id) wid: vec3u,
     @builtin(num_workgroups) nwg: vec3u,
     @builtin(local_invocation_index) t: u32,
 ) {
     if LN {
-        ln_prepare4(t);
+        ln_prepare(t);
     }
     let lane = t % TPR;
     let row = (wid.x + wid.y * nwg.x) * ROWS + t / TPR;
     // The last workgroup's spare rows read a valid row and write nothing.
     let wrow = min(row, p.n - 1u);
-    reduce_and_write(dots4(wrow, lane, TPR), t, row);
-}
-
-@compute @workgroup_size(WG)
-fn gemv_scalar(
-    @builtin(workgroup_id) wid: vec3u,
-    @builtin(num_workgroups) nwg: vec3u,
-    @builtin(local_invocation_index) t: u32,
-) {
-    if LN {
-        ln_prepare1(t);
-    }
-    let lane = t % TPR;
-    let row = (wid.x + wid.y * nwg.x) * ROWS + t / TPR;
-    let wrow = min(row, p.n - 1u);
-    reduce_and_write(dots1(wrow, lane, TPR), t, row);
+    reduce_and_write(dots(wrow, lane, TPR), t, row);
 }
 // #endif

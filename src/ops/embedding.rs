@@ -53,9 +53,12 @@ enum Source {
     Range { start: u32 },
 }
 
-fn kernel(entry: &'static str, dtype: DType) -> Kernel {
-    let contract = if entry == "gather_range" { &GATHER_RANGE } else { &GATHER };
-    Kernel::new("embedding", entry).contract(contract).with("TABLE_F16", dtype == DType::F16)
+/// The gather of ids from a buffer, or of a range of ids (`range`), from a table of `dtype`.
+fn kernel(range: bool, dtype: DType) -> Kernel {
+    Kernel::new("embedding", "gather")
+        .contract(if range { &GATHER_RANGE } else { &GATHER })
+        .with("TABLE_F16", dtype == DType::F16)
+        .with("RANGE", range)
 }
 
 /// Fails with [`Error::Invalid`] naming the first id that is not a row of a `rows`-row table.
@@ -163,7 +166,7 @@ fn gather(
             Source::Ids { ids, stride, offset } => {
                 let p = Params { ids_stride: stride, ids_offset: offset, ..p };
                 g.dispatch(
-                    kernel("gather", table.dtype),
+                    kernel(false, table.dtype),
                     &params(&p),
                     &[("ids", ids), ("part", part), ("out", out)],
                     groups,
@@ -171,7 +174,7 @@ fn gather(
             }
             Source::Range { start } => {
                 let p = Params { start, ..p };
-                g.dispatch(kernel("gather_range", table.dtype), &params(&p), &[("part", part), ("out", out)], groups)
+                g.dispatch(kernel(true, table.dtype), &params(&p), &[("part", part), ("out", out)], groups)
             }
         };
         accumulate = true;
@@ -229,9 +232,9 @@ pub fn embed_range(g: &mut Graph, tokens: usize, start: u32, table: &RowSplit, o
 /// Every specialisation this module dispatches.
 pub fn kernels() -> Vec<Kernel> {
     let mut out = Vec::new();
-    for entry in ["gather", "gather_range"] {
+    for range in [false, true] {
         for dtype in [DType::F32, DType::F16] {
-            out.push(kernel(entry, dtype));
+            out.push(kernel(range, dtype));
         }
     }
     out

@@ -23,9 +23,9 @@ pub(crate) fn m_tile(m: usize) -> u32 {
 
 /// The specialisation of [`LinearKernel::Gemv`].
 pub(crate) fn kernel(subgroup: bool, vec4: bool, w_f16: bool, m_tile: u32, norm: bool) -> Kernel {
-    let entry = if vec4 { "gemv_vec4" } else { "gemv_scalar" };
-    Kernel::new("gemv", entry)
+    Kernel::new("gemv", "gemv")
         .with("SUBGROUPS", subgroup)
+        .with("VEC4", vec4)
         .contract(&GEMV)
         .with("W_F16", w_f16)
         .with("MT", format!("{m_tile}u"))

@@ -42,6 +42,14 @@ const ENCODE: Contract = Contract {
     binds: &[("x_in", Read), ("cb", Read), ("codes_out", ReadWrite)],
 };
 
+impl Params {
+    /// `n_q` stages over `[batch, t]` positions of `dim`-wide codewords, `n_codes` per book.
+    fn new(n_q: usize, [batch, t]: [usize; 2], dim: usize, n_codes: usize) -> Params {
+        let (n_q, batch, t_len, dim, n_codes) = (n_q as u32, batch as u32, t as u32, dim as u32, n_codes as u32);
+        Params { n_q, batch, t_len, dim, n_codes, _pad0: 0, _pad1: 0, _pad2: 0 }
+    }
+}
+
 fn decode_kernel() -> Kernel {
     Kernel::new("rvq", "rvq_decode").contract(&DECODE)
 }
@@ -81,16 +89,7 @@ pub fn rvq_decode(g: &mut Graph, codes: Val, codebooks: Val) -> Result<Val> {
         return Err(shape_err(OP, format!("codes {:?} need 1..={n_books} stages and a non-empty [B, T]", [n_q, b, t])));
     }
     let n = u32_prod(OP, "output elements", &[b, dim, t])?;
-    let p = Params {
-        n_q: n_q as u32,
-        batch: b as u32,
-        t_len: t as u32,
-        dim: dim as u32,
-        n_codes: n_codes as u32,
-        _pad0: 0,
-        _pad1: 0,
-        _pad2: 0,
-    };
+    let p = Params::new(n_q, [b, t], dim, n_codes);
     let y = g.tensor(&[b, dim, t], DType::F32);
     g.dispatch(
         decode_kernel(),
@@ -123,16 +122,7 @@ pub fn rvq_encode(g: &mut Graph, x: Val, codebooks: Val, n_q: usize) -> Result<V
     u32_prod(OP, "input elements", &[b, dim, t])?;
     u32_prod(OP, "code elements", &[n_q, b, t])?;
     let groups = u32_of(OP, "position groups", (b * t).div_ceil(P))?;
-    let p = Params {
-        n_q: n_q as u32,
-        batch: b as u32,
-        t_len: t as u32,
-        dim: dim as u32,
-        n_codes: n_codes as u32,
-        _pad0: 0,
-        _pad1: 0,
-        _pad2: 0,
-    };
+    let p = Params::new(n_q, [b, t], dim, n_codes);
     let codes = g.tensor(&[n_q, b, t], DType::U32);
     g.dispatch(
         encode_kernel(),
