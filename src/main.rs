@@ -3,11 +3,11 @@
 
 mod say_lines;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
-use bark_wgpu::audio::{read_wav, write_wav, WavFormat};
+use bark_wgpu::audio::{pcm16_le_bytes, read_wav, write_wav, WavFormat};
 use bark_wgpu::generate::{Bark, GenerateOptions, LoadOptions};
 use bark_wgpu::hub::{fetch_voice_preset, resolve_model_with, resolve_voices_dir, ResolveOptions, DEFAULT_MODEL};
 use bark_wgpu::voice::{list_voices, resolve_voice};
@@ -50,8 +50,13 @@ struct SayArgs {
     #[arg(long, required_unless_present = "input", conflicts_with = "input")]
     text: Option<String>,
     /// The WAV file to write (24 kHz mono).
-    #[arg(long, required_unless_present = "input", conflicts_with = "input")]
+    #[arg(long, required_unless_present_any = ["input", "stream"], conflicts_with_all = ["input", "stream"])]
     out: Option<PathBuf>,
+    /// Instead of --out: write the audio to standard output as raw 16-bit little-endian PCM,
+    /// 24 kHz mono, each piece of long text as soon as it is decoded (for example
+    /// `| aplay -f S16_LE -r 24000 -c 1`).
+    #[arg(long, requires = "text", conflicts_with_all = ["input", "pcm16"])]
+    stream: bool,
     /// A text file to say line by line instead of --text: one WAV per non-blank line, named by
     /// its 1-based line number in --out-dir (line 7 -> line-0007.wav), each as `--text LINE`
     /// with the same flags would make it. Lines that fit one 256-token window share every
@@ -225,6 +230,19 @@ fn say(a: SayArgs) -> Result<()> {
         _ => voice,
     };
     let format = if a.pcm16 { WavFormat::Pcm16 } else { WavFormat::Float32 };
+    if let (true, Some(text)) = (a.stream, &a.text) {
+        let mut stdout = std::io::stdout().lock();
+        let out = bark.generate_stream(text, &opts, voice.as_ref(), |chunk| {
+            stdout.write_all(&pcm16_le_bytes(chunk))?;
+            Ok(stdout.flush()?)
+        });
+        let out = out.context("streaming the audio to standard output")?;
+        if let Some(p) = &a.save_prompt {
+            out.voice_prompt()?.save_npz(p)?;
+        }
+        print_profile(bark.context());
+        return Ok(());
+    }
     let (Some(text), Some(out_path)) = (&a.text, &a.out) else {
         let lines = lines.context("--input or --text is needed")?;
         say_lines::say_lines(&bark, lines, &opts, voice.as_ref(), a.batch as usize, format, &note)?;

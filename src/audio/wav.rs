@@ -16,6 +16,16 @@ pub enum WavFormat {
     Pcm16,
 }
 
+/// One sample as signed 16-bit PCM: scaled by 32768, rounded, clamped to the i16 range.
+pub fn pcm16(s: f32) -> i16 {
+    (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16
+}
+
+/// Samples as raw 16-bit little-endian PCM bytes (what `say --stream` writes).
+pub fn pcm16_le_bytes(samples: &[f32]) -> Vec<u8> {
+    samples.iter().flat_map(|&s| pcm16(s).to_le_bytes()).collect()
+}
+
 /// Writes mono `samples` to `path`. Non-finite samples are refused (they are a bug upstream, and
 /// PCM cannot hold them). The file appears complete or not at all.
 pub fn write_wav(path: impl AsRef<Path>, samples: &[f32], sample_rate: u32, format: WavFormat) -> Result<()> {
@@ -37,7 +47,7 @@ pub fn write_wav(path: impl AsRef<Path>, samples: &[f32], sample_rate: u32, form
         for &s in samples {
             match format {
                 WavFormat::Float32 => writer.write_sample(s),
-                WavFormat::Pcm16 => writer.write_sample((s * 32768.0).round().clamp(-32768.0, 32767.0) as i16),
+                WavFormat::Pcm16 => writer.write_sample(pcm16(s)),
             }
             .map_err(|e| e.to_string())?;
         }

@@ -249,8 +249,27 @@ impl Bark {
         opts: &GenerateOptions,
         voice: Option<&VoicePrompt>,
     ) -> Result<LongGeneration> {
+        self.generate_stream(text, opts, voice, |_| Ok(()))
+    }
+
+    /// [`Bark::generate_long`], handing the audio to `on_audio` piece by piece as each is
+    /// decoded, in order: the first piece's samples, then for every later piece the silence
+    /// before it and its samples. The chunks joined are the returned audio sample for sample, so
+    /// playback can start after the first piece rather than the whole text. An error from
+    /// `on_audio` (a closed pipe, a listener gone) stops the generation before the next piece
+    /// and is returned.
+    pub fn generate_stream(
+        &self,
+        text: &str,
+        opts: &GenerateOptions,
+        voice: Option<&VoicePrompt>,
+        mut on_audio: impl FnMut(&[f32]) -> Result<()>,
+    ) -> Result<LongGeneration> {
         let pieces = self.split_text(text)?;
+        let sample_rate = self.config.codec_config.sampling_rate as u32;
+        let gap = (sample_rate as f32 * PIECE_GAP_SECONDS).round() as usize;
         let mut generations: Vec<Generation> = Vec::with_capacity(pieces.len());
+        let mut samples = Vec::new();
         let mut carried: Option<VoicePrompt> = None;
         for (i, piece) in pieces.iter().enumerate() {
             let piece_opts = GenerateOptions { seed: piece_seed(opts.seed, i), ..opts.clone() };
@@ -261,16 +280,13 @@ impl Bark {
                     carried = Some(p);
                 }
             }
-            generations.push(g);
-        }
-        let sample_rate = self.config.codec_config.sampling_rate as u32;
-        let gap = (sample_rate as f32 * PIECE_GAP_SECONDS).round() as usize;
-        let mut samples = Vec::new();
-        for (i, g) in generations.iter().enumerate() {
+            let start = samples.len();
             if i > 0 {
-                samples.resize(samples.len() + gap, 0.0);
+                samples.resize(start + gap, 0.0);
             }
             samples.extend_from_slice(&g.audio.samples);
+            on_audio(&samples[start..])?;
+            generations.push(g);
         }
         Ok(LongGeneration { pieces, generations, audio: Audio { samples, sample_rate } })
     }

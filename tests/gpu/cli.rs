@@ -56,6 +56,38 @@ fn say_greedy_writes_transformers_audio_and_a_reusable_prompt() {
 }
 
 #[test]
+fn say_stream_writes_raw_pcm16_to_stdout() {
+    let run = bin()
+        .args([
+            "say",
+            "--model",
+            MODEL,
+            "--text",
+            &fixture_text(),
+            "--greedy",
+            "--max-semantic-tokens",
+            "24",
+            "--stream",
+        ])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(run.stdout.len().is_multiple_of(2));
+    let got: Vec<i16> = run.stdout.chunks(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let want =
+        WeightSource::open(Path::new(MODEL).join("generation.safetensors")).unwrap().to_f32("greedy.audio").unwrap();
+    assert_eq!(got.len(), want.len());
+    // The pipeline's parity bound, 1e-4, is 3.3 steps of 16-bit PCM; rounding adds one.
+    let worst = got.iter().zip(&want).map(|(&a, &b)| (a as i32 - bark_wgpu::audio::pcm16(b) as i32).abs()).max();
+    assert!(worst.unwrap() <= 4, "PCM differs from transformers' audio by {worst:?} steps");
+    // A stream goes to standard output only: with --out or --pcm16 it is refused.
+    for extra in [["--out", "x.wav"], ["--pcm16", "--quiet"]] {
+        let run = bin().args(["say", "--model", MODEL, "--text", "Hi.", "--stream"]).args(extra).output().unwrap();
+        assert!(!run.status.success(), "--stream with {extra:?} was accepted");
+    }
+}
+
+#[test]
 fn bark_profile_prints_the_gpu_time_of_every_kernel() {
     let dir = scratch("profile");
     let out = dir.join("out.wav");

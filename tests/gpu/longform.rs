@@ -105,7 +105,17 @@ fn long_text_is_generated_piece_by_piece_with_silence_between() {
     // Sampled, so the per-piece seeds matter; no early EOS so each piece is long enough to
     // be the next one's prompt.
     let opts = GenerateOptions { max_semantic_tokens: 4, min_eos_p: None, seed: 5, ..GenerateOptions::default() };
-    let long = b.generate_long(&text, &opts, None).unwrap();
+    // Streamed (generate_long is generate_stream without a listener): a chunk per piece, in
+    // order, the silence leading every chunk but the first; joined, they are the audio.
+    let mut chunks: Vec<Vec<f32>> = Vec::new();
+    let long = b
+        .generate_stream(&text, &opts, None, |c| {
+            chunks.push(c.to_vec());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(chunks.len(), 2);
+    assert_eq!(chunks.concat(), long.audio.samples);
     assert_eq!(long.pieces.len(), 2);
     assert_eq!(long.pieces.join(" "), text);
     let [g0, g1] = [&long.generations[0], &long.generations[1]];
@@ -124,6 +134,20 @@ fn long_text_is_generated_piece_by_piece_with_silence_between() {
     let opts1 = GenerateOptions { seed: piece_seed(5, 1), ..opts };
     assert_eq!(&b.generate(&long.pieces[1], &opts1, Some(&prompt)).unwrap(), g1);
     assert_eq!(long.voice_prompt().unwrap(), g1.voice_prompt().unwrap());
+}
+
+#[test]
+fn a_listener_that_fails_stops_the_stream_after_its_piece() {
+    let b = bark();
+    let text = format!("{} {}", long_sentence(b, 150), long_sentence(b, 140));
+    let opts = GenerateOptions { max_semantic_tokens: 2, ..GenerateOptions::greedy() };
+    let mut heard = 0;
+    let out = b.generate_stream(&text, &opts, None, |_| {
+        heard += 1;
+        Err(Error::Invalid("the listener left".into()))
+    });
+    assert!(matches!(out, Err(Error::Invalid(m)) if m == "the listener left"));
+    assert_eq!(heard, 1, "the second piece was generated for nobody");
 }
 
 #[test]
