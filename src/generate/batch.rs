@@ -21,6 +21,7 @@
 
 use super::bark::{check_voice, Bark, Generation};
 use super::options::{GenerateOptions, COARSE_STREAM, FINE_STREAM, SEMANTIC_STREAM};
+use super::rng::Rng;
 use super::{coarse, fine, semantic};
 use crate::ops::sampling::SampleSettings;
 use crate::progress::Stage;
@@ -79,19 +80,12 @@ impl Bark {
         max_batch: usize,
     ) -> Result<Vec<Vec<u32>>> {
         check_inputs(max_batch, voice)?;
-        let settings = opts.semantic_settings();
         let max_tokens = opts.max_semantic_tokens;
         semantic::check_max_tokens(&self.semantic, max_tokens)?;
-        let history = semantic::history_window(voice.map(|v| v.semantic.as_slice()));
         let seqs = texts
             .iter()
             .enumerate()
-            .map(|(i, t)| {
-                let text = self.text_window(t).map_err(about_item(i, texts.len(), "text"))?;
-                let prompt = semantic::Prompt { text, history: history.clone() };
-                let seq = semantic::SemanticSeq::new(&self.semantic, prompt, settings, max_tokens)?;
-                Ok((seq, opts.rng(SEMANTIC_STREAM, settings.temperature > 0.0)))
-            })
+            .map(|(i, t)| self.semantic_seq(t, opts, voice).map_err(about_item(i, texts.len(), "text")))
             .collect::<Result<Vec<_>>>()?;
         self.in_stage(Stage::Semantic, seqs.len() * max_tokens, |progress| {
             semantic::generate(&self.ctx, &self.semantic, seqs, max_batch, progress)
@@ -108,16 +102,10 @@ impl Bark {
         max_batch: usize,
     ) -> Result<Vec<Vec<u32>>> {
         check_inputs(max_batch, voice)?;
-        let history = voice.map(|v| (v.semantic.as_slice(), v.coarse.as_slice()));
-        let base = opts.settings(opts.waveform_temp);
         let seqs = semantic
             .iter()
             .enumerate()
-            .map(|(i, s)| {
-                let job = coarse::Job::new(s, history).map_err(about_item(i, semantic.len(), "semantic sequence"))?;
-                let seq = coarse::CoarseSeq::new(&self.coarse, job, &base, opts.coarse_mask);
-                Ok((seq, opts.rng(COARSE_STREAM, base.temperature > 0.0)))
-            })
+            .map(|(i, s)| self.coarse_seq(s, opts, voice).map_err(about_item(i, semantic.len(), "semantic sequence")))
             .collect::<Result<Vec<_>>>()?;
         self.in_stage(Stage::Coarse, seqs.iter().map(|(s, _)| s.total()).sum(), |progress| {
             coarse::generate(&self.ctx, &self.coarse, seqs, max_batch, progress)
@@ -135,16 +123,14 @@ impl Bark {
         max_batch: usize,
     ) -> Result<Vec<Vec<Vec<u32>>>> {
         check_inputs(max_batch, voice)?;
-        let n_cb = self.fine.config().n_codes_total;
-        let history = voice.map(|v| v.fine.as_slice());
-        let jobs = coarse
+        let (jobs, mut rngs): (Vec<_>, Vec<_>) = coarse
             .iter()
             .enumerate()
-            .map(|(i, c)| fine::Job::new(c, history, n_cb).map_err(about_item(i, coarse.len(), "coarse sequence")))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|(i, c)| self.fine_job(c, opts, voice).map_err(about_item(i, coarse.len(), "coarse sequence")))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
         let temperature = opts.fine_temperature();
-        let samples = SampleSettings::fine(temperature).temperature > 0.0;
-        let mut rngs: Vec<_> = jobs.iter().map(|_| opts.rng(FINE_STREAM, samples)).collect();
         self.in_stage(Stage::Fine, jobs.iter().map(fine::Job::total_runs).sum(), |progress| {
             fine::generate(&self.ctx, &self.fine, jobs, temperature, &mut rngs, max_batch, progress)
         })
@@ -178,6 +164,50 @@ impl Bark {
                 })
                 .collect()
         })
+    }
+}
+
+impl Bark {
+    /// One text's semantic sequence and random stream, as every entry point makes them.
+    pub(super) fn semantic_seq(
+        &self,
+        text: &str,
+        opts: &GenerateOptions,
+        voice: Option<&VoicePrompt>,
+    ) -> Result<(semantic::SemanticSeq, Option<Rng>)> {
+        let settings = opts.semantic_settings();
+        let history = semantic::history_window(voice.map(|v| v.semantic.as_slice()));
+        let prompt = semantic::Prompt { text: self.text_window(text)?, history };
+        let seq = semantic::SemanticSeq::new(&self.semantic, prompt, settings, opts.max_semantic_tokens)?;
+        Ok((seq, opts.rng(SEMANTIC_STREAM, settings.temperature > 0.0)))
+    }
+
+    /// One semantic sequence's coarse sequence and random stream.
+    pub(super) fn coarse_seq(
+        &self,
+        semantic: &[u32],
+        opts: &GenerateOptions,
+        voice: Option<&VoicePrompt>,
+    ) -> Result<(coarse::CoarseSeq, Option<Rng>)> {
+        let history = voice.map(|v| (v.semantic.as_slice(), v.coarse.as_slice()));
+        let base = opts.settings(opts.waveform_temp);
+        let job = coarse::Job::new(semantic, history)?;
+        let seq = coarse::CoarseSeq::new(&self.coarse, job, &base, opts.coarse_mask);
+        Ok((seq, opts.rng(COARSE_STREAM, base.temperature > 0.0)))
+    }
+
+    /// One coarse sequence's fine job and random stream (the temperature is
+    /// `opts.fine_temperature()`).
+    pub(super) fn fine_job(
+        &self,
+        coarse: &[u32],
+        opts: &GenerateOptions,
+        voice: Option<&VoicePrompt>,
+    ) -> Result<(fine::Job, Option<Rng>)> {
+        let n_cb = self.fine.config().n_codes_total;
+        let job = fine::Job::new(coarse, voice.map(|v| v.fine.as_slice()), n_cb)?;
+        let samples = SampleSettings::fine(opts.fine_temperature()).temperature > 0.0;
+        Ok((job, opts.rng(FINE_STREAM, samples)))
     }
 }
 

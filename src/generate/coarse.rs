@@ -181,6 +181,11 @@ pub(crate) struct CoarseSeq {
 }
 
 impl CoarseSeq {
+    /// The generated tokens.
+    pub fn into_tokens(self) -> Vec<u32> {
+        self.job.finish()
+    }
+
     /// Coarse tokens this sequence makes in all.
     pub fn total(&self) -> usize {
         self.job.total()

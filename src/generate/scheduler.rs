@@ -130,8 +130,6 @@ impl<'m, S: Sequence> Scheduler<'m, S> {
         ticket
     }
 
-    /// (Nothing in the library cancels yet; a server dropping a request will.)
-    #[allow(dead_code)]
     /// Takes a sequence out, waiting or decoding, freeing its row and pages now (a result of
     /// it still in flight is dropped). `None` when the scheduler does not hold it.
     pub fn cancel(&mut self, ticket: Ticket) -> Result<Option<S>> {

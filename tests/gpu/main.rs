@@ -17,6 +17,7 @@ mod conv1d;
 mod conv_transpose1d;
 mod elementwise;
 mod embedding;
+mod engine;
 mod graph;
 mod kv_cache;
 mod layernorm;

@@ -1,0 +1,379 @@
+//! The engine: one thread owns a [`Bark`] and serves requests from any thread. The sequences of
+//! every request in flight share the semantic and coarse decode steps (continuous batching
+//! across requests: one that arrives mid-generation joins at the next step, a coarse one at its
+//! next step too, since each sequence restarts its own window) and the fine model's batches.
+//! Each request receives its audio piece by piece, in order, exactly as
+//! [`Bark::generate_stream`] would hand it over alone (rows of a batch do not depend on each
+//! other). A request whose [`Stream`] is dropped is cancelled: its sequences leave at once and
+//! their pages are freed. This is what a server stands on: handlers submit, the GPU is touched
+//! only by the engine's thread.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::bark::{check_voice, Bark, Generation};
+use super::coarse::CoarseSeq;
+use super::fine;
+use super::longform::{piece_seed, PIECE_GAP_SECONDS};
+use super::options::GenerateOptions;
+use super::rng::Rng;
+use super::scheduler::{Event, Scheduler, Ticket};
+use super::semantic::{self, SemanticSeq, MAX_SEMANTIC_TOKENS};
+use crate::text::MAX_TEXT_TOKENS;
+use crate::voice::VoicePrompt;
+use crate::{Error, Result};
+
+/// What to say: text of any length (split into pieces as [`Bark::generate_long`] does), how,
+/// and in which voice.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub text: String,
+    pub opts: GenerateOptions,
+    pub voice: Option<VoicePrompt>,
+}
+
+/// A request's audio as it is made: each piece's samples (the silence before every piece but
+/// the first included), then the end. An error ends it early. Dropping it cancels the request.
+pub struct Stream {
+    chunks: Receiver<Result<Vec<f32>>>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Iterator for Stream {
+    type Item = Result<Vec<f32>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.chunks.recv().ok()
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Submission {
+    request: Request,
+    chunks: Sender<Result<Vec<f32>>>,
+    cancelled: Arc<AtomicBool>,
+}
+
+/// Serves requests on its own thread (see the module docs). Dropping it lets the requests in
+/// flight finish, then stops the thread.
+pub struct Engine {
+    inbox: Option<Sender<Submission>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts the engine's thread with `bark`, at most `max_batch` (>= 1) sequences sharing
+    /// each stage's steps.
+    pub fn start(bark: Bark, max_batch: usize) -> Result<Engine> {
+        if max_batch == 0 {
+            return Err(Error::Invalid("max_batch is 0; at least 1 sequence must be live at once".into()));
+        }
+        let (inbox, requests) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("bark-engine".into())
+            .spawn(move || serve(&bark, max_batch, requests))
+            .map_err(Error::Io)?;
+        Ok(Engine { inbox: Some(inbox), thread: Some(thread) })
+    }
+
+    /// Queues a request; its audio arrives on the returned stream.
+    pub fn submit(&self, request: Request) -> Result<Stream> {
+        let (chunks, rx) = mpsc::channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let s = Submission { request, chunks, cancelled: cancelled.clone() };
+        let inbox = self.inbox.as_ref().expect("open until dropped");
+        inbox.send(s).map_err(|_| Error::Gpu("the engine has stopped".into()))?;
+        Ok(Stream { chunks: rx, cancelled })
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        drop(self.inbox.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A request being served: its pieces, the one in flight, and the voice the next one uses.
+struct Active {
+    sub: Submission,
+    pieces: Vec<String>,
+    /// The piece in flight (pieces go one after another: each may continue from the last).
+    piece: usize,
+    carried: Option<VoicePrompt>,
+    /// The piece's semantic tokens once made, its coarse tokens once made.
+    semantic: Vec<u32>,
+    coarse: Vec<u32>,
+    /// Where the piece is: its ticket in a scheduler, or waiting for the fine model.
+    at: Stage,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Stage {
+    Semantic(Ticket),
+    Coarse(Ticket),
+    Fine,
+}
+
+impl Active {
+    fn voice(&self) -> Option<&VoicePrompt> {
+        self.sub.request.voice.as_ref().or(self.carried.as_ref())
+    }
+    fn piece_opts(&self) -> GenerateOptions {
+        GenerateOptions { seed: piece_seed(self.sub.request.opts.seed, self.piece), ..self.sub.request.opts.clone() }
+    }
+}
+
+type Id = u64;
+
+/// The engine's loop: take requests, step both decode schedulers, run the fine model over the
+/// pieces waiting for it, decode and hand out the audio; sleep only when there is nothing to do.
+fn serve(bark: &Bark, max_batch: usize, requests: Receiver<Submission>) {
+    let mut state = Serving::new(bark, max_batch);
+    loop {
+        let idle = state.is_idle();
+        let next = if idle { requests.recv().ok() } else { requests.try_recv().ok() };
+        match next {
+            Some(sub) => state.admit(sub),
+            None if idle => return,
+            None => {}
+        }
+        while let Ok(sub) = requests.try_recv() {
+            state.admit(sub);
+        }
+        if let Err(e) = state.turn() {
+            state.fail_all(&e);
+        }
+    }
+}
+
+struct Serving<'b> {
+    bark: &'b Bark,
+    max_batch: usize,
+    semantic: Option<Scheduler<'b, SemanticSeq>>,
+    coarse: Option<Scheduler<'b, CoarseSeq>>,
+    active: HashMap<Id, Active>,
+    next_id: Id,
+}
+
+impl<'b> Serving<'b> {
+    fn new(bark: &'b Bark, max_batch: usize) -> Self {
+        Serving { bark, max_batch, semantic: None, coarse: None, active: HashMap::new(), next_id: 0 }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.active.is_empty()
+    }
+
+    /// Checks a request and starts its first piece; a bad one gets its error and ends.
+    fn admit(&mut self, sub: Submission) {
+        let checked = (|| {
+            let opts = &sub.request.opts;
+            if opts.max_semantic_tokens > MAX_SEMANTIC_TOKENS {
+                return Err(Error::Invalid(format!(
+                    "max semantic tokens is {}; the engine takes at most {MAX_SEMANTIC_TOKENS}",
+                    opts.max_semantic_tokens
+                )));
+            }
+            semantic::check_max_tokens(&self.bark.semantic, opts.max_semantic_tokens)?;
+            if let Some(v) = &sub.request.voice {
+                check_voice(v)?;
+            }
+            self.bark.split_text(&sub.request.text)
+        })();
+        match checked {
+            Ok(pieces) => {
+                let id = self.next_id;
+                self.next_id += 1;
+                let a = Active {
+                    sub,
+                    pieces,
+                    piece: 0,
+                    carried: None,
+                    semantic: Vec::new(),
+                    coarse: Vec::new(),
+                    at: Stage::Fine,
+                };
+                self.active.insert(id, a);
+                if let Err(e) = self.start_piece(id) {
+                    self.finish(id, Some(e));
+                }
+            }
+            Err(e) => {
+                let _ = sub.chunks.send(Err(e));
+            }
+        }
+    }
+
+    /// Queues the current piece of request `id` for the semantic stage.
+    fn start_piece(&mut self, id: Id) -> Result<()> {
+        let a = &self.active[&id];
+        let (seq, rng) = self.bark.semantic_seq(&a.pieces[a.piece], &a.piece_opts(), a.voice())?;
+        let sched = match &mut self.semantic {
+            Some(s) => s,
+            None => self.semantic.insert(Scheduler::new(
+                &self.bark.ctx,
+                &self.bark.semantic,
+                self.max_batch,
+                MAX_TEXT_TOKENS + MAX_SEMANTIC_TOKENS,
+            )?),
+        };
+        let ticket = sched.add(seq, rng);
+        self.active.get_mut(&id).expect("active").at = Stage::Semantic(ticket);
+        Ok(())
+    }
+
+    /// One round: cancellations, a semantic step, a coarse step, a fine batch.
+    fn turn(&mut self) -> Result<()> {
+        let gone: Vec<Id> =
+            self.active.iter().filter(|(_, a)| a.sub.cancelled.load(Ordering::Relaxed)).map(|(&i, _)| i).collect();
+        for id in gone {
+            self.cancel(id)?;
+        }
+        self.step_semantic()?;
+        self.step_coarse()?;
+        self.run_fine()
+    }
+
+    fn owner(&self, stage: Stage) -> Option<Id> {
+        self.active.iter().find(|(_, a)| a.at == stage).map(|(&i, _)| i)
+    }
+
+    fn step_semantic(&mut self) -> Result<()> {
+        let Some(sched) = self.semantic.as_mut().filter(|s| !s.is_idle()) else { return Ok(()) };
+        for event in sched.step()? {
+            let Event::Done(ticket, seq) = event else { continue };
+            let Some(id) = self.owner(Stage::Semantic(ticket)) else { continue };
+            let a = self.active.get_mut(&id).expect("owner is active");
+            a.semantic = seq.into_tokens();
+            let started = (|| {
+                let a = &self.active[&id];
+                let (seq, rng) = self.bark.coarse_seq(&a.semantic, &a.piece_opts(), a.voice())?;
+                let sched = match &mut self.coarse {
+                    Some(s) => s,
+                    None => self.coarse.insert(Scheduler::new(
+                        &self.bark.ctx,
+                        &self.bark.coarse,
+                        self.max_batch,
+                        self.bark.coarse.config().block_size,
+                    )?),
+                };
+                Ok(sched.add(seq, rng))
+            })();
+            match started {
+                Ok(ticket) => self.active.get_mut(&id).expect("active").at = Stage::Coarse(ticket),
+                Err(e) => self.finish(id, Some(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn step_coarse(&mut self) -> Result<()> {
+        let Some(sched) = self.coarse.as_mut().filter(|s| !s.is_idle()) else { return Ok(()) };
+        for event in sched.step()? {
+            let Event::Done(ticket, seq) = event else { continue };
+            let Some(id) = self.owner(Stage::Coarse(ticket)) else { continue };
+            let a = self.active.get_mut(&id).expect("owner is active");
+            a.coarse = seq.into_tokens();
+            a.at = Stage::Fine;
+        }
+        Ok(())
+    }
+
+    /// Runs the fine model over up to `max_batch` pieces waiting for it that share a fine
+    /// temperature, then decodes and hands out each one's audio.
+    fn run_fine(&mut self) -> Result<()> {
+        let mut waiting: Vec<Id> = self.active.iter().filter(|(_, a)| a.at == Stage::Fine).map(|(&i, _)| i).collect();
+        let Some(&first) = waiting.iter().min() else { return Ok(()) };
+        let temperature = self.active[&first].piece_opts().fine_temperature();
+        waiting.retain(|i| self.active[i].piece_opts().fine_temperature() == temperature);
+        waiting.sort_unstable();
+        waiting.truncate(self.max_batch);
+        let mut jobs = Vec::new();
+        let mut rngs: Vec<Option<Rng>> = Vec::new();
+        for id in &waiting {
+            let a = &self.active[id];
+            let (job, rng) = self.bark.fine_job(&a.coarse, &a.piece_opts(), a.voice())?;
+            jobs.push(job);
+            rngs.push(rng);
+        }
+        let bark = self.bark;
+        let fine =
+            fine::generate(&bark.ctx, &bark.fine, jobs, temperature, &mut rngs, self.max_batch, bark.reporter())?;
+        for (id, fine) in waiting.into_iter().zip(fine) {
+            let audio = bark.decode_quietly(&fine);
+            bark.ctx.trim_pool();
+            let a = self.active.get_mut(&id).expect("waiting is active");
+            let g = Generation {
+                semantic: std::mem::take(&mut a.semantic),
+                coarse: std::mem::take(&mut a.coarse),
+                fine,
+                audio: audio?,
+            };
+            self.deliver(id, g);
+        }
+        Ok(())
+    }
+
+    /// Hands a piece's audio to its request, then starts its next piece or ends it.
+    fn deliver(&mut self, id: Id, g: Generation) {
+        let a = self.active.get_mut(&id).expect("delivered to an active request");
+        let mut chunk = Vec::new();
+        if a.piece > 0 {
+            let rate = self.bark.config.codec_config.sampling_rate as f32;
+            chunk.resize((rate * PIECE_GAP_SECONDS).round() as usize, 0.0);
+        }
+        chunk.extend_from_slice(&g.audio.samples);
+        if a.sub.chunks.send(Ok(chunk)).is_err() {
+            self.active.remove(&id);
+            return;
+        }
+        if a.sub.request.voice.is_none() {
+            if let Some(p) = g.voice_prompt().ok().filter(|p| check_voice(p).is_ok()) {
+                a.carried = Some(p);
+            }
+        }
+        a.piece += 1;
+        if a.piece == a.pieces.len() {
+            self.finish(id, None);
+        } else if let Err(e) = self.start_piece(id) {
+            self.finish(id, Some(e));
+        }
+    }
+
+    /// Ends request `id`, with its error if any (its stream then closes).
+    fn finish(&mut self, id: Id, error: Option<Error>) {
+        if let (Some(a), Some(e)) = (self.active.remove(&id), error) {
+            let _ = a.sub.chunks.send(Err(e));
+        }
+    }
+
+    /// Takes request `id` out of whichever stage holds it, freeing its pages now.
+    fn cancel(&mut self, id: Id) -> Result<()> {
+        let Some(a) = self.active.remove(&id) else { return Ok(()) };
+        match a.at {
+            Stage::Semantic(t) => drop(self.semantic.as_mut().map(|s| s.cancel(t)).transpose()?),
+            Stage::Coarse(t) => drop(self.coarse.as_mut().map(|s| s.cancel(t)).transpose()?),
+            Stage::Fine => {}
+        }
+        Ok(())
+    }
+
+    /// A stage failed for everyone: each request gets the error, and the schedulers start over.
+    fn fail_all(&mut self, e: &Error) {
+        for (_, a) in self.active.drain() {
+            let _ = a.sub.chunks.send(Err(Error::Gpu(format!("the engine failed: {e}"))));
+        }
+        self.semantic = None;
+        self.coarse = None;
+    }
+}
