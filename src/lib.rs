@@ -15,6 +15,8 @@ pub mod kv;
 pub mod model;
 pub mod ops;
 pub mod progress;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod text;
 pub mod vocab;
 pub mod voice;

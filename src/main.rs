@@ -33,9 +33,48 @@ enum Command {
         #[arg(long, default_value = DEFAULT_MODEL)]
         model: String,
     },
+    /// Serve OpenAI's speech endpoint (POST /v1/audio/speech) over HTTP until SIGINT or
+    /// SIGTERM: the requests in flight share every decode step, and each response streams its
+    /// audio piece by piece.
+    #[cfg(feature = "serve")]
+    Serve(Box<ServeArgs>),
     /// List every GPU adapter wgpu can see (WGPU_BACKEND limits the backends searched), and the
     /// one bark-wgpu would pick.
     Devices,
+}
+
+#[cfg(feature = "serve")]
+#[derive(Args)]
+struct ServeArgs {
+    /// A model directory, or a Hugging Face repo id downloaded on first use (as for `say`).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: String,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// 0 picks a free port (printed).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// The most sequences sharing each stage's decode steps.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    max_batch: u32,
+    /// The most requests in flight; more get 429 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    max_queue: usize,
+    /// The longest input, in characters.
+    #[arg(long, default_value_t = 4096)]
+    max_input_chars: usize,
+    /// Requests must send `Authorization: Bearer KEY`.
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Voice prompts (.npz) served by file stem, besides the model's presets.
+    #[arg(long)]
+    voices: Option<PathBuf>,
+    /// Keep the large weight matrices in f16 (half the memory, not bit-exact).
+    #[arg(long)]
+    f16: bool,
+    /// On SIGINT or SIGTERM, the seconds the requests in flight have to finish.
+    #[arg(long, default_value_t = 30)]
+    shutdown_timeout: u64,
 }
 
 #[derive(Args)]
@@ -283,6 +322,70 @@ fn print_profile(ctx: &Context) {
     );
 }
 
+#[cfg(feature = "serve")]
+fn serve(a: ServeArgs) -> Result<()> {
+    use bark_wgpu::generate::Engine;
+    use bark_wgpu::serve::{router, ServeConfig, Server};
+    if let Some(dir) = a.voices.as_ref().filter(|d| !d.is_dir()) {
+        bail!("--voices {}: not a directory", dir.display());
+    }
+    let dir = resolve_model_on_demand(&a.model, None, true)?;
+    eprintln!("loading {}", dir.display());
+    let bark = Bark::load(&dir, &LoadOptions { f16: a.f16, ..Default::default() })?;
+    eprintln!("generating on {}", bark.context().summary().name);
+    let engine = Engine::start(bark, a.max_batch as usize)?;
+    let config = ServeConfig {
+        model_name: a.model.clone(),
+        model_dir: dir,
+        voices_dir: a.voices.clone(),
+        api_key: a.api_key.clone(),
+        max_queue: a.max_queue,
+        max_input_chars: a.max_input_chars,
+    };
+    let server = Server::new(engine, config);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((a.host.as_str(), a.port))
+            .await
+            .with_context(|| format!("listening on {}:{}", a.host, a.port))?;
+        eprintln!("listening on http://{}", listener.local_addr()?);
+        let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+        let stopping = stop.clone();
+        let serving = axum::serve(listener, router(server)).with_graceful_shutdown(async move {
+            stopping.notified().await;
+        });
+        let serving = std::future::IntoFuture::into_future(serving);
+        tokio::pin!(serving);
+        tokio::select! {
+            done = &mut serving => done?,
+            _ = shutdown_signal() => {
+                eprintln!("stopping: finishing the requests in flight (at most {} s)", a.shutdown_timeout);
+                stop.notify_one();
+                let limit = std::time::Duration::from_secs(a.shutdown_timeout);
+                if tokio::time::timeout(limit, &mut serving).await.is_err() {
+                    eprintln!("stopped with requests unfinished after {} s", a.shutdown_timeout);
+                    std::process::exit(0);
+                }
+            }
+        }
+        eprintln!("stopped");
+        Ok(())
+    })
+}
+
+/// SIGINT or SIGTERM: stop taking requests, finish those in flight.
+#[cfg(feature = "serve")]
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
+        tokio::select! { _ = interrupt => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -296,6 +399,8 @@ fn main() {
             })
         }
         Command::Devices => devices(),
+        #[cfg(feature = "serve")]
+        Command::Serve(a) => serve(*a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -87,6 +87,33 @@ fn say_stream_writes_raw_pcm16_to_stdout() {
     }
 }
 
+#[cfg(feature = "serve")]
+#[test]
+fn serve_listens_answers_and_stops_on_sigterm_with_status_0() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = bin()
+        .args(["serve", "--model", MODEL, "--port", "0", "--max-batch", "2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(|l| l.ok())
+        .find_map(|l| l.strip_prefix("listening on http://").map(String::from))
+        .expect("the server says where it listens");
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "serve exited with {status}");
+    assert!(lines.map_while(|l| l.ok()).any(|l| l == "stopped"), "no 'stopped' line");
+}
+
 #[test]
 fn bark_profile_prints_the_gpu_time_of_every_kernel() {
     let dir = scratch("profile");

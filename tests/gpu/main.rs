@@ -32,4 +32,6 @@ mod profile;
 mod progress;
 mod rvq;
 mod sampling;
+#[cfg(feature = "serve")]
+mod serve;
 mod weights;
