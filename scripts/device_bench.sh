@@ -8,10 +8,14 @@
 #   cargo build --release
 #   mkdir -p .bin && cp target/release/bark-wgpu .bin/ &&
 #     for b in kernels pipeline memory; do cp "$(ls -t target/release/deps/$b-* | grep -v '\.d$' | head -1)" .bin/$b; done
+#   cargo test --no-run --test gpu && cp "$(ls -t target/debug/deps/gpu-* | grep -v '\.d$' | head -1)" .bin/gpu &&
+#     pwd > .bin/built_at   # the device test binary finds its fixtures at this checkout's path
 # Then on the GPU box, from the repository root (carry .gl and .bin):
 #   bash scripts/device_bench.sh "$OUT"            # all of it (about 10-20 minutes on an H100)
 #   STEPS=pipeline bash scripts/device_bench.sh "$OUT"   # or some of: devices kernels memory pipeline
-#                                                        # pipeline-split-norms profile transformers
+#                                                        # pipeline-split-norms profile transformers tests
+# tests runs the device test binary on the GPU's driver (every kernel against its reference, the
+# parity tests, the pipeline, the engine and the server), the driver matrix's real-GPU leg.
 # Results: OUTDIR/{devices,kernels,memory,pipeline,...,transformers}.txt and the benches' JSON.
 # pipeline-split-norms reruns bark-small at batch 1 with BARK_NORM_IN_GEMV=0 (the LayerNorms as
 # passes of their own, the default on CPU adapters), to judge the GPU default against it.
@@ -50,6 +54,11 @@ for step in $steps; do
         transformers)
             PYTHONUNBUFFERED=1 python3 scripts/bench_transformers.py --model "${BENCH_MODEL:-small,large}" \
                 --batch "${BENCH_BATCH:-1,16}" --json "$out/transformers.json" 2>&1 | tee "$out/transformers.txt" ;;
+        tests)
+            # The binary looks for tests/fixtures where it was built (CARGO_MANIFEST_DIR).
+            built=$(cat .bin/built_at)
+            if [ ! -e "$built" ]; then mkdir -p "$(dirname "$built")" && ln -s "$PWD" "$built"; fi
+            .bin/gpu --test-threads=4 2>&1 | tee "$out/tests.txt" ;;
         *) echo "unknown step $step" >&2; exit 2 ;;
     esac
 done
