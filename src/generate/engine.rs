@@ -61,10 +61,27 @@ struct Submission {
     cancelled: Arc<AtomicBool>,
 }
 
+/// What the engine's thread is asked.
+enum Message {
+    Submit(Submission),
+    Stats(Sender<EngineStats>),
+}
+
+/// What the engine holds now (for monitoring, and for tests that nothing leaks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Requests being served.
+    pub requests: usize,
+    /// KV cache pages held by sequences, in both decode schedulers.
+    pub pages_held: usize,
+    /// GPU bytes of every buffer on the engine's context ([`crate::gpu::Stats::bytes_live`]).
+    pub bytes_live: u64,
+}
+
 /// Serves requests on its own thread (see the module docs). Dropping it lets the requests in
 /// flight finish, then stops the thread.
 pub struct Engine {
-    inbox: Option<Sender<Submission>>,
+    inbox: Option<Sender<Message>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -89,8 +106,16 @@ impl Engine {
         let cancelled = Arc::new(AtomicBool::new(false));
         let s = Submission { request, chunks, cancelled: cancelled.clone() };
         let inbox = self.inbox.as_ref().expect("open until dropped");
-        inbox.send(s).map_err(|_| Error::Gpu("the engine has stopped".into()))?;
+        inbox.send(Message::Submit(s)).map_err(|_| Error::Gpu("the engine has stopped".into()))?;
         Ok(Stream { chunks: rx, cancelled })
+    }
+
+    /// What the engine holds, asked of its thread between two steps.
+    pub fn stats(&self) -> Result<EngineStats> {
+        let (tx, rx) = mpsc::channel();
+        let inbox = self.inbox.as_ref().expect("open until dropped");
+        inbox.send(Message::Stats(tx)).map_err(|_| Error::Gpu("the engine has stopped".into()))?;
+        rx.recv().map_err(|_| Error::Gpu("the engine has stopped".into()))
     }
 }
 
@@ -137,18 +162,21 @@ type Id = u64;
 
 /// The engine's loop: take requests, step both decode schedulers, run the fine model over the
 /// pieces waiting for it, decode and hand out the audio; sleep only when there is nothing to do.
-fn serve(bark: &Bark, max_batch: usize, requests: Receiver<Submission>) {
+fn serve(bark: &Bark, max_batch: usize, requests: Receiver<Message>) {
     let mut state = Serving::new(bark, max_batch);
     loop {
         let idle = state.is_idle();
         let next = if idle { requests.recv().ok() } else { requests.try_recv().ok() };
         match next {
-            Some(sub) => state.admit(sub),
+            Some(message) => state.take(message),
             None if idle => return,
             None => {}
         }
-        while let Ok(sub) = requests.try_recv() {
-            state.admit(sub);
+        while let Ok(message) = requests.try_recv() {
+            state.take(message);
+        }
+        if state.is_idle() {
+            continue;
         }
         if let Err(e) = state.turn() {
             state.fail_all(&e);
@@ -172,6 +200,22 @@ impl<'b> Serving<'b> {
 
     fn is_idle(&self) -> bool {
         self.active.is_empty()
+    }
+
+    fn take(&mut self, message: Message) {
+        match message {
+            Message::Submit(sub) => self.admit(sub),
+            Message::Stats(reply) => {
+                let held = self.semantic.as_ref().map_or(0, Scheduler::pages_held)
+                    + self.coarse.as_ref().map_or(0, Scheduler::pages_held);
+                let stats = EngineStats {
+                    requests: self.active.len(),
+                    pages_held: held,
+                    bytes_live: self.bark.ctx.stats().bytes_live,
+                };
+                let _ = reply.send(stats);
+            }
+        }
     }
 
     /// Checks a request and starts its first piece; a bad one gets its error and ends.

@@ -144,6 +144,11 @@ impl<'m, S: Sequence> Scheduler<'m, S> {
         Ok(Some(row.entry.seq))
     }
 
+    /// KV cache pages its sequences hold now.
+    pub fn pages_held(&self) -> usize {
+        self.all_pages - self.cache.free_pages()
+    }
+
     /// Nothing waiting, decoding or in flight.
     pub fn is_idle(&self) -> bool {
         self.waiting.is_empty() && self.rows.iter().all(Option::is_none) && self.in_flight.is_none()
