@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Builds tests/fixtures/bark-sizes/reference.safetensors: transformers' logits for the random
-bark-small-sized checkpoint that tests/bark_sizes.rs makes (hidden 768, 12 heads, Bark's
+bark-small-sized checkpoint that tests/gpu/bark_sizes.rs makes (hidden 768, 12 heads, Bark's
 vocabularies, 2 layers per model), so that test checks the GPU kernel set against the reference,
 not only against the CPU kernel set. Only the ids and a few rows of logits are stored (the
 checkpoint itself is 731 MB; the test writes it again from its seeded generator).
 
 Regenerate (from the repository root; the virtualenv lives outside the repository):
 
-    BARK_SIZES_CHECKPOINT=/tmp/bark-sizes cargo test --test bark_sizes   # keeps the checkpoint
+    BARK_SIZES_CHECKPOINT=/tmp/bark-sizes cargo test --test gpu -- bark_sizes::   # keeps the checkpoint
     /tmp/venv/bin/python scripts/make_bark_sizes_reference.py /tmp/bark-sizes
 
 Made with torch 2.15 and transformers 5.25 (CPU, float32).
@@ -30,7 +30,7 @@ PREFILL, TOTAL, FRAMES, BOOKS = 37, 41, 60, 8
 
 
 def test_ids(vocab, n):
-    """The ids tests/bark_sizes.rs feeds: two of the table's last rows, then a spread."""
+    """The ids tests/gpu/bark_sizes.rs feeds: two of the table's last rows, then a spread."""
     spread = [(i * 7919 + 13) % vocab for i in range(n - 2)]
     return [vocab - 1, vocab - 5] + spread
 

@@ -191,7 +191,7 @@ pub(crate) enum Feed {
 /// A row's result must not depend on how many rows share the step (a batched sequence must
 /// decode exactly as it does alone). `linear` runs up to [`GEMV_MAX_M`] rows as a GEMV whose
 /// per-row sums do not depend on the row count, and more rows as a tiled GEMM whose sums are
-/// ordered differently (a few ulp apart; tests/batch.rs shows both). So the plan runs its rows
+/// ordered differently (a few ulp apart; tests/gpu/batch.rs shows both). So the plan runs its rows
 /// in groups of at most `GEMV_MAX_M`, each group its own chain of kernels, all in one submit.
 pub(crate) struct DecodeStep {
     ctx: Context,

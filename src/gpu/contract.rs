@@ -1,5 +1,5 @@
 //! The host side of a kernel's interface, written once in Rust: its uniform's layout and its
-//! storage bindings by name. `tests/contract.rs` reflects every specialisation's WGSL with naga
+//! storage bindings by name. `tests/host/contract.rs` reflects every specialisation's WGSL with naga
 //! and checks it against this, and [`crate::graph::Graph::dispatch`] checks the operands by name.
 
 /// How a kernel declares a storage buffer (`var<storage, read>` or `read_write`).

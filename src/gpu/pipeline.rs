@@ -16,7 +16,7 @@ pub struct Kernel {
     pub shader: &'static str,
     pub entry: &'static str,
     pub consts: Vec<(&'static str, String)>,
-    /// Every op's kernel has one (`tests/contract.rs` checks it against the WGSL).
+    /// Every op's kernel has one (`tests/host/contract.rs` checks it against the WGSL).
     pub contract: Option<&'static Contract>,
 }
 

@@ -10,7 +10,7 @@
 //! Binding convention every shader follows: if a dispatch has parameters they are a uniform
 //! at `@binding(0)`, and the buffers follow at 1, 2, ... in the order given; without
 //! parameters the buffers start at 0. All at `@group(0)`. Each op's kernel declares them, by
-//! name, in its [`crate::gpu::Contract`], which `tests/contract.rs` checks against the WGSL.
+//! name, in its [`crate::gpu::Contract`], which `tests/host/contract.rs` checks against the WGSL.
 
 mod plan;
 

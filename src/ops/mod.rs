@@ -5,7 +5,7 @@
 
 /// Declares a uniform struct from one field list: the `#[repr(C)]` Pod struct and `LAYOUT`, its
 /// [`crate::gpu::ParamsLayout`] (size and field offsets), which a kernel's
-/// [`crate::gpu::Contract`] carries and `tests/contract.rs` compares with the WGSL struct.
+/// [`crate::gpu::Contract`] carries and `tests/host/contract.rs` compares with the WGSL struct.
 macro_rules! uniform_struct {
     ($(#[$meta:meta])* $vis:vis struct $name:ident {
         $($(#[$fmeta:meta])* $fvis:vis $field:ident: $ty:ty),* $(,)?

@@ -247,7 +247,7 @@ fn say_input_writes_one_wav_per_line_equal_to_say_text() {
         let status = bin().arg("say").args(flags).args(["--text", line]).arg("--out").arg(&single).status().unwrap();
         assert!(status.success());
         // Float WAVs hold the f32 samples exactly, and a batched line computes exactly what
-        // it computes alone (tests/batch.rs): equal bit for bit.
+        // it computes alone (tests/gpu/batch.rs): equal bit for bit.
         assert_eq!(read_wav(out_dir.join(name)).unwrap(), read_wav(&single).unwrap(), "{line:?}");
     }
     std::fs::remove_dir_all(&dir).ok();

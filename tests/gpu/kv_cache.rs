@@ -12,7 +12,7 @@ use bark_wgpu::{DType, Graph, Tensor};
 use common::{assert_close, ctx, Rng};
 use half::f16;
 
-/// Attention outputs are checked to 1e-5 absolute, as in tests/attention.rs (f32 rounding of
+/// Attention outputs are checked to 1e-5 absolute, as in tests/gpu/attention.rs (f32 rounding of
 /// O(1) values is below 1e-6; a stale or missing key moves an output by >= 1e-3).
 const TOL: f32 = 1e-5;
 
