@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use super::bark::{check_voice, Bark, Generation};
 use super::coarse::CoarseSeq;
 use super::fine;
-use super::longform::{piece_seed, PIECE_GAP_SECONDS};
+use super::longform::{next_prompt, piece_options};
 use super::options::GenerateOptions;
 use super::rng::Rng;
 use super::scheduler::{Event, Scheduler, Ticket};
@@ -154,7 +154,7 @@ impl Active {
         self.sub.request.voice.as_ref().or(self.carried.as_ref())
     }
     fn piece_opts(&self) -> GenerateOptions {
-        GenerateOptions { seed: piece_seed(self.sub.request.opts.seed, self.piece), ..self.sub.request.opts.clone() }
+        piece_options(&self.sub.request.opts, self.piece)
     }
 }
 
@@ -371,20 +371,13 @@ impl<'b> Serving<'b> {
     /// Hands a piece's audio to its request, then starts its next piece or ends it.
     fn deliver(&mut self, id: Id, g: Generation) {
         let a = self.active.get_mut(&id).expect("delivered to an active request");
-        let mut chunk = Vec::new();
-        if a.piece > 0 {
-            let rate = self.bark.config.codec_config.sampling_rate as f32;
-            chunk.resize((rate * PIECE_GAP_SECONDS).round() as usize, 0.0);
-        }
-        chunk.extend_from_slice(&g.audio.samples);
+        let chunk = self.bark.piece_chunk(a.piece, &g.audio.samples);
         if a.sub.chunks.send(Ok(chunk)).is_err() {
             self.active.remove(&id);
             return;
         }
         if a.sub.request.voice.is_none() {
-            if let Some(p) = g.voice_prompt().ok().filter(|p| check_voice(p).is_ok()) {
-                a.carried = Some(p);
-            }
+            a.carried = next_prompt(&g).or(a.carried.take());
         }
         a.piece += 1;
         if a.piece == a.pieces.len() {

@@ -266,28 +266,45 @@ impl Bark {
         mut on_audio: impl FnMut(&[f32]) -> Result<()>,
     ) -> Result<LongGeneration> {
         let pieces = self.split_text(text)?;
-        let sample_rate = self.config.codec_config.sampling_rate as u32;
-        let gap = (sample_rate as f32 * PIECE_GAP_SECONDS).round() as usize;
         let mut generations: Vec<Generation> = Vec::with_capacity(pieces.len());
         let mut samples = Vec::new();
         let mut carried: Option<VoicePrompt> = None;
         for (i, piece) in pieces.iter().enumerate() {
-            let piece_opts = GenerateOptions { seed: piece_seed(opts.seed, i), ..opts.clone() };
             let prompt = voice.or(carried.as_ref());
-            let g = self.generate(piece, &piece_opts, prompt)?;
+            let g = self.generate(piece, &piece_options(opts, i), prompt)?;
             if voice.is_none() {
-                if let Some(p) = g.voice_prompt().ok().filter(|p| check_voice(p).is_ok()) {
-                    carried = Some(p);
-                }
+                carried = next_prompt(&g).or(carried);
             }
-            let start = samples.len();
-            if i > 0 {
-                samples.resize(start + gap, 0.0);
-            }
-            samples.extend_from_slice(&g.audio.samples);
-            on_audio(&samples[start..])?;
+            let chunk = self.piece_chunk(i, &g.audio.samples);
+            on_audio(&chunk)?;
+            samples.extend(chunk);
             generations.push(g);
         }
+        let sample_rate = self.config.codec_config.sampling_rate as u32;
         Ok(LongGeneration { pieces, generations, audio: Audio { samples, sample_rate } })
     }
+
+    /// Piece `index`'s audio as streamed: the silence before every piece but the first, then
+    /// its samples.
+    pub(super) fn piece_chunk(&self, index: usize, samples: &[f32]) -> Vec<f32> {
+        let gap = if index == 0 {
+            0
+        } else {
+            (self.config.codec_config.sampling_rate as f32 * PIECE_GAP_SECONDS).round() as usize
+        };
+        let mut chunk = vec![0.0; gap];
+        chunk.extend_from_slice(samples);
+        chunk
+    }
+}
+
+/// Piece `index`'s options: `opts` with the piece's seed ([`piece_seed`]).
+pub(super) fn piece_options(opts: &GenerateOptions, index: usize) -> GenerateOptions {
+    GenerateOptions { seed: piece_seed(opts.seed, index), ..opts.clone() }
+}
+
+/// The prompt the next piece continues from after `g` when no voice was given: `g` itself, or
+/// `None` (keep the last one) when it is too short to be a prompt.
+pub(super) fn next_prompt(g: &Generation) -> Option<VoicePrompt> {
+    g.voice_prompt().ok().filter(|p| check_voice(p).is_ok())
 }

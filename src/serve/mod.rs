@@ -27,7 +27,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::audio::pcm16_le_bytes;
+use crate::audio::{pcm16_le_bytes, SAMPLE_RATE};
 use crate::generate::{Engine, GenerateOptions, Request, Stream};
 use crate::Error;
 pub use voices::{VoiceTable, OPENAI_VOICES};
@@ -231,7 +231,7 @@ async fn speak(server: &Arc<Server>, headers: &HeaderMap, body: &[u8]) -> Respon
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let head = if pcm { Vec::new() } else { wav_stream::header(24_000) };
+    let head = if pcm { Vec::new() } else { wav_stream::header(SAMPLE_RATE) };
     server.audio_samples.fetch_add(first.len() as u64, Ordering::Relaxed);
     let first = Bytes::from([head, pcm16_le_bytes(&first)].concat());
     let _ = tx.try_send(Ok(first));
@@ -265,7 +265,7 @@ async fn models(State(server): State<Arc<Server>>) -> Response {
 }
 
 async fn metrics(State(server): State<Arc<Server>>) -> String {
-    let seconds = server.audio_samples.load(Ordering::Relaxed) as f64 / 24_000.0;
+    let seconds = server.audio_samples.load(Ordering::Relaxed) as f64 / SAMPLE_RATE as f64;
     format!(
         "# TYPE bark_requests_total counter\nbark_requests_total {}\n\
          # TYPE bark_requests_rejected_total counter\nbark_requests_rejected_total {}\n\

@@ -38,6 +38,19 @@ fn solo(b: &Bark, r: &Request) -> Vec<Vec<f32>> {
     chunks
 }
 
+/// Each request's audio, every request submitted from a thread of its own at once.
+fn from_threads(engine: &Engine, requests: &[Request]) -> Vec<Vec<Vec<f32>>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = requests.iter().map(|r| s.spawn(move || audio(engine, r))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// One request's audio, piece by piece.
+fn audio(engine: &Engine, r: &Request) -> Vec<Vec<f32>> {
+    engine.submit(r.clone()).unwrap().map(|c| c.unwrap()).collect()
+}
+
 #[test]
 fn concurrent_requests_each_get_what_they_would_alone() {
     let reference = load();
@@ -55,16 +68,7 @@ fn concurrent_requests_each_get_what_they_would_alone() {
     // Two rows per stage for four requests: some wait for a row, and they arrive from four
     // threads while others decode.
     let engine = Engine::start(load(), 2).unwrap();
-    let got: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = requests
-            .iter()
-            .map(|r| {
-                let engine = &engine;
-                s.spawn(move || engine.submit(r.clone()).unwrap().map(|c| c.unwrap()).collect::<Vec<_>>())
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let got = from_threads(&engine, &requests);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(g.len(), w.len(), "request {i}: pieces");
         assert!(g == w, "request {i}: the engine's audio differs from its solo run");
@@ -80,10 +84,10 @@ fn a_dropped_stream_cancels_its_request_and_the_others_go_on() {
     let want = solo(&reference, &kept);
     let engine = Engine::start(load(), 2).unwrap();
     drop(engine.submit(Request { text: long, opts, voice: None }).unwrap());
-    let got: Vec<Vec<f32>> = engine.submit(kept.clone()).unwrap().map(|c| c.unwrap()).collect();
+    let got = audio(&engine, &kept);
     assert!(got == want, "a request beside a cancelled one differs from its solo run");
     // And the engine keeps serving afterwards.
-    let again: Vec<Vec<f32>> = engine.submit(kept).unwrap().map(|c| c.unwrap()).collect();
+    let again = audio(&engine, &kept);
     assert!(again == want);
 }
 
@@ -122,16 +126,7 @@ fn thirty_two_concurrent_requests_of_mixed_lengths_each_equal_their_solo_run() {
         .collect();
     let want: Vec<Vec<Vec<f32>>> = requests.iter().map(|r| solo(&reference, r)).collect();
     let engine = Engine::start(load(), 8).unwrap();
-    let got: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = requests
-            .iter()
-            .map(|r| {
-                let engine = &engine;
-                s.spawn(move || engine.submit(r.clone()).unwrap().map(|c| c.unwrap()).collect::<Vec<_>>())
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let got = from_threads(&engine, &requests);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert!(g == w, "request {i}: the engine's audio differs from its solo run");
     }
@@ -146,7 +141,7 @@ fn two_hundred_requests_in_a_row_leave_the_gpu_as_they_found_it() {
     let engine = Engine::start(bark, 2).unwrap();
     let opts = GenerateOptions { max_semantic_tokens: 2, ..GenerateOptions::greedy() };
     let request = Request { text: "Hi.".into(), opts, voice: None };
-    let run = || engine.submit(request.clone()).unwrap().map(|c| c.unwrap()).collect::<Vec<_>>();
+    let run = || audio(&engine, &request);
     // The first request builds the schedulers' caches and plans; those stay.
     let first = run();
     let after_one = engine.stats().unwrap();
