@@ -13,6 +13,9 @@ pub enum Error {
     Shader { name: String, message: String },
     #[error("GPU error: {0}")]
     Gpu(String),
+    /// A buffer the GPU (or the limit set with `Context::set_memory_limit`) has no room for.
+    #[error("out of GPU memory: {0}")]
+    OutOfMemory(String),
     #[error("shape mismatch in {op}: {message}")]
     Shape { op: &'static str, message: String },
     #[error("unsupported dtype in {op}: {message}")]

@@ -49,6 +49,10 @@ struct ServeArgs {
     /// A model directory, or a Hugging Face repo id downloaded on first use (as for `say`).
     #[arg(long, default_value = DEFAULT_MODEL)]
     model: String,
+    /// The model id `GET /v1/models` lists (clients may send any; one model is served).
+    /// Default: --model.
+    #[arg(long)]
+    model_name: Option<String>,
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     /// 0 picks a free port (printed).
@@ -69,6 +73,17 @@ struct ServeArgs {
     /// Voice prompts (.npz) served by file stem, besides the model's presets.
     #[arg(long)]
     voices: Option<PathBuf>,
+    /// A JSON object of voice names to the presets or --voices stems they speak as, added to
+    /// (and overriding) OpenAI's names, e.g. {"alloy": "v2/en_speaker_3", "echo": null}.
+    #[arg(long)]
+    voice_map: Option<PathBuf>,
+    /// Seconds a request may take from arrival to its last byte (0: no limit); past it, a 504.
+    #[arg(long, default_value_t = 600.0)]
+    request_timeout: f64,
+    /// The most GPU memory the server's buffers may hold, in MiB (default: what the device
+    /// gives); a request that needs more fails with 500 and the server goes on.
+    #[arg(long)]
+    gpu_memory_limit: Option<u64>,
     /// Keep the large weight matrices in f16 (half the memory, not bit-exact).
     #[arg(long)]
     f16: bool,
@@ -325,24 +340,40 @@ fn print_profile(ctx: &Context) {
 #[cfg(feature = "serve")]
 fn serve(a: ServeArgs) -> Result<()> {
     use bark_wgpu::generate::Engine;
-    use bark_wgpu::serve::{router, ServeConfig, Server};
+    use bark_wgpu::serve::{openai_voice_map, read_voice_map, router, ServeConfig, Server};
     if let Some(dir) = a.voices.as_ref().filter(|d| !d.is_dir()) {
         bail!("--voices {}: not a directory", dir.display());
     }
+    if !(a.request_timeout.is_finite() && a.request_timeout >= 0.0) {
+        bail!("--request-timeout {}: give seconds, 0 or more", a.request_timeout);
+    }
+    let voice_map = match &a.voice_map {
+        Some(path) => read_voice_map(path)?,
+        None => openai_voice_map(),
+    };
     let dir = resolve_model_on_demand(&a.model, None, true)?;
     eprintln!("loading {}", dir.display());
     let bark = Bark::load(&dir, &LoadOptions { f16: a.f16, ..Default::default() })?;
     eprintln!("generating on {}", bark.context().summary().name);
+    if let Some(mib) = a.gpu_memory_limit {
+        let (limit, held) = (mib << 20, bark.context().stats().bytes_live);
+        if limit <= held {
+            bail!("--gpu-memory-limit {mib}: the model alone holds {} MiB", held.div_ceil(1 << 20));
+        }
+        bark.context().set_memory_limit(Some(limit));
+    }
     let engine = Engine::start(bark, a.max_batch as usize)?;
     let config = ServeConfig {
-        model_name: a.model.clone(),
-        model_dir: dir,
         voices_dir: a.voices.clone(),
         api_key: a.api_key.clone(),
         max_queue: a.max_queue,
         max_input_chars: a.max_input_chars,
+        voice_map,
+        request_timeout: (a.request_timeout > 0.0).then(|| std::time::Duration::from_secs_f64(a.request_timeout)),
+        ..ServeConfig::new(a.model_name.clone().unwrap_or_else(|| a.model.clone()), dir)
     };
-    let server = Server::new(engine, config);
+    let server = Server::new(engine, config)?;
+    let watched = server.clone();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((a.host.as_str(), a.port))
@@ -358,6 +389,12 @@ fn serve(a: ServeArgs) -> Result<()> {
         tokio::pin!(serving);
         tokio::select! {
             done = &mut serving => done?,
+            why = engine_stopped(&watched) => {
+                // The GPU's thread is gone (device lost, or a bug): a replica that cannot speak
+                // exits so its supervisor restarts it, rather than answering 500 forever.
+                eprintln!("error: the GPU engine stopped: {why}");
+                std::process::exit(1);
+            }
             _ = shutdown_signal() => {
                 eprintln!("stopping: finishing the requests in flight (at most {} s)", a.shutdown_timeout);
                 stop.notify_one();
@@ -371,6 +408,17 @@ fn serve(a: ServeArgs) -> Result<()> {
         eprintln!("stopped");
         Ok(())
     })
+}
+
+/// Resolves with the reason once the server's engine has stopped.
+#[cfg(feature = "serve")]
+async fn engine_stopped(server: &bark_wgpu::serve::Server) -> String {
+    loop {
+        if let Some(why) = server.engine_metrics().stopped {
+            return why;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// SIGINT or SIGTERM: stop taking requests, finish those in flight.

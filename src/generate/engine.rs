@@ -9,10 +9,12 @@
 //! only by the engine's thread.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::bark::{check_voice, Bark, Generation};
 use super::coarse::CoarseSeq;
@@ -23,6 +25,7 @@ use super::rng::Rng;
 use super::scheduler::{Event, Scheduler, Ticket};
 use super::semantic::{self, SemanticSeq, MAX_SEMANTIC_TOKENS};
 use crate::text::MAX_TEXT_TOKENS;
+use crate::vocab::N_COARSE_CODEBOOKS;
 use crate::voice::VoicePrompt;
 use crate::{Error, Result};
 
@@ -46,6 +49,28 @@ impl Iterator for Stream {
     type Item = Result<Vec<f32>>;
     fn next(&mut self) -> Option<Self::Item> {
         self.chunks.recv().ok()
+    }
+}
+
+/// What [`Stream::wait`] found.
+pub enum Wait {
+    /// The next piece (or the error that ends the request).
+    Chunk(Result<Vec<f32>>),
+    /// The request is complete: no more pieces.
+    Ended,
+    /// Nothing yet within the time given.
+    Pending,
+}
+
+impl Stream {
+    /// The next piece if one comes within `timeout` (a caller with a deadline, or one that
+    /// also watches its client, waits in slices).
+    pub fn wait(&mut self, timeout: Duration) -> Wait {
+        match self.chunks.recv_timeout(timeout) {
+            Ok(chunk) => Wait::Chunk(chunk),
+            Err(RecvTimeoutError::Timeout) => Wait::Pending,
+            Err(RecvTimeoutError::Disconnected) => Wait::Ended,
+        }
     }
 }
 
@@ -78,11 +103,85 @@ pub struct EngineStats {
     pub bytes_live: u64,
 }
 
+/// One stage's running totals since the engine started.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageMetrics {
+    /// Tokens made; for the fine stage, codec frames filled in.
+    pub tokens: u64,
+    /// Decode steps that made tokens (fine: batches run), and the sequences they carried, summed:
+    /// `rows / steps / max_batch` is the batch occupancy.
+    pub steps: u64,
+    pub rows: u64,
+    /// Seconds spent in the stage's steps: `tokens / busy_seconds` is its speed while busy.
+    pub busy_seconds: f64,
+}
+
+/// What the engine has done and holds, read without waiting for its thread (for `/metrics`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EngineMetrics {
+    /// The most sequences sharing a step.
+    pub max_batch: usize,
+    /// Requests being served, as of the last turn.
+    pub requests: usize,
+    /// KV cache pages held, as of the last turn.
+    pub pages_held: usize,
+    /// Requests the engine ended with an error (a bad request, or a turn that failed: that
+    /// fails every request in flight then).
+    pub failures: u64,
+    pub semantic: StageMetrics,
+    pub coarse: StageMetrics,
+    pub fine: StageMetrics,
+    /// Why the engine stopped, if it did (a panic on the GPU's thread: device lost, or a bug).
+    pub stopped: Option<String>,
+}
+
+#[derive(Default)]
+struct StageCounters {
+    tokens: AtomicU64,
+    steps: AtomicU64,
+    rows: AtomicU64,
+    busy_ns: AtomicU64,
+}
+
+impl StageCounters {
+    fn record(&self, tokens: usize, rows: usize, since: Instant) {
+        if rows > 0 {
+            self.tokens.fetch_add(tokens as u64, Ordering::Relaxed);
+            self.steps.fetch_add(1, Ordering::Relaxed);
+            self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        }
+        self.busy_ns.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> StageMetrics {
+        StageMetrics {
+            tokens: self.tokens.load(Ordering::Relaxed),
+            steps: self.steps.load(Ordering::Relaxed),
+            rows: self.rows.load(Ordering::Relaxed),
+            busy_seconds: self.busy_ns.load(Ordering::Relaxed) as f64 * 1e-9,
+        }
+    }
+}
+
+/// The totals the engine's thread keeps and any thread reads.
+#[derive(Default)]
+struct Counters {
+    semantic: StageCounters,
+    coarse: StageCounters,
+    fine: StageCounters,
+    requests: AtomicUsize,
+    pages_held: AtomicUsize,
+    failures: AtomicU64,
+    stopped: Mutex<Option<String>>,
+}
+
 /// Serves requests on its own thread (see the module docs). Dropping it lets the requests in
 /// flight finish, then stops the thread.
 pub struct Engine {
     inbox: Option<Sender<Message>>,
     thread: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+    max_batch: usize,
 }
 
 impl Engine {
@@ -93,11 +192,28 @@ impl Engine {
             return Err(Error::Invalid("max_batch is 0; at least 1 sequence must be live at once".into()));
         }
         let (inbox, requests) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
         let thread = std::thread::Builder::new()
             .name("bark-engine".into())
-            .spawn(move || serve(&bark, max_batch, requests))
+            .spawn(move || serve(&bark, max_batch, requests, &c))
             .map_err(Error::Io)?;
-        Ok(Engine { inbox: Some(inbox), thread: Some(thread) })
+        Ok(Engine { inbox: Some(inbox), thread: Some(thread), counters, max_batch })
+    }
+
+    /// The engine's totals and gauges, without waiting for its thread.
+    pub fn metrics(&self) -> EngineMetrics {
+        let c = &self.counters;
+        EngineMetrics {
+            max_batch: self.max_batch,
+            requests: c.requests.load(Ordering::Relaxed),
+            pages_held: c.pages_held.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            semantic: c.semantic.snapshot(),
+            coarse: c.coarse.snapshot(),
+            fine: c.fine.snapshot(),
+            stopped: c.stopped.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone()),
+        }
     }
 
     /// Queues a request; its audio arrives on the returned stream.
@@ -162,31 +278,47 @@ type Id = u64;
 
 /// The engine's loop: take requests, step both decode schedulers, run the fine model over the
 /// pieces waiting for it, decode and hand out the audio; sleep only when there is nothing to do.
-fn serve(bark: &Bark, max_batch: usize, requests: Receiver<Message>) {
-    let mut state = Serving::new(bark, max_batch);
+/// A failed turn fails the requests in flight and the engine goes on; a panic (wgpu's answer to
+/// a lost device or memory it could not find) fails them and stops the engine, which
+/// [`EngineMetrics::stopped`] then says.
+fn serve(bark: &Bark, max_batch: usize, requests: Receiver<Message>, counters: &Counters) {
+    let mut state = Serving::new(bark, max_batch, counters);
     loop {
         let idle = state.is_idle();
         let next = if idle { requests.recv().ok() } else { requests.try_recv().ok() };
-        match next {
-            Some(message) => state.take(message),
-            None if idle => return,
-            None => {}
+        if next.is_none() && idle {
+            return;
         }
-        while let Ok(message) = requests.try_recv() {
-            state.take(message);
+        let round = catch_unwind(AssertUnwindSafe(|| {
+            for message in next.into_iter().chain(std::iter::from_fn(|| requests.try_recv().ok())) {
+                state.take(message);
+            }
+            if state.is_idle() {
+                return;
+            }
+            if let Err(e) = state.turn() {
+                state.fail_all(&e);
+            }
+        }));
+        if let Err(panic) = round {
+            let why = panic_message(&*panic);
+            state.fail_all(&Error::Gpu(why.clone()));
+            *counters.stopped.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            return;
         }
-        if state.is_idle() {
-            continue;
-        }
-        if let Err(e) = state.turn() {
-            state.fail_all(&e);
-        }
+        state.publish();
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic.downcast_ref::<String>().map(String::as_str).or(panic.downcast_ref::<&str>().copied());
+    text.unwrap_or("a panic on the engine's thread").to_string()
 }
 
 struct Serving<'b> {
     bark: &'b Bark,
     max_batch: usize,
+    counters: &'b Counters,
     semantic: Option<Scheduler<'b, SemanticSeq>>,
     coarse: Option<Scheduler<'b, CoarseSeq>>,
     active: HashMap<Id, Active>,
@@ -194,8 +326,18 @@ struct Serving<'b> {
 }
 
 impl<'b> Serving<'b> {
-    fn new(bark: &'b Bark, max_batch: usize) -> Self {
-        Serving { bark, max_batch, semantic: None, coarse: None, active: HashMap::new(), next_id: 0 }
+    fn new(bark: &'b Bark, max_batch: usize, counters: &'b Counters) -> Self {
+        Serving { bark, max_batch, counters, semantic: None, coarse: None, active: HashMap::new(), next_id: 0 }
+    }
+
+    fn pages_held(&self) -> usize {
+        self.semantic.as_ref().map_or(0, Scheduler::pages_held) + self.coarse.as_ref().map_or(0, Scheduler::pages_held)
+    }
+
+    /// Updates the gauges [`Engine::metrics`] reads.
+    fn publish(&self) {
+        self.counters.requests.store(self.active.len(), Ordering::Relaxed);
+        self.counters.pages_held.store(self.pages_held(), Ordering::Relaxed);
     }
 
     fn is_idle(&self) -> bool {
@@ -206,11 +348,9 @@ impl<'b> Serving<'b> {
         match message {
             Message::Submit(sub) => self.admit(sub),
             Message::Stats(reply) => {
-                let held = self.semantic.as_ref().map_or(0, Scheduler::pages_held)
-                    + self.coarse.as_ref().map_or(0, Scheduler::pages_held);
                 let stats = EngineStats {
                     requests: self.active.len(),
-                    pages_held: held,
+                    pages_held: self.pages_held(),
                     bytes_live: self.bark.ctx.stats().bytes_live,
                 };
                 let _ = reply.send(stats);
@@ -253,6 +393,7 @@ impl<'b> Serving<'b> {
                 }
             }
             Err(e) => {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
                 let _ = sub.chunks.send(Err(e));
             }
         }
@@ -294,7 +435,11 @@ impl<'b> Serving<'b> {
 
     fn step_semantic(&mut self) -> Result<()> {
         let Some(sched) = self.semantic.as_mut().filter(|s| !s.is_idle()) else { return Ok(()) };
-        for event in sched.step()? {
+        let start = Instant::now();
+        let events = sched.step()?;
+        let tokens = events.iter().filter(|e| matches!(e, Event::Token(..))).count();
+        self.counters.semantic.record(tokens, tokens, start);
+        for event in events {
             let Event::Done(ticket, seq) = event else { continue };
             let Some(id) = self.owner(Stage::Semantic(ticket)) else { continue };
             let a = self.active.get_mut(&id).expect("owner is active");
@@ -323,7 +468,11 @@ impl<'b> Serving<'b> {
 
     fn step_coarse(&mut self) -> Result<()> {
         let Some(sched) = self.coarse.as_mut().filter(|s| !s.is_idle()) else { return Ok(()) };
-        for event in sched.step()? {
+        let start = Instant::now();
+        let events = sched.step()?;
+        let tokens = events.iter().filter(|e| matches!(e, Event::Token(..))).count();
+        self.counters.coarse.record(tokens, tokens, start);
+        for event in events {
             let Event::Done(ticket, seq) = event else { continue };
             let Some(id) = self.owner(Stage::Coarse(ticket)) else { continue };
             let a = self.active.get_mut(&id).expect("owner is active");
@@ -342,6 +491,8 @@ impl<'b> Serving<'b> {
         waiting.retain(|i| self.active[i].piece_opts().fine_temperature() == temperature);
         waiting.sort_unstable();
         waiting.truncate(self.max_batch);
+        let start = Instant::now();
+        let frames: usize = waiting.iter().map(|i| self.active[i].coarse.len() / N_COARSE_CODEBOOKS).sum();
         let mut jobs = Vec::new();
         let mut rngs: Vec<Option<Rng>> = Vec::new();
         for id in &waiting {
@@ -353,6 +504,7 @@ impl<'b> Serving<'b> {
         let bark = self.bark;
         let fine =
             fine::generate(&bark.ctx, &bark.fine, jobs, temperature, &mut rngs, self.max_batch, bark.reporter())?;
+        self.counters.fine.record(frames, waiting.len(), start);
         for (id, fine) in waiting.into_iter().zip(fine) {
             let audio = bark.decode_quietly(&fine);
             bark.ctx.trim_pool();
@@ -390,6 +542,7 @@ impl<'b> Serving<'b> {
     /// Ends request `id`, with its error if any (its stream then closes).
     fn finish(&mut self, id: Id, error: Option<Error>) {
         if let (Some(a), Some(e)) = (self.active.remove(&id), error) {
+            self.counters.failures.fetch_add(1, Ordering::Relaxed);
             let _ = a.sub.chunks.send(Err(e));
         }
     }
@@ -408,9 +561,16 @@ impl<'b> Serving<'b> {
     /// A stage failed for everyone: each request gets the error, and the schedulers start over.
     fn fail_all(&mut self, e: &Error) {
         for (_, a) in self.active.drain() {
-            let _ = a.sub.chunks.send(Err(Error::Gpu(format!("the engine failed: {e}"))));
+            self.counters.failures.fetch_add(1, Ordering::Relaxed);
+            let e = match e {
+                Error::OutOfMemory(m) => Error::OutOfMemory(m.clone()),
+                e => Error::Gpu(format!("the engine failed: {e}")),
+            };
+            let _ = a.sub.chunks.send(Err(e));
         }
         self.semantic = None;
         self.coarse = None;
+        self.bark.ctx.trim_pool();
+        self.publish();
     }
 }

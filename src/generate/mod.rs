@@ -61,7 +61,7 @@ pub use crate::vocab::coarse_codes;
 pub use crate::voice::VoicePrompt;
 pub use bark::{Audio, Bark, Generation};
 pub use coarse::CoarseMask;
-pub use engine::{Engine, EngineStats, Request, Stream};
+pub use engine::{Engine, EngineMetrics, EngineStats, Request, StageMetrics, Stream, Wait};
 pub use longform::{LongGeneration, PIECE_GAP_SECONDS};
 pub use memory::StageMemory;
 pub use options::{GenerateOptions, LoadOptions};

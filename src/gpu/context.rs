@@ -91,6 +91,8 @@ pub(crate) struct Counters {
     pub pending_upload: AtomicU64,
     pub pipelines_created: AtomicU64,
     pub bind_groups_created: AtomicU64,
+    /// The most bytes buffers may hold at once ([`Context::set_memory_limit`]; 0: no limit).
+    pub memory_limit: AtomicU64,
 }
 
 /// A snapshot of the context's counters.
@@ -330,10 +332,20 @@ impl Context {
                 self.inner.max_buffer_bytes
             )));
         }
-        self.inner.counters.buffers_created.fetch_add(1, Ordering::Relaxed);
         // Round to 4 bytes: copies and mappings need it; storage bindings see the logical size.
         let size = size.max(4).div_ceil(4) * 4;
         let c = &self.inner.counters;
+        let limit = c.memory_limit.load(Ordering::Relaxed);
+        if limit > 0 && c.bytes_live.load(Ordering::Relaxed) + size > limit {
+            self.trim_pool();
+            let live = c.bytes_live.load(Ordering::Relaxed);
+            if live + size > limit {
+                return Err(Error::OutOfMemory(format!(
+                    "{label}: {size} more bytes would take the {live} held past the limit of {limit}"
+                )));
+            }
+        }
+        c.buffers_created.fetch_add(1, Ordering::Relaxed);
         c.bytes_created.fetch_add(size, Ordering::Relaxed);
         let live = c.bytes_live.fetch_add(size, Ordering::Relaxed) + size;
         c.bytes_peak.fetch_max(live, Ordering::Relaxed);
@@ -356,6 +368,13 @@ impl Context {
     /// Frees every idle buffer of the pool. The pool keeps a finished plan's intermediates for
     /// the next plan of the same sizes; between stages (whose sizes differ) that would only add
     /// each stage's intermediates to the next one's peak, so `Bark` trims after every stage.
+    /// Caps the bytes all buffers may hold at once (`None`: as much as the device gives): a
+    /// buffer past it is refused with [`Error::OutOfMemory`] (after the pool's idle buffers are
+    /// let go), so a process sharing a GPU stays within its share and fails cleanly.
+    pub fn set_memory_limit(&self, bytes: Option<u64>) {
+        self.inner.counters.memory_limit.store(bytes.unwrap_or(0), Ordering::Relaxed);
+    }
+
     pub fn trim_pool(&self) {
         for buffer in self.inner.pool.drain() {
             self.destroy_buffer(buffer);

@@ -6,17 +6,21 @@
 //! and `GET /metrics` (Prometheus text).
 //!
 //! The body is OpenAI's: `model` (any name: one model is served), `input`, `voice`,
-//! `response_format` (`wav`, the default here, or `pcm`: 16-bit little-endian, 24 kHz mono),
-//! `speed` (only 1), `stream_format` (only `audio`), plus Bark's own optional knobs: `seed`,
-//! `greedy`, `text_temp`, `waveform_temp`, `fine_temp`, `top_k`, `top_p`, `min_eos_p`,
-//! `max_semantic_tokens`. Errors are OpenAI's error JSON with a 4xx or 5xx status.
+//! `response_format` (`wav`, the default here, or `pcm`: 16-bit little-endian, 24 kHz mono,
+//! both streamed; or `flac`, sent whole), `speed` (only 1), `stream_format` (only `audio`),
+//! plus Bark's own optional knobs: `seed`, `greedy`, `text_temp`, `waveform_temp`,
+//! `fine_temp`, `top_k`, `top_p`, `min_eos_p`, `max_semantic_tokens`. Errors are OpenAI's error
+//! JSON with a 4xx or 5xx status; a request past its deadline is a 504 (or, once its audio has
+//! started, a body cut short).
 
+mod flac;
 mod voices;
 mod wav_stream;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -27,10 +31,10 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::audio::{pcm16_le_bytes, SAMPLE_RATE};
-use crate::generate::{Engine, GenerateOptions, Request, Stream};
-use crate::Error;
-pub use voices::{VoiceTable, OPENAI_VOICES};
+use crate::audio::{pcm16, pcm16_le_bytes, SAMPLE_RATE};
+use crate::generate::{Engine, EngineMetrics, GenerateOptions, Request, StageMetrics, Stream, Wait};
+use crate::{Error, Result};
+pub use voices::{openai_voice_map, read_voice_map, VoiceTable, OPENAI_VOICES};
 
 /// How the server answers.
 #[derive(Clone, Debug)]
@@ -47,6 +51,26 @@ pub struct ServeConfig {
     pub max_queue: usize,
     /// The longest `input`, in characters.
     pub max_input_chars: usize,
+    /// Names a request's `voice` may give and the stems or presets they speak as.
+    pub voice_map: Vec<(String, String)>,
+    /// How long a request may take, from its arrival to its last byte.
+    pub request_timeout: Option<Duration>,
+}
+
+impl ServeConfig {
+    /// Serves the model in `model_dir` under `model_name`, with the defaults of `bark-wgpu serve`.
+    pub fn new(model_name: impl Into<String>, model_dir: impl Into<PathBuf>) -> ServeConfig {
+        ServeConfig {
+            model_name: model_name.into(),
+            model_dir: model_dir.into(),
+            voices_dir: None,
+            api_key: None,
+            max_queue: 64,
+            max_input_chars: 4096,
+            voice_map: openai_voice_map(),
+            request_timeout: Some(Duration::from_secs(600)),
+        }
+    }
 }
 
 /// The server's state: the engine, the configuration and the counters `/metrics` reports.
@@ -58,13 +82,15 @@ pub struct Server {
     requests: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
+    timed_out: AtomicU64,
     audio_samples: AtomicU64,
 }
 
 impl Server {
-    pub fn new(engine: Engine, config: ServeConfig) -> Arc<Server> {
-        let voices = VoiceTable::new(&config.model_dir, config.voices_dir.clone());
-        Arc::new(Server {
+    /// Fails when the voice map names a voice the server does not have.
+    pub fn new(engine: Engine, config: ServeConfig) -> Result<Arc<Server>> {
+        let voices = VoiceTable::new(&config.model_dir, config.voices_dir.clone(), config.voice_map.clone())?;
+        Ok(Arc::new(Server {
             engine,
             config,
             voices,
@@ -72,8 +98,14 @@ impl Server {
             requests: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
             audio_samples: AtomicU64::new(0),
-        })
+        }))
+    }
+
+    /// The engine's figures (see [`Engine::metrics`]); `stopped` says whether it still serves.
+    pub fn engine_metrics(&self) -> EngineMetrics {
+        self.engine.metrics()
     }
 }
 
@@ -82,6 +114,7 @@ pub fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/v1/audio/speech", post(speech))
         .route("/v1/models", get(models))
+        .route("/v1/audio/voices", get(voice_names))
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .with_state(server)
@@ -142,18 +175,55 @@ impl Drop for InFlight {
     }
 }
 
+/// Set when the handler is dropped before its response exists (the client left).
+struct Left(Arc<AtomicBool>);
+
+impl Drop for Left {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Wav,
+    Pcm,
+    Flac,
+}
+
+impl Format {
+    fn parse(name: &str) -> Option<Format> {
+        match name {
+            "wav" => Some(Format::Wav),
+            "pcm" => Some(Format::Pcm),
+            "flac" => Some(Format::Flac),
+            _ => None,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Wav => "audio/wav",
+            Format::Pcm => "audio/pcm",
+            Format::Flac => "audio/flac",
+        }
+    }
+}
+
 async fn speech(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
     server.requests.fetch_add(1, Ordering::Relaxed);
     let response = speak(&server, &headers, &body).await;
-    if response.status() == StatusCode::TOO_MANY_REQUESTS {
-        server.rejected.fetch_add(1, Ordering::Relaxed);
-    } else if !response.status().is_success() {
-        server.failed.fetch_add(1, Ordering::Relaxed);
-    }
+    match response.status() {
+        StatusCode::TOO_MANY_REQUESTS => server.rejected.fetch_add(1, Ordering::Relaxed),
+        StatusCode::GATEWAY_TIMEOUT => server.timed_out.fetch_add(1, Ordering::Relaxed),
+        s if !s.is_success() => server.failed.fetch_add(1, Ordering::Relaxed),
+        _ => 0,
+    };
     response
 }
 
 async fn speak(server: &Arc<Server>, headers: &HeaderMap, body: &[u8]) -> Response {
+    let deadline = server.config.request_timeout.map(|t| Instant::now() + t);
     if let Some(key) = &server.config.api_key {
         let sent = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         if sent != Some(&format!("Bearer {key}")) {
@@ -166,15 +236,12 @@ async fn speak(server: &Arc<Server>, headers: &HeaderMap, body: &[u8]) -> Respon
             return error(StatusCode::BAD_REQUEST, format!("the request body is not a valid speech request: {e}"))
         }
     };
-    let pcm = match req.response_format.as_deref().unwrap_or("wav") {
-        "wav" => false,
-        "pcm" => true,
-        other => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("response_format {other:?} is not supported; use \"wav\" or \"pcm\""),
-            )
-        }
+    let requested = req.response_format.as_deref().unwrap_or("wav");
+    let Some(format) = Format::parse(requested) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("response_format {requested:?} is not supported; use \"wav\", \"pcm\" or \"flac\""),
+        );
     };
     if req.speed.is_some_and(|s| (s - 1.0).abs() > 1e-6) {
         return error(
@@ -216,45 +283,117 @@ async fn speak(server: &Arc<Server>, headers: &HeaderMap, body: &[u8]) -> Respon
         Ok(s) => s,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    // The first piece decides the status: a request the engine refuses is a 400 before any audio.
+    // The first piece (all of them, for FLAC) decides the status: a request the engine refuses
+    // is a 400 before any audio. Dropping `left` (the client gone) cancels the wait.
+    let left = Left(Arc::new(AtomicBool::new(false)));
+    let gone = left.0.clone();
+    let whole = format == Format::Flac;
     let first = tokio::task::spawn_blocking(move || {
         let mut stream = stream;
-        let first = stream.next();
-        (stream, first)
+        let mut samples = Vec::new();
+        loop {
+            match next_piece(&mut stream, deadline, || gone.load(Ordering::Relaxed)) {
+                Next::Piece(piece) if whole => samples.extend(piece),
+                Next::Piece(piece) => return (stream, Next::Piece(piece)),
+                Next::Ended if whole && !samples.is_empty() => return (stream, Next::Piece(samples)),
+                other => return (stream, other),
+            }
+        }
     })
     .await;
+    drop(left);
     let (stream, first) = match first {
-        Ok((stream, Some(Ok(chunk)))) => (stream, chunk),
-        Ok((_, Some(Err(e @ Error::Invalid(_))))) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-        Ok((_, Some(Err(e)))) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Ok((_, None)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the engine ended the request"),
+        Ok((stream, Next::Piece(chunk))) => (stream, chunk),
+        Ok((_, Next::Failed(e @ Error::Invalid(_)))) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok((_, Next::Failed(e))) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok((_, Next::TimedOut)) => return error(StatusCode::GATEWAY_TIMEOUT, timeout_message(server)),
+        Ok((_, Next::Ended | Next::Gone)) => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "the engine ended the request")
+        }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let head = if pcm { Vec::new() } else { wav_stream::header(SAMPLE_RATE) };
     server.audio_samples.fetch_add(first.len() as u64, Ordering::Relaxed);
+    if whole {
+        let pcm: Vec<i16> = first.iter().map(|&s| pcm16(s)).collect();
+        return match flac::encode(&pcm, SAMPLE_RATE) {
+            Ok(bytes) => ([(header::CONTENT_TYPE, format.content_type())], bytes).into_response(),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let head = if format == Format::Wav { wav_stream::header(SAMPLE_RATE) } else { Vec::new() };
     let first = Bytes::from([head, pcm16_le_bytes(&first)].concat());
     let _ = tx.try_send(Ok(first));
-    tokio::task::spawn_blocking(move || forward(stream, tx, guard));
-    let kind = if pcm { "audio/pcm" } else { "audio/wav" };
+    tokio::task::spawn_blocking(move || forward(stream, tx, guard, deadline));
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    ([(header::CONTENT_TYPE, kind)], body).into_response()
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
-/// Sends the rest of a request's pieces to its response; a client gone drops the stream (and
-/// with it the request's work), an engine error ends the body early.
-fn forward(stream: Stream, tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>, guard: InFlight) {
-    for chunk in stream {
-        let item = match chunk {
-            Ok(samples) => {
+fn timeout_message(server: &Server) -> String {
+    let limit = server.config.request_timeout.unwrap_or_default().as_secs_f64();
+    format!("the request took longer than this server allows ({limit} s)")
+}
+
+/// What waiting for a request's next piece gave.
+enum Next {
+    Piece(Vec<f32>),
+    Failed(Error),
+    Ended,
+    TimedOut,
+    Gone,
+}
+
+/// How often a waiting handler looks whether its client is still there.
+const LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// Waits for the next piece of `stream` until `deadline`, giving up when `gone` says the
+/// client left (the caller then drops the stream, which cancels the request's work).
+fn next_piece(stream: &mut Stream, deadline: Option<Instant>, gone: impl Fn() -> bool) -> Next {
+    loop {
+        if gone() {
+            return Next::Gone;
+        }
+        let mut slice = LOOK_EVERY;
+        if let Some(d) = deadline {
+            match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => slice = slice.min(left),
+                _ => return Next::TimedOut,
+            }
+        }
+        match stream.wait(slice) {
+            Wait::Chunk(Ok(piece)) => return Next::Piece(piece),
+            Wait::Chunk(Err(e)) => return Next::Failed(e),
+            Wait::Ended => return Next::Ended,
+            Wait::Pending => {}
+        }
+    }
+}
+
+/// Sends the rest of a request's pieces to its response. A client gone (the body dropped)
+/// drops the stream, which cancels the request's work; an engine error or the deadline ends
+/// the body early.
+fn forward(
+    mut stream: Stream,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    guard: InFlight,
+    deadline: Option<Instant>,
+) {
+    loop {
+        let item = match next_piece(&mut stream, deadline, || tx.is_closed()) {
+            Next::Piece(samples) => {
                 guard.0.audio_samples.fetch_add(samples.len() as u64, Ordering::Relaxed);
                 Ok(Bytes::from(pcm16_le_bytes(&samples)))
             }
-            Err(e) => Err(std::io::Error::other(e.to_string())),
+            Next::Failed(e) => Err(std::io::Error::other(e.to_string())),
+            Next::TimedOut => {
+                guard.0.timed_out.fetch_add(1, Ordering::Relaxed);
+                Err(std::io::Error::other(timeout_message(&guard.0)))
+            }
+            Next::Ended | Next::Gone => return,
         };
         let stop = item.is_err();
         if tx.blocking_send(item).is_err() || stop {
-            break;
+            return;
         }
     }
 }
@@ -264,17 +403,66 @@ async fn models(State(server): State<Arc<Server>>) -> Response {
     axum::Json(json!({ "object": "list", "data": [model] })).into_response()
 }
 
+async fn voice_names(State(server): State<Arc<Server>>) -> Response {
+    match tokio::task::spawn_blocking(move || server.voices.names()).await {
+        Ok(Ok(names)) => axum::Json(json!({ "voices": names })).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Prometheus text. The figure to scale on is `bark_requests_in_flight` against
+/// `bark_batch_capacity`: past it, requests wait for a row (`bark_queue_depth`).
 async fn metrics(State(server): State<Arc<Server>>) -> String {
+    let e = server.engine.metrics();
+    let in_flight = server.in_flight.load(Ordering::Relaxed);
     let seconds = server.audio_samples.load(Ordering::Relaxed) as f64 / SAMPLE_RATE as f64;
-    format!(
-        "# TYPE bark_requests_total counter\nbark_requests_total {}\n\
-         # TYPE bark_requests_rejected_total counter\nbark_requests_rejected_total {}\n\
-         # TYPE bark_requests_failed_total counter\nbark_requests_failed_total {}\n\
-         # TYPE bark_requests_in_flight gauge\nbark_requests_in_flight {}\n\
-         # TYPE bark_audio_seconds_total counter\nbark_audio_seconds_total {seconds}\n",
-        server.requests.load(Ordering::Relaxed),
-        server.rejected.load(Ordering::Relaxed),
-        server.failed.load(Ordering::Relaxed),
-        server.in_flight.load(Ordering::Relaxed),
-    )
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in samples {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    let count = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    metric("bark_requests_total", "counter", "Speech requests received.", &[("", count(&server.requests))]);
+    metric("bark_requests_rejected_total", "counter", "Requests refused with 429.", &[("", count(&server.rejected))]);
+    metric("bark_requests_failed_total", "counter", "Requests answered 4xx or 5xx.", &[("", count(&server.failed))]);
+    metric(
+        "bark_requests_timed_out_total",
+        "counter",
+        "Requests past their deadline.",
+        &[("", count(&server.timed_out))],
+    );
+    metric("bark_requests_in_flight", "gauge", "Requests accepted and not yet finished.", &[("", in_flight as f64)]);
+    let queued = in_flight.saturating_sub(e.max_batch) as f64;
+    metric("bark_queue_depth", "gauge", "Requests in flight beyond the batch capacity.", &[("", queued)]);
+    metric("bark_batch_capacity", "gauge", "Sequences that share a decode step at most.", &[("", e.max_batch as f64)]);
+    metric("bark_engine_requests", "gauge", "Requests the engine is working on.", &[("", e.requests as f64)]);
+    metric("bark_kv_pages_held", "gauge", "KV cache pages held by sequences.", &[("", e.pages_held as f64)]);
+    metric(
+        "bark_engine_failures_total",
+        "counter",
+        "Requests the engine ended with an error.",
+        &[("", e.failures as f64)],
+    );
+    metric("bark_engine_up", "gauge", "1 while the engine serves.", &[("", f64::from(u8::from(e.stopped.is_none())))]);
+    metric("bark_audio_seconds_total", "counter", "Seconds of audio sent.", &[("", seconds)]);
+    let stages: [(&str, &StageMetrics); 3] =
+        [("{stage=\"semantic\"}", &e.semantic), ("{stage=\"coarse\"}", &e.coarse), ("{stage=\"fine\"}", &e.fine)];
+    let per_stage = |f: &dyn Fn(&StageMetrics) -> f64| stages.map(|(l, s)| (l, f(s)));
+    metric("bark_tokens_total", "counter", "Tokens made (fine: codec frames).", &per_stage(&|s| s.tokens as f64));
+    metric("bark_steps_total", "counter", "Decode steps (fine: batches) run.", &per_stage(&|s| s.steps as f64));
+    metric("bark_busy_seconds_total", "counter", "Seconds spent in the stage.", &per_stage(&|s| s.busy_seconds));
+    let speed = |s: &StageMetrics| if s.busy_seconds > 0.0 { s.tokens as f64 / s.busy_seconds } else { 0.0 };
+    metric("bark_tokens_per_second", "gauge", "Tokens per busy second since start.", &per_stage(&speed));
+    let occupancy = |s: &StageMetrics| {
+        if s.steps > 0 {
+            s.rows as f64 / (s.steps as f64 * e.max_batch as f64)
+        } else {
+            0.0
+        }
+    };
+    metric("bark_batch_occupancy", "gauge", "Mean rows per step over the capacity.", &per_stage(&occupancy));
+    out
 }

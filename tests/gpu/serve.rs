@@ -1,17 +1,21 @@
 //! The HTTP server in-process on 127.0.0.1 (a free port), spoken to over real TCP with plain
 //! HTTP/1.1: the audio equals what the library gives the same request alone, alone or among
-//! concurrent requests; bad requests get OpenAI's error JSON and the status the issue names.
+//! concurrent requests, in each format; bad requests get OpenAI's error JSON and the status the
+//! issue names; a client that leaves, a deadline, memory that runs out and a device that is
+//! lost each end their requests cleanly, and `/metrics` shows the work and that nothing is held.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bark_wgpu::audio::pcm16_le_bytes;
 use bark_wgpu::generate::{Bark, Engine, GenerateOptions, LoadOptions};
-use bark_wgpu::serve::{router, ServeConfig, Server};
+use bark_wgpu::serve::{read_voice_map, router, ServeConfig, Server};
+use bark_wgpu::Context;
 
-use crate::common::ctx;
+use crate::common::{ctx, generation, private_ctx};
 
 const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
@@ -26,16 +30,13 @@ struct Running {
 }
 
 fn start(config: impl FnOnce(&mut ServeConfig)) -> Running {
-    let mut cfg = ServeConfig {
-        model_name: "bark-tiny".into(),
-        model_dir: Path::new(TINY).into(),
-        voices_dir: None,
-        api_key: None,
-        max_queue: 16,
-        max_input_chars: 4096,
-    };
+    start_with(load(), config)
+}
+
+fn start_with(bark: Bark, config: impl FnOnce(&mut ServeConfig)) -> Running {
+    let mut cfg = ServeConfig { max_queue: 16, ..ServeConfig::new("bark-tiny", Path::new(TINY)) };
     config(&mut cfg);
-    let server: Arc<Server> = Server::new(Engine::start(load(), 4).unwrap(), cfg);
+    let server: Arc<Server> = Server::new(Engine::start(bark, 4).unwrap(), cfg).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -186,6 +187,170 @@ fn bad_requests_get_openai_errors_and_the_server_goes_on() {
     let (status, headers, _) = http(full.addr, "POST", "/v1/audio/speech", &[], &speech("Hi.", "pcm", 0));
     assert_eq!(status, 429);
     assert!(headers.iter().any(|(k, _)| k == "retry-after"));
-    let (_, _, metrics) = http(full.addr, "GET", "/metrics", &[], "");
-    assert!(String::from_utf8_lossy(&metrics).contains("bark_requests_rejected_total 1"));
+    assert_eq!(metric(full.addr, "bark_requests_rejected_total", ""), 1.0);
+}
+
+/// One figure of `/metrics`: `name` with `labels` (`""` or `{stage="fine"}`).
+fn metric(addr: SocketAddr, name: &str, labels: &str) -> f64 {
+    let (status, _, body) = http(addr, "GET", "/metrics", &[], "");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    let key = format!("{name}{labels} ");
+    let line = text.lines().find(|l| l.starts_with(&key)).unwrap_or_else(|| panic!("no {key:?} in\n{text}"));
+    line[key.len()..].parse().unwrap()
+}
+
+/// Polls until `done` holds, for at most a minute (the engine frees what it held between steps).
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(60), "{what}: not after a minute");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Nothing in flight and no KV pages held.
+fn drained(addr: SocketAddr) -> bool {
+    metric(addr, "bark_requests_in_flight", "") == 0.0
+        && metric(addr, "bark_engine_requests", "") == 0.0
+        && metric(addr, "bark_kv_pages_held", "") == 0.0
+}
+
+#[test]
+fn flac_holds_exactly_the_pcm_samples_and_metrics_count_the_work() {
+    let server = start(|_| {});
+    let text = "Hello, my name is Suno.";
+    let (_, _, pcm) = http(server.addr, "POST", "/v1/audio/speech", &[], &speech(text, "pcm", 5));
+    let (status, headers, flac) = http(server.addr, "POST", "/v1/audio/speech", &[], &speech(text, "flac", 5));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&flac));
+    assert!(headers.contains(&("content-type".into(), "audio/flac".into())));
+    let mut reader = claxon::FlacReader::new(&flac[..]).expect("a FLAC stream");
+    assert_eq!((reader.streaminfo().sample_rate, reader.streaminfo().channels), (24_000, 1));
+    let decoded: Vec<u8> = reader.samples().flat_map(|s| (s.unwrap() as i16).to_le_bytes()).collect();
+    assert!(decoded == pcm, "flac decodes to {} bytes of PCM, pcm sent {}", decoded.len(), pcm.len());
+    // Two requests of one piece each: both decode stages and the fine one ran and were counted.
+    assert_eq!(metric(server.addr, "bark_requests_total", ""), 2.0);
+    assert_eq!(metric(server.addr, "bark_steps_total", "{stage=\"fine\"}"), 2.0);
+    for stage in ["semantic", "coarse", "fine"] {
+        let labels = format!("{{stage=\"{stage}\"}}");
+        assert!(metric(server.addr, "bark_tokens_total", &labels) > 0.0, "{stage}");
+        assert!(metric(server.addr, "bark_tokens_per_second", &labels) > 0.0, "{stage}");
+        let occupancy = metric(server.addr, "bark_batch_occupancy", &labels);
+        assert!(occupancy > 0.0 && occupancy <= 1.0, "{stage}: occupancy {occupancy}");
+    }
+    let audio = metric(server.addr, "bark_audio_seconds_total", "");
+    assert!((audio - pcm.len() as f64 / 24_000.0).abs() < 1e-6, "{audio} s of audio counted");
+    eventually("the server drains", || drained(server.addr));
+}
+
+#[test]
+fn a_client_that_leaves_mid_stream_cancels_its_work_and_frees_its_pages() {
+    let server = start(|_| {});
+    // Eight sentences: eight pieces, one after another; the client leaves after the first.
+    let text = "One two three. Four five six. Seven eight nine. Ten eleven twelve. \
+                Thirteen fourteen. Fifteen sixteen. Seventeen eighteen. Nineteen twenty.";
+    let body = speech(text, "pcm", 1);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    let req = format!("POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).unwrap();
+    let mut got = vec![0u8; 4096];
+    let n = s.read(&mut got).unwrap();
+    assert!(String::from_utf8_lossy(&got[..n]).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got[..n]));
+    drop(s);
+    eventually("the request is cancelled", || drained(server.addr));
+    let pieces_decoded = metric(server.addr, "bark_steps_total", "{stage=\"fine\"}");
+    assert!(pieces_decoded < 8.0, "all {pieces_decoded} pieces were made for a client that left after one");
+    // And the server goes on.
+    let (status, _, _) = http(server.addr, "POST", "/v1/audio/speech", &[], &speech("Hi.", "pcm", 0));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_request_past_its_deadline_gets_504_and_leaves_nothing_held() {
+    let server = start(|c| c.request_timeout = Some(Duration::from_millis(1)));
+    let (status, _, body) = http(server.addr, "POST", "/v1/audio/speech", &[], &speech("Hello there.", "pcm", 0));
+    assert_eq!(status, 504, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("an error JSON");
+    assert!(v["error"]["message"].as_str().unwrap().contains("longer than this server allows"), "{v}");
+    assert_eq!(metric(server.addr, "bark_requests_timed_out_total", ""), 1.0);
+    eventually("the timed-out request is cancelled", || drained(server.addr));
+}
+
+#[test]
+fn the_voice_map_names_served_prompts_and_rejects_what_it_cannot_serve() {
+    let dir = std::env::temp_dir().join(format!("bark-wgpu-serve-voices-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    generation::voice().save_npz(dir.join("mine.npz")).unwrap();
+    let map_file = dir.join("map.json");
+    std::fs::write(&map_file, r#"{"narrator": "mine", "alloy": null}"#).unwrap();
+    let map = read_voice_map(&map_file).unwrap();
+    assert!(map.iter().any(|(n, t)| n == "narrator" && t == "mine"));
+    assert!(!map.iter().any(|(n, _)| n == "alloy"), "null takes a name out");
+    let server = start(|c| {
+        c.voices_dir = Some(dir.clone());
+        c.voice_map = map.clone();
+    });
+    let ask = |voice: &str| {
+        http(server.addr, "POST", "/v1/audio/speech", &[], &speech("Hi.", "pcm", 2).replace("alloy", voice))
+    };
+    let (_, _, by_stem) = ask("mine");
+    let (status, _, by_name) = ask("narrator");
+    assert_eq!(status, 200);
+    assert!(by_name == by_stem, "a mapped name speaks as the prompt it names");
+    let opts = GenerateOptions { seed: 2, max_semantic_tokens: 6, min_eos_p: None, ..GenerateOptions::default() };
+    let want = load().generate_long("Hi.", &opts, Some(&generation::voice())).unwrap();
+    assert!(by_stem == pcm16_le_bytes(&want.audio.samples), "the served prompt is the saved voice");
+    assert_eq!(ask("alloy").0, 400, "alloy was taken out");
+    let (_, _, names) = http(server.addr, "GET", "/v1/audio/voices", &[], "");
+    let names: serde_json::Value = serde_json::from_slice(&names).unwrap();
+    let names: Vec<&str> = names["voices"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(names.contains(&"narrator") && names.contains(&"mine") && !names.contains(&"alloy"), "{names:?}");
+    // A map must be a JSON object of strings, and name what the server has.
+    std::fs::write(&map_file, r#"{"narrator": 3}"#).unwrap();
+    assert!(read_voice_map(&map_file).unwrap_err().to_string().contains("narrator"));
+    std::fs::write(&map_file, "[]").unwrap();
+    assert!(read_voice_map(&map_file).is_err());
+    let presets = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/voices/presets");
+    let bad = vec![("narrator".to_string(), "v2/xx_speaker_99".to_string())];
+    let cfg = ServeConfig { voice_map: bad, ..ServeConfig::new("bark-tiny", &presets) };
+    let refused = Server::new(Engine::start(load(), 1).unwrap(), cfg).err().expect("a map to a missing preset");
+    assert!(refused.to_string().contains("v2/xx_speaker_99"), "{refused}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A Bark on a context of its own (the test changes the context's memory limit or ends its
+/// device), and that context.
+fn private_bark() -> (Bark, Context) {
+    let gpu = private_ctx();
+    (Bark::load_on(&gpu, TINY, &LoadOptions::default()).unwrap(), gpu)
+}
+
+#[test]
+fn out_of_memory_fails_the_request_with_500_and_the_server_recovers() {
+    let (bark, gpu) = private_bark();
+    let server = start_with(bark, |_| {});
+    gpu.set_memory_limit(Some(gpu.stats().bytes_live + 1024));
+    let (status, _, body) = http(server.addr, "POST", "/v1/audio/speech", &[], &speech("Hi.", "pcm", 4));
+    assert_eq!(status, 500);
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("an error JSON");
+    assert!(v["error"]["message"].as_str().unwrap().contains("out of GPU memory"), "{v}");
+    assert!(metric(server.addr, "bark_engine_failures_total", "") >= 1.0);
+    gpu.set_memory_limit(None);
+    let (status, _, body) = http(server.addr, "POST", "/v1/audio/speech", &[], &speech("Hi.", "pcm", 4));
+    assert_eq!(status, 200, "after the limit is lifted: {}", String::from_utf8_lossy(&body));
+    assert!(body == solo_pcm(&load(), "Hi.", 4));
+    eventually("the server drains", || drained(server.addr));
+}
+
+#[test]
+fn a_lost_device_fails_requests_and_says_the_engine_stopped() {
+    let (bark, gpu) = private_bark();
+    let server = start_with(bark, |_| {});
+    gpu.device().destroy();
+    let (status, _, body) = http(server.addr, "POST", "/v1/audio/speech", &[], &speech("Hi.", "pcm", 0));
+    assert!(status >= 500, "{status}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice::<serde_json::Value>(&body).expect("an error JSON");
+    eventually("the engine reports it stopped", || metric(server.addr, "bark_engine_up", "") == 0.0);
+    let (status, _, _) = http(server.addr, "POST", "/v1/audio/speech", &[], &speech("Hi.", "pcm", 0));
+    assert_eq!(status, 503, "a stopped engine takes no more requests");
 }
