@@ -4,16 +4,16 @@
 # Prepare on the build machine (once per session; the GPU box has no Rust and no network):
 #   echo /.gl/ >> .git/info/exclude; echo /.bin/ >> .git/info/exclude
 #   (Vulkan loader debs into .gl/: see the device tool's README)
-#   cargo bench --no-run --bench kernels --bench pipeline --bench memory   # release bench binaries
+#   cargo bench --no-run --bench kernels --bench pipeline --bench memory --bench serve   # release bench binaries
 #   cargo build --release
 #   mkdir -p .bin && cp target/release/bark-wgpu .bin/ &&
-#     for b in kernels pipeline memory; do cp "$(ls -t target/release/deps/$b-* | grep -v '\.d$' | head -1)" .bin/$b; done
+#     for b in kernels pipeline memory serve; do cp "$(ls -t target/release/deps/$b-* | grep -v '\.d$' | head -1)" .bin/$b; done
 #   cargo test --no-run --test gpu && cp "$(ls -t target/debug/deps/gpu-* | grep -v '\.d$' | head -1)" .bin/gpu &&
 #     pwd > .bin/built_at   # the device test binary finds its fixtures at this checkout's path
 # Then on the GPU box, from the repository root (carry .gl and .bin):
 #   bash scripts/device_bench.sh "$OUT"            # all of it (about 10-20 minutes on an H100)
 #   STEPS=pipeline bash scripts/device_bench.sh "$OUT"   # or some of: devices kernels memory pipeline
-#                                                        # pipeline-split-norms profile transformers tests
+#                                                        # pipeline-split-norms profile transformers serve tests
 # tests runs the device test binary on the GPU's driver (every kernel against its reference, the
 # parity tests, the pipeline, the engine and the server), the driver matrix's real-GPU leg.
 # Results: OUTDIR/{devices,kernels,memory,pipeline,...,transformers}.txt and the benches' JSON.
@@ -21,6 +21,8 @@
 # passes of their own, the default on CPU adapters), to judge the GPU default against it.
 # profile reruns bark-small f16 at batch 1 once with BARK_PROFILE=1: the GPU time of every kernel
 # per stage (profile.txt; its speed row is not a figure, every step is waited for).
+# serve: bark-small f16 behind the HTTP server, N concurrent clients at batch 1, 4, 16 (requests/s,
+# time to first audio, occupancy).
 
 set -uo pipefail
 out=${1:?usage: device_bench.sh OUTDIR}
@@ -51,6 +53,7 @@ for step in $steps; do
         profile)
             BARK_PROFILE=1 BENCH_MODEL=small BENCH_DTYPE=f16 BENCH_BATCH=1 BENCH_RUNS=1 \
                 BENCH_JSON=$out/profile.json .bin/pipeline --bench 2>&1 | tee "$out/profile.txt" ;;
+        serve) BENCH_MODEL=small BENCH_DTYPE=f16 .bin/serve --bench 2>&1 | tee "$out/serve.txt" ;;
         transformers)
             PYTHONUNBUFFERED=1 python3 scripts/bench_transformers.py --model "${BENCH_MODEL:-small,large}" \
                 --batch "${BENCH_BATCH:-1,16}" --json "$out/transformers.json" 2>&1 | tee "$out/transformers.txt" ;;
