@@ -6,6 +6,8 @@ what `bark-wgpu say --stream` wrote for TEXT with the same options. Every reques
 give exactly those bytes (or the error it should); any difference exits non-zero.
 """
 
+import base64
+import json
 import sys
 
 import openai
@@ -33,6 +35,15 @@ with client.audio.speech.with_streaming_response.create(
     streamed = b"".join(response.iter_bytes(chunk_size=4096))
 assert streamed == expected, f"streamed pcm: {len(streamed)} bytes, want {len(expected)}"
 
+# Server-sent events: base64 audio in speech.audio.delta events, then speech.audio.done.
+with client.audio.speech.with_streaming_response.create(
+    model="tts-1", voice="alloy", input=text, response_format="pcm", stream_format="sse", extra_body=knobs
+) as response:
+    events = [json.loads(line[len("data: "):]) for line in response.iter_lines() if line.startswith("data: ")]
+assert events and events[-1]["type"] == "speech.audio.done", events[-1:]
+sse = b"".join(base64.b64decode(e["audio"]) for e in events[:-1] if e["type"] == "speech.audio.delta")
+assert sse == expected, f"sse audio: {len(sse)} bytes, want {len(expected)}"
+
 wav = speak(response_format="wav").content
 assert wav[:4] == b"RIFF" and wav[36:40] == b"data", wav[:44]
 assert wav[44:] == expected, "the wav's samples differ from say --stream"
@@ -59,5 +70,5 @@ except openai.AuthenticationError:
 models = [m.id for m in client.models.list()]
 assert models == ["bark-tiny"], models
 
-print(f"openai {openai.__version__}: pcm, streamed pcm and wav equal say --stream ({len(expected)} bytes); "
+print(f"openai {openai.__version__}: pcm, streamed pcm, server-sent events and wav equal say --stream ({len(expected)} bytes); "
       "400 and 401 raised as the client's own errors")

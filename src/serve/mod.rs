@@ -7,13 +7,15 @@
 //!
 //! The body is OpenAI's: `model` (any name: one model is served), `input`, `voice`,
 //! `response_format` (`wav`, the default here, or `pcm`: 16-bit little-endian, 24 kHz mono,
-//! both streamed; or `flac`, sent whole), `speed` (only 1), `stream_format` (only `audio`),
+//! both streamed; or `flac`, sent whole), `speed` (only 1), `stream_format` (`audio`, or
+//! `sse`: server-sent events of base64 audio, as OpenAI's `speech.audio.delta` and `.done`),
 //! plus Bark's own optional knobs: `seed`, `greedy`, `text_temp`, `waveform_temp`,
 //! `fine_temp`, `top_k`, `top_p`, `min_eos_p`, `max_semantic_tokens`. Errors are OpenAI's error
 //! JSON with a 4xx or 5xx status; a request past its deadline is a 504 (or, once its audio has
 //! started, a body cut short).
 
 mod flac;
+mod sse;
 mod voices;
 mod wav_stream;
 
@@ -249,9 +251,12 @@ async fn speak(server: &Arc<Server>, headers: &HeaderMap, body: &[u8]) -> Respon
             "speed is not supported (Bark speaks at its own pace); send 1 or omit it",
         );
     }
-    if req.stream_format.as_deref().is_some_and(|f| f != "audio") {
-        return error(StatusCode::BAD_REQUEST, "stream_format must be \"audio\" (the audio streams as it is made)");
-    }
+    let sse = match req.stream_format.as_deref() {
+        None | Some("audio") => false,
+        Some("sse") if format != Format::Flac => true,
+        Some("sse") => return error(StatusCode::BAD_REQUEST, "stream_format \"sse\" takes \"pcm\" or \"wav\" audio"),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "stream_format must be \"audio\" or \"sse\""),
+    };
     if req.instructions.is_some() {
         return error(StatusCode::BAD_REQUEST, "instructions are not supported; Bark takes cues in the text itself");
     }
@@ -322,11 +327,12 @@ async fn speak(server: &Arc<Server>, headers: &HeaderMap, body: &[u8]) -> Respon
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let head = if format == Format::Wav { wav_stream::header(SAMPLE_RATE) } else { Vec::new() };
-    let first = Bytes::from([head, pcm16_le_bytes(&first)].concat());
-    let _ = tx.try_send(Ok(first));
-    tokio::task::spawn_blocking(move || forward(stream, tx, guard, deadline));
+    let frame = if sse { sse::delta } else { Bytes::from };
+    let _ = tx.try_send(Ok(frame([head, pcm16_le_bytes(&first)].concat())));
+    tokio::task::spawn_blocking(move || forward(stream, tx, guard, deadline, frame, sse));
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    let kind = if sse { "text/event-stream" } else { format.content_type() };
+    ([(header::CONTENT_TYPE, kind)], body).into_response()
 }
 
 fn timeout_message(server: &Server) -> String {
@@ -369,20 +375,26 @@ fn next_piece(stream: &mut Stream, deadline: Option<Instant>, gone: impl Fn() ->
     }
 }
 
-/// Sends the rest of a request's pieces to its response. A client gone (the body dropped)
-/// drops the stream, which cancels the request's work; an engine error or the deadline ends
-/// the body early.
+/// Sends the rest of a request's pieces to its response, each as `frame` makes it (and, for
+/// server-sent events, the closing event). A client gone (the body dropped) drops the stream,
+/// which cancels the request's work; an engine error or the deadline ends the body early.
 fn forward(
     mut stream: Stream,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
     guard: InFlight,
     deadline: Option<Instant>,
+    frame: fn(Vec<u8>) -> Bytes,
+    sse: bool,
 ) {
     loop {
         let item = match next_piece(&mut stream, deadline, || tx.is_closed()) {
             Next::Piece(samples) => {
                 guard.0.audio_samples.fetch_add(samples.len() as u64, Ordering::Relaxed);
-                Ok(Bytes::from(pcm16_le_bytes(&samples)))
+                Ok(frame(pcm16_le_bytes(&samples)))
+            }
+            Next::Ended if sse => {
+                let _ = tx.blocking_send(Ok(sse::done()));
+                return;
             }
             Next::Failed(e) => Err(std::io::Error::other(e.to_string())),
             Next::TimedOut => {

@@ -355,3 +355,29 @@ fn a_lost_device_fails_requests_and_says_the_engine_stopped() {
     let (status, _, _) = http(server.addr, "POST", "/v1/audio/speech", &[], &speech("Hi.", "pcm", 0));
     assert_eq!(status, 503, "a stopped engine takes no more requests");
 }
+
+#[test]
+fn server_sent_events_carry_the_same_audio_in_base64() {
+    use base64::Engine as _;
+    let server = start(|_| {});
+    let body = speech("Hello, my name is Suno.", "pcm", 3).replace("\"seed\"", "\"stream_format\":\"sse\",\"seed\"");
+    let (status, headers, events) = http(server.addr, "POST", "/v1/audio/speech", &[], &body);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&events));
+    assert!(headers.contains(&("content-type".into(), "text/event-stream".into())));
+    let events: Vec<serde_json::Value> = String::from_utf8(events)
+        .unwrap()
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| serde_json::from_str(e.strip_prefix("data: ").expect("a data line")).unwrap())
+        .collect();
+    let (last, deltas) = events.split_last().unwrap();
+    assert_eq!(last["type"], "speech.audio.done");
+    let mut audio = Vec::new();
+    for d in deltas {
+        assert_eq!(d["type"], "speech.audio.delta");
+        audio.extend(base64::engine::general_purpose::STANDARD.decode(d["audio"].as_str().unwrap()).unwrap());
+    }
+    assert!(audio == solo_pcm(&load(), "Hello, my name is Suno.", 3), "the events' audio differs from the library's");
+    let flac = speech("Hi.", "flac", 0).replace("\"seed\"", "\"stream_format\":\"sse\",\"seed\"");
+    assert_eq!(http(server.addr, "POST", "/v1/audio/speech", &[], &flac).0, 400);
+}
