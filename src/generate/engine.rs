@@ -125,6 +125,9 @@ pub struct EngineMetrics {
     pub requests: usize,
     /// KV cache pages held, as of the last turn.
     pub pages_held: usize,
+    /// GPU bytes of every buffer on the engine's context now ([`crate::gpu::Stats::bytes_live`];
+    /// mid-step when read during one).
+    pub bytes_live: u64,
     /// Requests the engine ended with an error (a bad request, or a turn that failed: that
     /// fails every request in flight then).
     pub failures: u64,
@@ -182,6 +185,7 @@ pub struct Engine {
     thread: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
     max_batch: usize,
+    ctx: crate::gpu::Context,
 }
 
 impl Engine {
@@ -193,12 +197,12 @@ impl Engine {
         }
         let (inbox, requests) = mpsc::channel();
         let counters = Arc::new(Counters::default());
-        let c = counters.clone();
+        let (c, ctx) = (counters.clone(), bark.ctx.clone());
         let thread = std::thread::Builder::new()
             .name("bark-engine".into())
             .spawn(move || serve(&bark, max_batch, requests, &c))
             .map_err(Error::Io)?;
-        Ok(Engine { inbox: Some(inbox), thread: Some(thread), counters, max_batch })
+        Ok(Engine { inbox: Some(inbox), thread: Some(thread), counters, max_batch, ctx })
     }
 
     /// The engine's totals and gauges, without waiting for its thread.
@@ -208,6 +212,7 @@ impl Engine {
             max_batch: self.max_batch,
             requests: c.requests.load(Ordering::Relaxed),
             pages_held: c.pages_held.load(Ordering::Relaxed),
+            bytes_live: self.ctx.stats().bytes_live,
             failures: c.failures.load(Ordering::Relaxed),
             semantic: c.semantic.snapshot(),
             coarse: c.coarse.snapshot(),

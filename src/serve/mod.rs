@@ -122,10 +122,12 @@ pub fn router(server: Arc<Server>) -> Router {
         .with_state(server)
 }
 
-/// OpenAI's error JSON with `status`.
+/// OpenAI's error JSON with `status`, and a line on standard error for the operator.
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let message = message.into();
+    eprintln!("speech request answered {}: {message}", status.as_u16());
     let kind = if status.is_server_error() { "server_error" } else { "invalid_request_error" };
-    let body = json!({ "error": { "message": message.into(), "type": kind, "param": null, "code": null } });
+    let body = json!({ "error": { "message": message, "type": kind, "param": null, "code": null } });
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
@@ -403,6 +405,9 @@ fn forward(
             }
             Next::Ended | Next::Gone => return,
         };
+        if let Err(e) = &item {
+            eprintln!("speech request cut short: {e}");
+        }
         let stop = item.is_err();
         if tx.blocking_send(item).is_err() || stop {
             return;
@@ -452,6 +457,7 @@ async fn metrics(State(server): State<Arc<Server>>) -> String {
     metric("bark_batch_capacity", "gauge", "Sequences that share a decode step at most.", &[("", e.max_batch as f64)]);
     metric("bark_engine_requests", "gauge", "Requests the engine is working on.", &[("", e.requests as f64)]);
     metric("bark_kv_pages_held", "gauge", "KV cache pages held by sequences.", &[("", e.pages_held as f64)]);
+    metric("bark_gpu_bytes", "gauge", "Bytes of the GPU buffers the engine holds.", &[("", e.bytes_live as f64)]);
     metric(
         "bark_engine_failures_total",
         "counter",

@@ -1,6 +1,7 @@
 //! The engine: requests from several threads share its decode steps and fine batches, and
 //! each receives exactly what `Bark::generate_stream` gives it alone; a dropped stream cancels
-//! its request without disturbing the others; bad requests end with their error.
+//! its request without disturbing the others; bad requests end with their error. (The load
+//! tests, 32 at once and 200 in a row, go through the HTTP server: tests/gpu/serve.rs.)
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -8,7 +9,7 @@ use std::sync::OnceLock;
 use bark_wgpu::generate::{Bark, Engine, GenerateOptions, LoadOptions, Request};
 use bark_wgpu::Error;
 
-use crate::common::{ctx, private_ctx};
+use crate::common::ctx;
 
 fn dir() -> &'static Path {
     static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
@@ -107,48 +108,4 @@ fn a_bad_request_gets_its_error_and_the_engine_goes_on() {
     assert!(bad("Hi.", GenerateOptions { max_semantic_tokens: 0, ..opts.clone() }).contains("max semantic tokens"));
     let ok: Vec<_> = engine.submit(Request { text: "Hi.".into(), opts, voice: None }).unwrap().collect();
     assert!(ok.len() == 1 && ok[0].as_ref().is_ok_and(|c| !c.is_empty()));
-}
-
-#[test]
-fn thirty_two_concurrent_requests_of_mixed_lengths_each_equal_their_solo_run() {
-    let reference = load();
-    let texts = ["Hi.", "Hello, my name is Suno.", "And, uh, I like pizza!", "One two three four five six."];
-    let requests: Vec<Request> = (0..32u64)
-        .map(|i| {
-            let opts = GenerateOptions {
-                seed: i,
-                max_semantic_tokens: 2 + (i as usize % 5),
-                min_eos_p: None,
-                ..GenerateOptions::default()
-            };
-            Request { text: texts[i as usize % texts.len()].into(), opts, voice: None }
-        })
-        .collect();
-    let want: Vec<Vec<Vec<f32>>> = requests.iter().map(|r| solo(&reference, r)).collect();
-    let engine = Engine::start(load(), 8).unwrap();
-    let got = from_threads(&engine, &requests);
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert!(g == w, "request {i}: the engine's audio differs from its solo run");
-    }
-    let stats = engine.stats().unwrap();
-    assert_eq!((stats.requests, stats.pages_held), (0, 0), "{stats:?}");
-}
-
-#[test]
-fn two_hundred_requests_in_a_row_leave_the_gpu_as_they_found_it() {
-    // A context of its own: the other tests' buffers must not show in its byte count.
-    let bark = Bark::load_on(&private_ctx(), dir(), &LoadOptions::default()).unwrap();
-    let engine = Engine::start(bark, 2).unwrap();
-    let opts = GenerateOptions { max_semantic_tokens: 2, ..GenerateOptions::greedy() };
-    let request = Request { text: "Hi.".into(), opts, voice: None };
-    let run = || audio(&engine, &request);
-    // The first request builds the schedulers' caches and plans; those stay.
-    let first = run();
-    let after_one = engine.stats().unwrap();
-    assert_eq!((after_one.requests, after_one.pages_held), (0, 0), "{after_one:?}");
-    for i in 0..200 {
-        assert!(run() == first, "request {i} differs from the first");
-    }
-    let after_all = engine.stats().unwrap();
-    assert_eq!(after_all, after_one, "GPU bytes or pages changed over 200 requests");
 }

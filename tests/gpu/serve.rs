@@ -30,13 +30,14 @@ struct Running {
 }
 
 fn start(config: impl FnOnce(&mut ServeConfig)) -> Running {
-    start_with(load(), config)
+    start_with(load(), 4, config)
 }
 
-fn start_with(bark: Bark, config: impl FnOnce(&mut ServeConfig)) -> Running {
+/// A server of `bark` whose engine shares each step among `batch` sequences at most.
+fn start_with(bark: Bark, batch: usize, config: impl FnOnce(&mut ServeConfig)) -> Running {
     let mut cfg = ServeConfig { max_queue: 16, ..ServeConfig::new("bark-tiny", Path::new(TINY)) };
     config(&mut cfg);
-    let server: Arc<Server> = Server::new(Engine::start(bark, 4).unwrap(), cfg).unwrap();
+    let server: Arc<Server> = Server::new(Engine::start(bark, batch).unwrap(), cfg).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -329,7 +330,7 @@ fn private_bark() -> (Bark, Context) {
 #[test]
 fn out_of_memory_fails_the_request_with_500_and_the_server_recovers() {
     let (bark, gpu) = private_bark();
-    let server = start_with(bark, |_| {});
+    let server = start_with(bark, 4, |_| {});
     gpu.set_memory_limit(Some(gpu.stats().bytes_live + 1024));
     let (status, _, body) = http(server.addr, "POST", "/v1/audio/speech", &[], &speech("Hi.", "pcm", 4));
     assert_eq!(status, 500);
@@ -346,7 +347,7 @@ fn out_of_memory_fails_the_request_with_500_and_the_server_recovers() {
 #[test]
 fn a_lost_device_fails_requests_and_says_the_engine_stopped() {
     let (bark, gpu) = private_bark();
-    let server = start_with(bark, |_| {});
+    let server = start_with(bark, 4, |_| {});
     gpu.device().destroy();
     let (status, _, body) = http(server.addr, "POST", "/v1/audio/speech", &[], &speech("Hi.", "pcm", 0));
     assert!(status >= 500, "{status}: {}", String::from_utf8_lossy(&body));
@@ -380,4 +381,68 @@ fn server_sent_events_carry_the_same_audio_in_base64() {
     assert!(audio == solo_pcm(&load(), "Hello, my name is Suno.", 3), "the events' audio differs from the library's");
     let flac = speech("Hi.", "flac", 0).replace("\"seed\"", "\"stream_format\":\"sse\",\"seed\"");
     assert_eq!(http(server.addr, "POST", "/v1/audio/speech", &[], &flac).0, 400);
+}
+
+/// The body of a sampled request for `text` with `seed` and `tokens` semantic tokens at most.
+fn sampled(text: &str, seed: u64, tokens: usize) -> String {
+    serde_json::json!({
+        "model": "tts-1", "input": text, "voice": "alloy", "response_format": "pcm",
+        "seed": seed, "max_semantic_tokens": tokens, "min_eos_p": null
+    })
+    .to_string()
+}
+
+#[test]
+fn thirty_two_concurrent_requests_of_mixed_lengths_each_equal_their_solo_run() {
+    let reference = load();
+    let texts = ["Hi.", "Hello, my name is Suno.", "And, uh, I like pizza!", "One two three four five six."];
+    let request = |i: u64| (texts[i as usize % texts.len()], i, 2 + (i as usize % 5));
+    let want: Vec<Vec<u8>> = (0..32)
+        .map(|i| {
+            let (text, seed, tokens) = request(i);
+            let opts = GenerateOptions { seed, max_semantic_tokens: tokens, min_eos_p: None, ..Default::default() };
+            pcm16_le_bytes(&reference.generate_long(text, &opts, None).unwrap().audio.samples)
+        })
+        .collect();
+    let server = start_with(load(), 8, |c| c.max_queue = 32);
+    let got: Vec<(u16, Vec<u8>)> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..32)
+            .map(|i| {
+                let (addr, (text, seed, tokens)) = (server.addr, request(i));
+                s.spawn(move || {
+                    let (status, _, body) = http(addr, "POST", "/v1/audio/speech", &[], &sampled(text, seed, tokens));
+                    (status, body)
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for (i, ((status, body), want)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(*status, 200, "request {i}: {}", String::from_utf8_lossy(body));
+        assert!(body == want, "request {i}: the served audio differs from its solo run");
+    }
+    eventually("the server drains", || drained(server.addr));
+    let occupancy = metric(server.addr, "bark_batch_occupancy", "{stage=\"semantic\"}");
+    assert!(occupancy > 1.0 / 8.0, "32 requests at once never shared a semantic step ({occupancy})");
+}
+
+#[test]
+fn two_hundred_requests_in_a_row_leave_the_gpu_as_they_found_it() {
+    // A context of its own: the other tests' buffers must not show in its byte count.
+    let (bark, _gpu) = private_bark();
+    let server = start_with(bark, 2, |_| {});
+    let body = speech("Hi.", "pcm", 0).replace("\"max_semantic_tokens\":6", "\"max_semantic_tokens\":2");
+    let run = || http(server.addr, "POST", "/v1/audio/speech", &[], &body);
+    // The first request builds the schedulers' caches and plans; those stay.
+    let (status, _, first) = run();
+    assert_eq!(status, 200);
+    eventually("the first request leaves", || drained(server.addr));
+    let bytes = metric(server.addr, "bark_gpu_bytes", "");
+    for i in 0..200 {
+        let (status, _, audio) = run();
+        assert!(status == 200 && audio == first, "request {i} differs from the first");
+    }
+    eventually("GPU bytes and pages back where the first request left them", || {
+        drained(server.addr) && metric(server.addr, "bark_gpu_bytes", "") == bytes
+    });
 }
