@@ -10,6 +10,7 @@ pub mod error;
 pub mod generate;
 pub mod gpu;
 pub mod graph;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod hub;
 pub mod kv;
 pub mod model;

@@ -80,22 +80,26 @@ impl std::fmt::Debug for Reporter {
 
 /// One terminal progress bar per stage on standard error (indicatif), each replaced by the
 /// next; a finished bar stays as one summary line (stage, units done, time).
+#[cfg(not(target_arch = "wasm32"))]
 pub struct TerminalBars {
     bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl TerminalBars {
     pub fn new() -> TerminalBars {
         TerminalBars { bar: std::sync::Mutex::new(None) }
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Default for TerminalBars {
     fn default() -> Self {
         TerminalBars::new()
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Progress for TerminalBars {
     fn start(&self, stage: Stage, total: usize) {
         let bar = indicatif::ProgressBar::new(total as u64);

@@ -182,6 +182,7 @@ pub(crate) struct CoarseSeq {
 
 impl CoarseSeq {
     /// The generated tokens.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // the engine's, native only
     pub fn into_tokens(self) -> Vec<u32> {
         self.job.finish()
     }

@@ -47,6 +47,7 @@ mod bark;
 mod batch;
 mod clone;
 pub mod coarse;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod engine;
 pub mod fine;
 pub mod longform;
@@ -61,6 +62,7 @@ pub use crate::vocab::coarse_codes;
 pub use crate::voice::VoicePrompt;
 pub use bark::{Audio, Bark, Generation};
 pub use coarse::CoarseMask;
+#[cfg(not(target_arch = "wasm32"))]
 pub use engine::{Engine, EngineMetrics, EngineStats, Request, StageMetrics, Stream, Wait};
 pub use longform::{LongGeneration, PIECE_GAP_SECONDS};
 pub use memory::StageMemory;

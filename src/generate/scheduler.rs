@@ -132,6 +132,7 @@ impl<'m, S: Sequence> Scheduler<'m, S> {
 
     /// Takes a sequence out, waiting or decoding, freeing its row and pages now (a result of
     /// it still in flight is dropped). `None` when the scheduler does not hold it.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // the engine's, native only
     pub fn cancel(&mut self, ticket: Ticket) -> Result<Option<S>> {
         if let Some(i) = self.waiting.iter().position(|e| e.ticket == ticket) {
             return Ok(self.waiting.remove(i).map(|e| e.seq));
@@ -145,6 +146,7 @@ impl<'m, S: Sequence> Scheduler<'m, S> {
     }
 
     /// KV cache pages its sequences hold now.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // the engine's, native only
     pub fn pages_held(&self) -> usize {
         self.all_pages - self.cache.free_pages()
     }

@@ -1,13 +1,13 @@
-//! One checkpoint file, memory-mapped, as a table of named tensors: `model.safetensors` or a
-//! `torch.save` zip (`pytorch_model.bin`). Both reduce to (dtype, shape, byte range of the map),
+//! One checkpoint file, memory-mapped (or, in a browser, held in memory as fetched), as a
+//! table of named tensors: `model.safetensors` or a `torch.save` zip (`pytorch_model.bin`). Both reduce to (dtype, shape, byte range of the map),
 //! every range checked against the file when it is opened, so reading a tensor later cannot go
 //! out of bounds whatever the file claims.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
+#[cfg(not(target_arch = "wasm32"))]
 use memmap2::Mmap;
 
 use super::{convert, pickle, StoredDType, TensorInfo};
@@ -21,10 +21,29 @@ pub(crate) struct RawTensor {
     pub len: usize,
 }
 
-/// A memory-mapped checkpoint file and its validated tensor table (names as the file has them).
+/// A checkpoint's bytes: mapped from its file, or held (fetched by a browser, which has no
+/// files to map).
+enum FileBytes {
+    #[cfg(not(target_arch = "wasm32"))]
+    Mapped(Mmap),
+    Held(Vec<u8>),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            FileBytes::Mapped(m) => m,
+            FileBytes::Held(v) => v,
+        }
+    }
+}
+
+/// A checkpoint file's bytes and its validated tensor table (names as the file has them).
 pub struct WeightSource {
     path: PathBuf,
-    map: Mmap,
+    map: FileBytes,
     tensors: BTreeMap<String, RawTensor>,
 }
 
@@ -38,12 +57,19 @@ pub(crate) fn file_err(path: &Path, message: impl Into<String>) -> Error {
     Error::File { path: path.to_path_buf(), message: message.into() }
 }
 
-fn map_file(path: &Path) -> Result<Mmap> {
-    let file = File::open(path).map_err(|e| file_err(path, format!("cannot open: {e}")))?;
+#[cfg(not(target_arch = "wasm32"))]
+fn map_file(path: &Path) -> Result<FileBytes> {
+    let file = std::fs::File::open(path).map_err(|e| file_err(path, format!("cannot open: {e}")))?;
     // SAFETY: the map is read-only; like every mmap-based loader we assume nobody truncates or
     // rewrites the checkpoint while it is open (the bytes are only read through bounds-checked
     // slices of the map).
-    unsafe { Mmap::map(&file) }.map_err(|e| file_err(path, format!("cannot map: {e}")))
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| file_err(path, format!("cannot map: {e}")))?;
+    Ok(FileBytes::Mapped(map))
+}
+
+#[cfg(target_arch = "wasm32")]
+fn map_file(path: &Path) -> Result<FileBytes> {
+    std::fs::read(path).map(FileBytes::Held).map_err(|e| file_err(path, format!("cannot read: {e}")))
 }
 
 impl WeightSource {
@@ -51,7 +77,16 @@ impl WeightSource {
     /// anything else must be safetensors.
     pub fn open(path: impl AsRef<Path>) -> Result<WeightSource> {
         let path = path.as_ref();
-        let map = map_file(path)?;
+        Self::from_file_bytes(path, map_file(path)?)
+    }
+
+    /// A checkpoint already in memory (a browser's fetch, say), either format; `name` stands
+    /// for its path in messages.
+    pub fn from_bytes(name: impl AsRef<Path>, bytes: Vec<u8>) -> Result<WeightSource> {
+        Self::from_file_bytes(name.as_ref(), FileBytes::Held(bytes))
+    }
+
+    fn from_file_bytes(path: &Path, map: FileBytes) -> Result<WeightSource> {
         if map.starts_with(b"PK\x03\x04") {
             Self::torch_from_map(path, map)
         } else {
@@ -64,7 +99,7 @@ impl WeightSource {
         Self::safetensors_from_map(path, map_file(path)?)
     }
 
-    fn safetensors_from_map(path: &Path, map: Mmap) -> Result<WeightSource> {
+    fn safetensors_from_map(path: &Path, map: FileBytes) -> Result<WeightSource> {
         // read_metadata checks the header length, that the offsets tile the data section without
         // gaps or overlaps, that each size is shape x dtype, and that the file ends where the
         // data does.
@@ -83,7 +118,7 @@ impl WeightSource {
         Ok(WeightSource { path: path.to_path_buf(), map, tensors })
     }
 
-    fn torch_from_map(path: &Path, map: Mmap) -> Result<WeightSource> {
+    fn torch_from_map(path: &Path, map: FileBytes) -> Result<WeightSource> {
         let zerr = |e: zip::result::ZipError| file_err(path, format!("not a valid torch zip file: {e}"));
         let mut zip = zip::ZipArchive::new(Cursor::new(&map[..])).map_err(zerr)?;
         // Every entry `name -> (start, len)` of the stored (uncompressed) data within the file.

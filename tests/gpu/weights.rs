@@ -81,6 +81,24 @@ fn bin_and_safetensors_hold_the_same_tensors() {
 }
 
 #[test]
+fn checkpoints_held_in_memory_read_as_their_files_do() {
+    // What a browser does: the bytes fetched, nothing to map.
+    use bark_wgpu::weights::WeightSource;
+    for file in ["model.safetensors", "pytorch_model.bin"] {
+        let path = fixture("tiny").join(file);
+        let mapped = WeightSource::open(&path).unwrap();
+        let held = WeightSource::from_bytes(file, std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(mapped.names().collect::<Vec<_>>(), held.names().collect::<Vec<_>>(), "{file}");
+        for name in mapped.names() {
+            assert_eq!(mapped.info(name), held.info(name), "{file}: {name}");
+            assert!(mapped.bytes(name).unwrap() == held.bytes(name).unwrap(), "{file}: {name}");
+        }
+    }
+    let err = WeightSource::from_bytes("fetched.safetensors", b"not a checkpoint".to_vec()).unwrap_err();
+    assert!(err.to_string().contains("fetched.safetensors"), "{err}");
+}
+
+#[test]
 fn fixtures_use_both_naming_styles_and_dtypes() {
     for (v, dtype) in [("tiny", StoredDType::F32), ("tiny-bias", StoredDType::F16)] {
         let st = WeightSource::open(fixture(v).join("model.safetensors")).unwrap();
@@ -589,6 +607,27 @@ fn weight_norm_pairs_must_match() {
     let w = Weights::open(&p).unwrap();
     assert_eq!(w.to_f32("c.weight").unwrap(), vec![6.0, 8.0, 0.0, 1.0]);
     assert_eq!(w.names().collect::<Vec<_>>(), vec!["c.weight"]);
+    // dim=2 (HuBERT's positional conv): g (1, 1, K), one norm per kernel tap over the other
+    // dims. v (2, 1, 2) = taps (3, 4) and (0, 2) with g = (10, 1) -> (6, 8) and (0, 1), laid
+    // out channel-major: [6, 0, 8, 1].
+    let last = Pickle::new()
+        .op(b"}(")
+        .tensor("c.weight_g", ("FloatStorage", "0", 2), 0, &[1, 1, 2], &[2, 2, 1])
+        .tensor("c.weight_v", ("FloatStorage", "1", 4), 0, &[2, 1, 2], &[2, 2, 1])
+        .op(b"u.");
+    let p = s.file(
+        "last.bin",
+        &torch_zip(&last.0, &[("0", f32_bytes(&[10.0, 1.0])), ("1", f32_bytes(&[3.0, 0.0, 4.0, 2.0]))]),
+    );
+    assert_eq!(Weights::open(&p).unwrap().to_f32("c.weight").unwrap(), vec![6.0, 0.0, 8.0, 1.0]);
+    // g over the middle dimension is neither form.
+    let middle = Pickle::new()
+        .op(b"}(")
+        .tensor("c.weight_g", ("FloatStorage", "0", 2), 0, &[1, 2, 1], &[2, 1, 1])
+        .tensor("c.weight_v", ("FloatStorage", "1", 4), 0, &[2, 2, 1], &[2, 1, 1])
+        .op(b"u.");
+    let p = s.file("middle.bin", &torch_zip(&middle.0, &[("0", f32_bytes(&[1.0; 2])), ("1", f32_bytes(&[1.0; 4]))]));
+    assert_file_err(Weights::open(&p), &p, &["c.weight_g", "does not fit"]);
 }
 
 #[test]
