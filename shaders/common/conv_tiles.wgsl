@@ -28,6 +28,10 @@ const BM4: u32 = BM / 4u;
 const BN4: u32 = BN / 4u;
 const NONE: u32 = 0xffffffffu;
 
+// One past the last output channel a workgroup may write (its group's end in a grouped conv);
+// each entry point sets it before store_block.
+var<private> m_end: u32;
+
 // a_tile[kk * BM4 + i] = rows 4i..4i+3 of A at depth kk; b_tile[kk * BN4 + j] = columns
 // 4j..4j+3 of B at depth kk.
 var<workgroup> a_tile: array<vec4f, BK * BM4>;
@@ -105,7 +109,7 @@ fn store_block(acc: ptr<function, array<vec4f, TM * TN4>>, b: u32, m0: u32, n0: 
     let tn = lid % WG_N;
     for (var r = 0u; r < TM; r++) {
         let co = m0 + tm * TM + r;
-        if co >= p.c_out {
+        if co >= m_end {
             continue;
         }
         let row = (b * p.c_out + co) * p.t_out;

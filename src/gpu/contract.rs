@@ -16,6 +16,7 @@ pub enum Access {
 pub enum Family {
     Linear,
     LayerNorm,
+    GroupNorm,
     Attention,
     /// The KV cache append (`kv_cache.wgsl`).
     KvAppend,
@@ -26,6 +27,8 @@ pub enum Family {
     ConvTranspose1d,
     Lstm,
     Rvq,
+    /// Swapping a tensor's last two dimensions (`transpose.wgsl`).
+    Transpose,
 }
 
 /// A `#[repr(C)]` uniform struct's Rust layout (made by `uniform_struct!` in `ops`).

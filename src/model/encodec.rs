@@ -42,7 +42,7 @@ impl Conv {
     }
     fn conv(&self, g: &mut Graph, x: Val, stride: usize, dilation: usize) -> Result<Val> {
         let (w, b) = self.vals(g);
-        conv1d(g, x, w, b, Conv1dOpts { stride, dilation, causal_reflect: true })
+        conv1d(g, x, w, b, Conv1dOpts { stride, dilation, causal_reflect: true, ..Default::default() })
     }
     fn conv_t(&self, g: &mut Graph, x: Val, stride: usize) -> Result<Val> {
         let (w, b) = self.vals(g);

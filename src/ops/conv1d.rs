@@ -1,7 +1,8 @@
-//! 1-D convolution with EnCodec's causal reflect padding (`shaders/conv1d.wgsl`).
+//! 1-D convolution with EnCodec's causal reflect padding or zero padding, optionally grouped
+//! (`shaders/conv1d.wgsl`).
 //!
-//! Layout (as PyTorch): x `[B, C_in, T]`, weight `[C_out, C_in, K]`, bias `[C_out]`, output
-//! `[B, C_out, T_out]`, all f32. Weight norm must already be folded into `weight`.
+//! Layout (as PyTorch): x `[B, C_in, T]`, weight `[C_out, C_in / groups, K]`, bias `[C_out]`,
+//! output `[B, C_out, T_out]`, all f32. Weight norm must already be folded into `weight`.
 
 use super::params;
 use crate::error::{shape_err, Error};
@@ -18,13 +19,18 @@ pub struct Conv1dOpts {
     /// `pad_mode="reflect"`): reflect-pad `(K-1)*dilation + 1 - stride` samples on the left and
     /// the "extra" samples that complete the last stride on the right; the output has
     /// `ceil(T / stride)` steps. When false there is no padding at all (a "valid" convolution,
-    /// `(T - (K-1)*dilation - 1) / stride + 1` steps).
+    /// `(T - (K-1)*dilation - 1) / stride + 1` steps), or only the zeros of `zero_pad`.
     pub causal_reflect: bool,
+    /// Zeros before and after the input when `causal_reflect` is false: PyTorch's `padding=p`
+    /// is `[p, p]`; HuBERT's positional conv (padding K/2, last frame dropped) is `[K/2, K/2 - 1]`.
+    pub zero_pad: [usize; 2],
+    /// PyTorch's `groups`: output channel co sees only the `C_in / groups` inputs of its group.
+    pub groups: usize,
 }
 
 impl Default for Conv1dOpts {
     fn default() -> Self {
-        Conv1dOpts { stride: 1, dilation: 1, causal_reflect: true }
+        Conv1dOpts { stride: 1, dilation: 1, causal_reflect: true, zero_pad: [0, 0], groups: 1 }
     }
 }
 
@@ -41,7 +47,7 @@ uniform_struct! {
         ext_len: u32,
         reflect: u32,
         m_tiles: u32,
-        _pad: u32,
+        groups: u32,
     }
 }
 
@@ -145,8 +151,15 @@ pub fn conv1d(g: &mut Graph, x: Val, weight: Val, bias: Val, opts: Conv1dOpts) -
     let [b, c_in, t_in] = f32_shape(g, OP, "input", x, 3)?[..] else { unreachable!() };
     let [c_out, w_in, kernel] = f32_shape(g, OP, "weight", weight, 3)?[..] else { unreachable!() };
     let bias_shape = f32_shape(g, OP, "bias", bias, 1)?;
-    if w_in != c_in {
-        return Err(shape_err(OP, format!("weight takes {w_in} input channels, the input has {c_in}")));
+    let groups = opts.groups;
+    if groups == 0 || !c_in.is_multiple_of(groups) || !c_out.is_multiple_of(groups) {
+        return Err(shape_err(OP, format!("{groups} groups must divide {c_in} input and {c_out} output channels")));
+    }
+    if w_in * groups != c_in {
+        return Err(shape_err(
+            OP,
+            format!("weight takes {w_in} input channels per group, the input has {c_in} in {groups} groups"),
+        ));
     }
     if bias_shape[0] != c_out {
         return Err(shape_err(OP, format!("bias has {} entries for {c_out} output channels", bias_shape[0])));
@@ -160,22 +173,31 @@ pub fn conv1d(g: &mut Graph, x: Val, weight: Val, bias: Val, opts: Conv1dOpts) -
     // The kernel's span with dilation; kept in u32 so every index the shader forms fits.
     let effective = u32_prod(OP, "(kernel - 1) * dilation", &[kernel - 1, opts.dilation])? as usize + 1;
     let (t_out, pad_left, ext_len) = if opts.causal_reflect {
+        if opts.zero_pad != [0, 0] {
+            return Err(Error::Invalid("conv1d: zero padding and causal reflect padding exclude each other".into()));
+        }
         causal_geometry(t_in, effective, opts.stride)?
     } else {
-        if t_in < effective {
-            return Err(shape_err(OP, format!("input length {t_in} is shorter than the effective kernel {effective}")));
+        let [left, right] = opts.zero_pad;
+        let padded = t_in.saturating_add(left).saturating_add(right);
+        if padded < effective {
+            return Err(shape_err(
+                OP,
+                format!("input length {t_in} (padded {padded}) is shorter than the effective kernel {effective}"),
+            ));
         }
-        ((t_in - effective) / opts.stride + 1, 0, t_in)
+        ((padded - effective) / opts.stride + 1, left, t_in)
     };
+    u32_of(OP, "left padding", pad_left)?;
     u32_prod(OP, "input elements", &[b, c_in, t_in])?;
     u32_prod(OP, "output elements", &[b, c_out, t_out])?;
-    u32_prod(OP, "weight elements", &[c_out, c_in, kernel])?;
+    u32_prod(OP, "weight elements", &[c_out, w_in, kernel])?;
     // The largest padded index the kernel forms must fit too (the shader works in i32).
     let last = u32_prod(OP, "padded length", &[t_out - 1, opts.stride])? as usize + effective;
     u32_of(OP, "padded length", last.saturating_mul(2))?;
 
-    let tile = tile_for(c_out);
-    let m_tiles = c_out.div_ceil(tile.bm() as usize);
+    let tile = tile_for(c_out / groups);
+    let m_tiles = (c_out / groups).div_ceil(tile.bm() as usize);
     let n_tiles = u32_of(OP, "time tiles", t_out.div_ceil(tile.bn() as usize))?;
     let p = Params {
         c_in: c_in as u32,
@@ -189,10 +211,10 @@ pub fn conv1d(g: &mut Graph, x: Val, weight: Val, bias: Val, opts: Conv1dOpts) -
         ext_len: u32_of(OP, "extended length", ext_len)?,
         reflect: opts.causal_reflect as u32,
         m_tiles: m_tiles as u32,
-        _pad: 0,
+        groups: groups as u32,
     };
     let [gx, gy, _] = groups_1d(n_tiles);
-    let gz = u32_of(OP, "batch * channel tiles", b * m_tiles)?;
+    let gz = u32_prod(OP, "batch * channel tiles", &[b, m_tiles, groups])?;
     let y = g.tensor(&[b, c_out, t_out], DType::F32);
     g.dispatch(
         tile.kernel("conv1d", &CONTRACT),

@@ -85,7 +85,7 @@ fn lstm_layer(g: &mut Graph, x: Val, layer: &LstmLayer, hidden: usize) -> Result
     let batch = u32_of(OP, "batch", b)?;
     // W_ih x_t + b_ih for all t: a 1x1 convolution of x with weight_ih seen as [4H, In, 1].
     let w_ih = g.view(layer.w_ih, &[4 * hidden, input, 1])?;
-    let gx = conv1d(g, x, w_ih, layer.b_ih, Conv1dOpts { stride: 1, dilation: 1, causal_reflect: false })?;
+    let gx = conv1d(g, x, w_ih, layer.b_ih, Conv1dOpts { causal_reflect: false, ..Default::default() })?;
     // vec4 loads of W_hh rows and h need H to be a multiple of 4.
     let kernel = kernel(hidden.is_multiple_of(4));
     let h = [g.tensor(&[b, hidden], DType::F32), g.tensor(&[b, hidden], DType::F32)];

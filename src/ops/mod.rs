@@ -33,12 +33,14 @@ pub mod cpu;
 pub mod elementwise;
 pub mod embedding;
 pub mod gemv;
+pub mod groupnorm;
 pub mod kv_cache;
 pub mod layernorm;
 pub mod lstm;
 pub mod matmul;
 pub mod rvq;
 pub mod sampling;
+pub mod transpose;
 
 use crate::gpu::Kernel;
 
@@ -50,12 +52,14 @@ pub fn all_kernels() -> Vec<Kernel> {
         conv_transpose1d::kernels(),
         elementwise::kernels(),
         embedding::kernels(),
+        groupnorm::kernels(),
         kv_cache::kernels(),
         layernorm::kernels(),
         lstm::kernels(),
         matmul::kernels(),
         rvq::kernels(),
         sampling::kernels(),
+        transpose::kernels(),
     ]
     .concat()
 }

@@ -83,8 +83,9 @@ enum Entry {
     /// Stored as is under this file name (tied fine heads point at the embedding).
     Stored(String),
     /// `weight = g * v / ||v||`, the norm over every dimension but the first, for each index of
-    /// the first dimension (torch's weight_norm with dim=0, for Conv1d and ConvTranspose1d alike).
-    WeightNorm { g: String, v: String },
+    /// the first dimension (torch's weight_norm with dim=0, for Conv1d and ConvTranspose1d alike),
+    /// or with `last` over every dimension but the last (dim=2: HuBERT's positional conv).
+    WeightNorm { g: String, v: String, last: bool },
 }
 
 /// A Bark checkpoint's tensors under the names transformers' BarkModel uses after loading:
@@ -144,8 +145,8 @@ impl Weights {
                 }
                 if let Some(base) = name.strip_suffix(g_suffix) {
                     let v = format!("{base}{v_suffix}");
-                    check_weight_norm(&source, name, &v)?;
-                    insert(format!("{base}.weight"), Entry::WeightNorm { g: name.to_string(), v }, name)?;
+                    let last = check_weight_norm(&source, name, &v)?;
+                    insert(format!("{base}.weight"), Entry::WeightNorm { g: name.to_string(), v, last }, name)?;
                     continue 'names;
                 }
             }
@@ -214,9 +215,13 @@ impl Weights {
     pub fn to_f32(&self, name: &str) -> Result<Vec<f32>> {
         match self.entry(name)? {
             Entry::Stored(n) => self.source.to_f32(n),
-            Entry::WeightNorm { g, v } => {
+            Entry::WeightNorm { g, v, last } => {
                 let (gs, mut vs) = (self.source.to_f32(g)?, self.source.to_f32(v)?);
-                fold_weight_norm(&gs, &mut vs);
+                if *last {
+                    fold_weight_norm_last(&gs, &mut vs);
+                } else {
+                    fold_weight_norm(&gs, &mut vs);
+                }
                 Ok(vs)
             }
         }
@@ -244,27 +249,31 @@ impl Weights {
     }
 }
 
-/// Checks g's shape is (v.shape[0], 1, 1, ...) when building the table, so folding cannot fail.
-fn check_weight_norm(source: &WeightSource, g: &str, v: &str) -> Result<()> {
+/// Checks g's shape is (v.shape[0], 1, 1, ...) (dim=0), or (1, ..., 1, v.shape[-1]) (the last
+/// dim; returns true) when building the table, so folding cannot fail.
+fn check_weight_norm(source: &WeightSource, g: &str, v: &str) -> Result<bool> {
     let gi = source.info(g).ok_or_else(|| file_err(source.path(), format!("missing tensor `{g}`")))?;
     let vi = source.info(v).ok_or_else(|| file_err(source.path(), format!("`{g}` has no `{v}`")))?;
     let ok = gi.dtype.is_float()
         && vi.dtype.is_float()
         && !vi.shape.is_empty()
-        && vi.shape[0] > 0
-        && gi.shape.len() == vi.shape.len()
-        && gi.shape[0] == vi.shape[0]
-        && gi.shape[1..].iter().all(|&d| d == 1);
-    if !ok {
+        && !vi.shape.is_empty()
+        && vi.numel() > 0
+        && gi.shape.len() == vi.shape.len();
+    let n = vi.shape.len();
+    let first = ok && gi.shape[0] == vi.shape[0] && gi.shape[1..].iter().all(|&d| d == 1);
+    let last = ok && n > 1 && gi.shape[n - 1] == vi.shape[n - 1] && gi.shape[..n - 1].iter().all(|&d| d == 1);
+    if !first && !last {
         return Err(file_err(
             source.path(),
             format!(
-                "weight norm `{g}` {:?} {:?} does not fit `{v}` {:?} {:?} (want g of shape (v.shape[0], 1, ...))",
+                "weight norm `{g}` {:?} {:?} does not fit `{v}` {:?} {:?} \
+                 (want g of shape (v.shape[0], 1, ...) or (1, ..., v.shape[-1]))",
                 gi.dtype, gi.shape, vi.dtype, vi.shape
             ),
         ));
     }
-    Ok(())
+    Ok(!first)
 }
 
 /// `v[i, ...] *= g[i] / ||v[i, ...]||` as torch's `_weight_norm(v, g, dim=0)` computes it
@@ -275,5 +284,19 @@ fn fold_weight_norm(g: &[f32], v: &mut [f32]) {
         let norm = row.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt() as f32;
         let scale = gi / norm;
         row.iter_mut().for_each(|x| *x *= scale);
+    }
+}
+
+/// `v[..., k] *= g[k] / ||v[..., k]||`: torch's `_weight_norm(v, g, dim=-1)` (HuBERT's positional
+/// conv uses dim=2 of a 3-D weight); the norms are accumulated in f64 and rounded once.
+fn fold_weight_norm_last(g: &[f32], v: &mut [f32]) {
+    let k = g.len().max(1);
+    let mut sums = vec![0.0f64; k];
+    for (i, &x) in v.iter().enumerate() {
+        sums[i % k] += (x as f64) * (x as f64);
+    }
+    let scale: Vec<f32> = g.iter().zip(&sums).map(|(&gi, &s)| gi / s.sqrt() as f32).collect();
+    for (i, x) in v.iter_mut().enumerate() {
+        *x *= scale[i % k];
     }
 }

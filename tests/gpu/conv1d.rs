@@ -30,10 +30,9 @@ fn conv1d_ref(
     bias: &[f32],
     (b, c_in, t): (usize, usize, usize),
     (c_out, k): (usize, usize),
-    stride: usize,
-    dilation: usize,
-    causal: bool,
+    opts: Conv1dOpts,
 ) -> (Vec<f64>, Vec<f64>, usize) {
+    let Conv1dOpts { stride, dilation, causal_reflect: causal, zero_pad: [left, right], groups } = opts;
     let effective = (k - 1) * dilation + 1;
     let mut rows = Vec::new();
     for row in x.chunks(t) {
@@ -46,7 +45,10 @@ fn conv1d_ref(
             let ideal = (n_frames.ceil() as usize - 1) * stride + (effective - padding_total);
             rows.push(pad_reflect(&row, padding_total, ideal - t));
         } else {
-            rows.push(row);
+            let mut padded = vec![0.0; left];
+            padded.extend_from_slice(&row);
+            padded.resize(padded.len() + right, 0.0);
+            rows.push(padded);
         }
     }
     let len = rows[0].len();
@@ -57,10 +59,12 @@ fn conv1d_ref(
         for co in 0..c_out {
             for to in 0..t_out {
                 let (mut s, mut m) = (bias[co] as f64, (bias[co] as f64).abs());
-                for ci in 0..c_in {
-                    let xr = &rows[bi * c_in + ci];
+                // A group's outputs read that group's inputs only.
+                let (cin_g, grp) = (c_in / groups, co / (c_out / groups));
+                for ci in 0..cin_g {
+                    let xr = &rows[bi * c_in + grp * cin_g + ci];
                     for kk in 0..k {
-                        let term = w[(co * c_in + ci) * k + kk] as f64 * xr[to * stride + kk * dilation];
+                        let term = w[(co * cin_g + ci) * k + kk] as f64 * xr[to * stride + kk * dilation];
                         s += term;
                         m += term.abs();
                     }
@@ -81,7 +85,7 @@ fn run_gpu(
     (c_out, k): (usize, usize),
     opts: Conv1dOpts,
 ) -> (Vec<f32>, Vec<usize>) {
-    run_f32_op(&[(x, &[b, c_in, t]), (w, &[c_out, c_in, k]), (bias, &[c_out])], |g, v| {
+    run_f32_op(&[(x, &[b, c_in, t]), (w, &[c_out, c_in / opts.groups, k]), (bias, &[c_out])], |g, v| {
         conv1d(g, v[0], v[1], v[2], opts)
     })
 }
@@ -97,17 +101,17 @@ fn run_gpu(
 fn check(seed: u64, b: usize, c_in: usize, c_out: usize, t: usize, k: usize, opts: Conv1dOpts) {
     let mut rng = Rng::new(seed);
     let x = rng.normal(b * c_in * t, 1.0);
-    let w = rng.normal(c_out * c_in * k, 1.0 / ((c_in * k) as f32).sqrt());
+    let cin_g = c_in / opts.groups;
+    let w = rng.normal(c_out * cin_g * k, 1.0 / ((cin_g * k) as f32).sqrt());
     let bias = rng.normal(c_out, 0.1);
     let (got, shape) = run_gpu(&x, &w, &bias, (b, c_in, t), (c_out, k), opts);
-    let (want, mag, t_out) =
-        conv1d_ref(&x, &w, &bias, (b, c_in, t), (c_out, k), opts.stride, opts.dilation, opts.causal_reflect);
+    let (want, mag, t_out) = conv1d_ref(&x, &w, &bias, (b, c_in, t), (c_out, k), opts);
     let case = format!("b{b} cin{c_in} cout{c_out} t{t} k{k} {opts:?}");
     assert_eq!(shape, vec![b, c_out, t_out], "{case}: shape");
     if opts.causal_reflect {
         assert_eq!(t_out, t.div_ceil(opts.stride), "{case}: causal output length");
     }
-    let n = (c_in * k + 1) as f64;
+    let n = (cin_g * k + 1) as f64;
     for (i, ((&g, &w), &m)) in got.iter().zip(&want).zip(&mag).enumerate() {
         let tol = 4.0 * n.sqrt() * f32::EPSILON as f64 * m + f32::MIN_POSITIVE as f64;
         assert!((g as f64 - w).abs() <= tol, "{case}: element {i} got {g} want {w} (tol {tol})");
@@ -115,7 +119,7 @@ fn check(seed: u64, b: usize, c_in: usize, c_out: usize, t: usize, k: usize, opt
 }
 
 fn causal(stride: usize, dilation: usize) -> Conv1dOpts {
-    Conv1dOpts { stride, dilation, causal_reflect: true }
+    Conv1dOpts { stride, dilation, causal_reflect: true, ..Default::default() }
 }
 
 #[test]
@@ -176,8 +180,32 @@ fn no_padding_valid_convolution() {
     for (i, &(k, s, d, t)) in
         [(1, 1, 1, 1), (3, 1, 1, 3), (7, 2, 1, 30), (3, 3, 2, 11), (4, 5, 1, 100)].iter().enumerate()
     {
-        check(300 + i as u64, 2, 3, 6, t, k, Conv1dOpts { stride: s, dilation: d, causal_reflect: false });
+        check(
+            300 + i as u64,
+            2,
+            3,
+            6,
+            t,
+            k,
+            Conv1dOpts { stride: s, dilation: d, causal_reflect: false, ..Default::default() },
+        );
     }
+}
+
+/// Zero padding and groups: HuBERT's positional conv (kernel K even, padding K/2, last frame
+/// dropped = pads [K/2, K/2 - 1]) in tiny and real sizes, and groups whose channels do not fill
+/// a tile (a tile crossing a group's end would mix groups or overwrite the next one).
+#[test]
+fn zero_padding_and_groups() {
+    let opts =
+        |groups, zero_pad, stride| Conv1dOpts { stride, causal_reflect: false, zero_pad, groups, ..Default::default() };
+    check(500, 1, 32, 32, 49, 16, opts(4, [8, 7], 1));
+    check(501, 2, 6, 9, 13, 3, opts(3, [1, 1], 1));
+    check(502, 1, 12, 20, 7, 5, opts(4, [0, 3], 2));
+    check(503, 1, 5, 5, 4, 2, opts(5, [3, 0], 1));
+    check(504, 1, 40, 80, 20, 1, opts(1, [2, 2], 1));
+    // HuBERT base: 768 channels in 16 groups of 48, K 128, 50 frames (1 s).
+    check(505, 1, 768, 768, 50, 128, opts(16, [64, 63], 1));
 }
 
 #[test]
@@ -224,6 +252,16 @@ fn bad_input_is_an_error() {
     assert!(conv1d(&mut g, x_short, w, bias, valid).is_err(), "shorter than the kernel, no padding");
     let x_empty = g.tensor(&[1, 3, 0], DType::F32);
     assert!(conv1d(&mut g, x_empty, w, bias, ok).is_err(), "empty input");
+    let grouped = Conv1dOpts { groups: 3, ..valid };
+    let w_g = g.tensor(&[6, 1, 3], DType::F32);
+    let b6 = g.tensor(&[6], DType::F32);
+    assert!(conv1d(&mut g, x, w_g, b6, grouped).is_ok(), "3 groups of 1 input, 2 outputs");
+    assert!(conv1d(&mut g, x, w_g, b6, Conv1dOpts { groups: 2, ..valid }).is_err(), "2 groups do not divide 3");
+    assert!(conv1d(&mut g, x, w, bias, grouped).is_err(), "weight of 3 inputs per group for 3 groups");
+    assert!(conv1d(&mut g, x, w, bias, Conv1dOpts { groups: 0, ..valid }).is_err(), "0 groups");
+    let padded = Conv1dOpts { zero_pad: [1, 1], ..ok };
+    assert!(conv1d(&mut g, x, w, bias, padded).is_err(), "zero and reflect padding together");
+    assert!(conv1d(&mut g, x_short, w, bias, Conv1dOpts { zero_pad: [1, 0], ..valid }).is_ok(), "padded to 3");
     let huge = Conv1dOpts { dilation: usize::MAX / 2, ..ok };
     assert!(conv1d(&mut g, x, w, bias, huge).is_err(), "dilation overflow");
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use bark_wgpu::model::hubert::HubertConfig;
 use bark_wgpu::model::{inference_tensors, BarkConfig};
 use bark_wgpu::Error;
 
@@ -168,5 +169,33 @@ fn impossible_values_are_rejected() {
         j[section][field] = value;
         let e = error_of(&j);
         assert!(e.contains(section) && e.contains(needle), "{section}.{field}: {e}");
+    }
+}
+
+#[test]
+fn hubert_config_defaults_are_base_and_unsupported_variants_are_refused() {
+    // transformers' HubertConfig() is hubert-base-ls960: 49 frames from a second (20 ms hop, a
+    // 400-sample window).
+    let base = HubertConfig::default();
+    assert_eq!((base.hidden_size, base.num_attention_heads, base.conv_dim[0]), (768, 12, 512));
+    assert_eq!((base.frames(16_000), base.frames(400), base.frames(399)), (49, 1, 0));
+    let cfg = HubertConfig::load(fixture("hubert-tiny")).unwrap();
+    assert_eq!((cfg.hidden_size, cfg.num_hidden_layers, cfg.num_conv_pos_embeddings), (32, 10, 16));
+    let path = Path::new("/somewhere/hubert-config.json");
+    for (key, value, needle) in [
+        ("do_stable_layer_norm", serde_json::json!(true), "do_stable_layer_norm"),
+        ("feat_extract_norm", serde_json::json!("layer"), "feat_extract_norm"),
+        ("hidden_act", serde_json::json!("relu"), "gelu"),
+        ("num_attention_heads", serde_json::json!(5), "heads"),
+        ("num_conv_pos_embedding_groups", serde_json::json!(3), "groups"),
+        ("conv_stride", serde_json::json!([5, 2]), "one length"),
+        ("conv_kernel", serde_json::json!([10, 3, 3, 3, 3, 2, 0]), "is 0"),
+        ("hidden_size", serde_json::json!("big"), "invalid HuBERT config"),
+    ] {
+        let mut json = raw_json("hubert-tiny");
+        json[key] = value;
+        let err = HubertConfig::from_json(&json.to_string(), path).err().unwrap_or_else(|| panic!("{key} accepted"));
+        let msg = err.to_string();
+        assert!(msg.contains("hubert-config.json") && msg.contains(needle), "{key}: {msg}");
     }
 }
