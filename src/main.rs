@@ -4,12 +4,16 @@
 mod say_lines;
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use bark_wgpu::audio::{pcm16_le_bytes, read_wav, write_wav, WavFormat};
-use bark_wgpu::generate::{Bark, GenerateOptions, LoadOptions};
-use bark_wgpu::hub::{fetch_voice_preset, resolve_model_with, resolve_voices_dir, ResolveOptions, DEFAULT_MODEL};
+use bark_wgpu::audio::{pcm16_le_bytes, read_audio, read_wav, write_wav, WavFormat};
+use bark_wgpu::generate::{check_recording, Bark, GenerateOptions, LoadOptions, VoiceCloner};
+use bark_wgpu::hub::{
+    fetch_voice_preset, resolve_hubert, resolve_model_with, resolve_quantizer, resolve_voices_dir, ResolveOptions,
+    DEFAULT_HUBERT, DEFAULT_MODEL, DEFAULT_QUANTIZER,
+};
+use bark_wgpu::voice::VoicePrompt;
 use bark_wgpu::voice::{list_voices, resolve_voice};
 use bark_wgpu::{AdapterSummary, Context, ContextOptions};
 use clap::{Args, Parser, Subcommand};
@@ -26,6 +30,9 @@ enum Command {
     /// Say a text: write it as speech to a WAV file (or each line of a file, --input, to one
     /// WAV per line).
     Say(Box<SayArgs>),
+    /// Make a voice prompt (.npz, for `say --voice`) from a recording alone: HuBERT and the
+    /// semantic quantizer give its semantic tokens, the codec's encoder its coarse and fine codes.
+    Clone(Box<CloneArgs>),
     /// List the voice presets a model ships (speaker_embeddings_path.json).
     Voices {
         /// A model directory, or a Hugging Face repo id (owner/name[@revision]), downloaded into
@@ -92,6 +99,37 @@ struct ServeArgs {
     shutdown_timeout: u64,
 }
 
+/// Where the models of cloning come from: a directory/file or a hub repo id each.
+#[derive(Args)]
+struct ClonerArgs {
+    /// The HuBERT checkpoint: a directory in the transformers layout (config.json and weights),
+    /// or a Hugging Face repo id downloaded on first use.
+    #[arg(long, default_value = DEFAULT_HUBERT)]
+    hubert: String,
+    /// The semantic quantizer: a .pth file, or a repo id `owner/name[@rev][:file]` (file by
+    /// default quantifier_hubert_base_ls960_14.pth) downloaded on first use.
+    #[arg(long, default_value = DEFAULT_QUANTIZER)]
+    quantizer: String,
+}
+
+#[derive(Args)]
+struct CloneArgs {
+    /// The recording: WAV, FLAC, MP3 or Ogg/Vorbis, any rate, 1 to 60 s of speech.
+    #[arg(long)]
+    audio: PathBuf,
+    /// The voice prompt to write (.npz, as Bark's presets).
+    #[arg(long)]
+    out: PathBuf,
+    /// The Bark model whose codec encodes the recording (a directory or a repo id, as for `say`).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: String,
+    #[command(flatten)]
+    cloner: ClonerArgs,
+    /// Print nothing but errors.
+    #[arg(long)]
+    quiet: bool,
+}
+
 #[derive(Args)]
 struct SayArgs {
     /// A model directory in the Hugging Face layout, or a Hugging Face repo id
@@ -127,14 +165,17 @@ struct SayArgs {
     /// A Suno voice prompt (.npz) or a preset name such as v2/en_speaker_6.
     #[arg(long)]
     voice: Option<String>,
-    /// Make the voice from a recording (WAV, any rate; converted to 24 kHz mono): its EnCodec
-    /// codes become the coarse and fine prompts, and the semantic prompt is generated from
-    /// --clone-text, the words spoken in it (no HuBERT; see the docs of generate::clone).
-    #[arg(long, conflicts_with = "voice", requires = "clone_text")]
+    /// Make the voice from a recording (as `bark-wgpu clone --audio` does): HuBERT and the
+    /// quantizer (--hubert, --quantizer) give the semantic prompt, its EnCodec codes the coarse
+    /// and fine prompts.
+    #[arg(long, conflicts_with = "voice")]
     clone_from: Option<PathBuf>,
-    /// What is said in the --clone-from recording.
+    /// Instead of HuBERT: the words spoken in the --clone-from recording, from which the
+    /// semantic prompt is generated (see the docs of generate::clone).
     #[arg(long, requires = "clone_from")]
     clone_text: Option<String>,
+    #[command(flatten)]
+    cloner: ClonerArgs,
     /// Argmax at every stage: reproduces transformers' do_sample=False token for token.
     #[arg(long)]
     greedy: bool,
@@ -281,6 +322,7 @@ fn say(a: SayArgs) -> Result<()> {
             let (samples, rate) = read_wav(wav)?;
             Some(bark.clone_voice(&dir, &samples, rate, text, &opts).context("cloning the voice")?)
         }
+        (Some(audio), None) => Some(clone_voice(bark.context(), &dir, audio, &a.cloner, show)?),
         _ => voice,
     };
     let format = if a.pcm16 { WavFormat::Pcm16 } else { WavFormat::Float32 };
@@ -312,6 +354,34 @@ fn say(a: SayArgs) -> Result<()> {
     let secs = out.audio.samples.len() as f64 / out.audio.sample_rate as f64;
     note(&format!("wrote {} ({secs:.2} s of audio)", out_path.display()));
     print_profile(bark.context());
+    Ok(())
+}
+
+/// The voice prompt of a recording alone: HuBERT + quantizer (resolved as `--hubert` and
+/// `--quantizer` say) and the codec encoder of `model_dir`, on `ctx`.
+fn clone_voice(ctx: &Context, model_dir: &Path, audio: &Path, c: &ClonerArgs, show: bool) -> Result<VoicePrompt> {
+    // The recording first: a bad file fails before anything is downloaded or loaded.
+    let recording = read_audio(audio)?;
+    let mono = recording.mono();
+    check_recording(&mono, recording.sample_rate).with_context(|| format!("cloning the voice of {}", audio.display()))?;
+    let hub = ResolveOptions { progress: show, ..ResolveOptions::from_env() };
+    let hubert = resolve_hubert(&c.hubert, &hub)?;
+    let quantizer = resolve_quantizer(&c.quantizer, &hub)?;
+    let cloner = VoiceCloner::load(ctx, model_dir, &hubert, &quantizer)?;
+    let prompt = cloner.clone_voice(&mono, recording.sample_rate);
+    prompt.with_context(|| format!("cloning the voice of {}", audio.display()))
+}
+
+fn clone(a: CloneArgs) -> Result<()> {
+    let show = !a.quiet && std::io::stderr().is_terminal();
+    let dir = resolve_model_on_demand(&a.model, None, show)?;
+    let ctx = Context::new(&ContextOptions::default())?;
+    let prompt = clone_voice(&ctx, &dir, &a.audio, &a.cloner, show)?;
+    prompt.save_npz(&a.out)?;
+    if show {
+        let secs = prompt.frames() as f64 / 75.0;
+        eprintln!("wrote {} ({} semantic tokens, {secs:.2} s of codes)", a.out.display(), prompt.semantic.len());
+    }
     Ok(())
 }
 
@@ -438,6 +508,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Say(a) => say(*a),
+        Command::Clone(a) => clone(*a),
         Command::Voices { model } => {
             resolve_voices_dir(&model, &ResolveOptions::from_env()).map_err(Into::into).and_then(|dir| {
                 for v in list_voices(&dir)? {

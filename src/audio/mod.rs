@@ -1,8 +1,10 @@
-//! Audio on the host: WAV files in and out, and resampling to Bark's 24 kHz.
+//! Audio on the host: recordings in (WAV, FLAC, MP3, Ogg/Vorbis), WAV out, and resampling.
 
+mod decode;
 mod resample;
 mod wav;
 
+pub use decode::{decode_audio, read_audio, Audio, FORMATS};
 pub use resample::resample;
 pub use wav::{pcm16, pcm16_le_bytes, read_wav, write_wav, WavFormat};
 

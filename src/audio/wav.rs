@@ -1,8 +1,9 @@
-//! WAV files through `hound`: written atomically as 32-bit float (what the original Bark README
-//! writes) or 16-bit PCM; read from any common integer or float layout and mixed down to mono.
+//! WAV files written through `hound`, atomically, as 32-bit float (what the original Bark README
+//! writes) or 16-bit PCM; read back by the one decoder of every format (decode.rs).
 
 use std::path::Path;
 
+use super::decode::read_audio;
 use crate::atomic_file::write_atomically;
 use crate::{Error, Result};
 
@@ -55,29 +56,9 @@ pub fn write_wav(path: impl AsRef<Path>, samples: &[f32], sample_rate: u32, form
     })
 }
 
-/// Reads a WAV of 8/16/24/32-bit integer or 32-bit float samples as mono f32 (channels averaged;
-/// integers scaled so full scale is 1.0) and its sample rate.
+/// Reads a WAV (or any recording [`read_audio`] decodes) as mono f32, the channels averaged,
+/// and its sample rate.
 pub fn read_wav(path: impl AsRef<Path>) -> Result<(Vec<f32>, u32)> {
-    let path = path.as_ref();
-    let fail = |message: String| Error::File { path: path.into(), message };
-    let mut reader = hound::WavReader::open(path).map_err(|e| fail(format!("cannot read the WAV: {e}")))?;
-    let spec = reader.spec();
-    if spec.sample_rate == 0 || spec.channels == 0 {
-        return Err(fail(format!("invalid WAV: {} channels at {} Hz", spec.channels, spec.sample_rate)));
-    }
-    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => reader.samples::<f32>().collect::<Result<_, _>>(),
-        (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
-            let scale = 1.0 / (1u64 << (bits - 1)) as f64;
-            reader.samples::<i32>().map(|s| s.map(|v| (v as f64 * scale) as f32)).collect::<Result<_, _>>()
-        }
-        (format, bits) => return Err(fail(format!("{bits}-bit {format:?} WAV samples are not supported"))),
-    }
-    .map_err(|e| fail(format!("cannot read the WAV samples: {e}")))?;
-    let channels = spec.channels as usize;
-    if !interleaved.len().is_multiple_of(channels) {
-        return Err(fail("the WAV ends inside a frame".into()));
-    }
-    let mono = interleaved.chunks_exact(channels).map(|frame| frame.iter().sum::<f32>() / channels as f32).collect();
-    Ok((mono, spec.sample_rate))
+    let audio = read_audio(path)?;
+    Ok((audio.mono(), audio.sample_rate))
 }

@@ -46,6 +46,7 @@
 mod bark;
 mod batch;
 mod clone;
+mod cloner;
 pub mod coarse;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod engine;
@@ -61,6 +62,7 @@ mod step;
 pub use crate::vocab::coarse_codes;
 pub use crate::voice::VoicePrompt;
 pub use bark::{Audio, Bark, Generation};
+pub use cloner::{check_recording, VoiceCloner, MAX_SECONDS, MIN_SECONDS, SILENCE_PEAK};
 pub use coarse::CoarseMask;
 #[cfg(not(target_arch = "wasm32"))]
 pub use engine::{Engine, EngineMetrics, EngineStats, Request, StageMetrics, Stream, Wait};

@@ -22,7 +22,7 @@ enum Failure {
 /// Retries of an interrupted file: hf-hub resumes from the `.part` file with a range request.
 const RETRIES: usize = 3;
 
-fn api(cache: &Path, opts: &ResolveOptions) -> Result<Api, String> {
+fn api_for(cache: &Path, opts: &ResolveOptions) -> Result<Api, String> {
     ApiBuilder::from_cache(Cache::new(cache.to_path_buf()))
         .with_endpoint(opts.endpoint.clone())
         .with_token(opts.token.clone())
@@ -104,7 +104,7 @@ impl Job<'_> {
     /// every other file is pinned to.
     fn open(&self, revision: &str) -> Result<Pinned<'_>> {
         let (repo, endpoint) = (self.repo, self.opts.endpoint.as_str());
-        let api = api(self.cache, self.opts).map_err(|reason| self.fail(&reason, None))?;
+        let api = api_for(self.cache, self.opts).map_err(|reason| self.fail(&reason, None))?;
         let asked = Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string());
         let config =
             api.repo(asked).download("config.json").map_err(|e| match describe(e, endpoint, "config.json") {
@@ -167,7 +167,7 @@ pub(super) fn fetch_index(repo: &str, revision: &str, cache: &Path, opts: &Resol
 /// The error is the reason in words.
 pub(super) fn fetch_files(repo: &str, snapshot: &Path, files: &[String], opts: &ResolveOptions) -> Result<(), String> {
     let cache = snapshot.ancestors().nth(3).ok_or("the model directory is not in a hub cache")?;
-    let pinned = Pinned { api: api(cache, opts)?, repo, snapshot: snapshot.to_path_buf(), endpoint: &opts.endpoint };
+    let pinned = Pinned { api: api_for(cache, opts)?, repo, snapshot: snapshot.to_path_buf(), endpoint: &opts.endpoint };
     for file in files {
         pinned.fetch(file).map_err(|f| match f {
             Failure::NotFound => format!("the repo has no {file}"),
@@ -175,4 +175,51 @@ pub(super) fn fetch_files(repo: &str, snapshot: &Path, files: &[String], opts: &
         })?;
     }
     Ok(())
+}
+
+/// Downloads, for each entry of `need`, the first of its alternatives the repo has, all pinned to
+/// the commit the first download names; returns the snapshot directory. The error is a reason.
+pub(super) fn fetch_needed(
+    repo: &str,
+    revision: &str,
+    cache: &Path,
+    need: &[&[&str]],
+    opts: &ResolveOptions,
+) -> Result<PathBuf, String> {
+    if opts.progress {
+        eprintln!("downloading {repo} into {}", repo_dir(cache, repo).display());
+    }
+    let api = api_for(cache, opts)?;
+    let asked = || Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string());
+    let mut pinned: Option<Pinned> = None;
+    for alternatives in need {
+        let mut found = false;
+        for file in alternatives.iter() {
+            let result = match &pinned {
+                Some(p) => p.fetch(file),
+                None => match api.repo(asked()).download(file) {
+                    Ok(path) => {
+                        // `file` may lie in folders: the snapshot is that many levels up.
+                        let depth = Path::new(file).components().count();
+                        let snapshot = path.ancestors().nth(depth).ok_or("unexpected cache layout")?.to_path_buf();
+                        pinned = Some(Pinned { api: api.clone(), repo, snapshot, endpoint: &opts.endpoint });
+                        Ok(())
+                    }
+                    Err(e) => Err(describe(e, &opts.endpoint, file)),
+                },
+            };
+            match result {
+                Ok(()) => {
+                    found = true;
+                    break;
+                }
+                Err(Failure::NotFound) => continue,
+                Err(Failure::Other(reason)) => return Err(reason),
+            }
+        }
+        if !found {
+            return Err(format!("the repo has no {} at revision {revision}", alternatives.join(" or ")));
+        }
+    }
+    pinned.map(|p| p.snapshot).ok_or_else(|| "nothing to download".into())
 }

@@ -5,8 +5,11 @@
 //! Python tools and bark-wgpu share one copy.
 
 mod download;
+mod files;
 
 use std::path::{Path, PathBuf};
+
+pub use files::{resolve_hubert, resolve_quantizer, DEFAULT_HUBERT, DEFAULT_QUANTIZER, DEFAULT_QUANTIZER_FILE};
 
 use crate::voice::{preset_files, PRESET_INDEX};
 use crate::{Error, Result};
