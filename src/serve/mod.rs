@@ -111,7 +111,7 @@ impl Server {
     }
 }
 
-/// The routes, for [`axum::serve`].
+/// The routes, for [`axum::serve()`].
 pub fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/v1/audio/speech", post(speech))
