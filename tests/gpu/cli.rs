@@ -205,15 +205,19 @@ fn clone_from_a_recording_saves_its_codes_as_the_prompt() {
         .unwrap();
     assert!(status.success());
     assert!(out.exists());
-    // --clone-from without --clone-text is refused before anything runs.
+    // Without --clone-text the HuBERT path is taken, which refuses this 0.08 s recording before
+    // any HuBERT is looked for.
     let o = bin()
         .args(["say", "--model", MODEL, "--text", "Hi.", "--out"])
         .arg(&prompt)
         .arg("--clone-from")
         .arg(&wav)
+        .args(["--hubert", "/no/such/hubert"])
         .output()
         .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && !prompt.exists());
+    assert!(err.contains("1 to 60 s") && !err.contains("hubert"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -277,5 +281,96 @@ fn say_input_bad_input_is_one_clear_error_and_no_file() {
     let mut left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     left.sort();
     assert_eq!(left, ["blank.txt", "good.txt"], "files left behind");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+const CLONE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/clone");
+const HUBERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hubert-tiny");
+
+/// `bark-wgpu clone` on the fixture models, writing to `out`.
+fn clone_cmd(audio: &Path, out: &Path, quantizer: &str) -> Command {
+    let mut c = bin();
+    c.args(["clone", "--model", MODEL, "--hubert", HUBERT, "--quantizer"])
+        .arg(Path::new(CLONE).join(quantizer))
+        .arg("--audio")
+        .arg(audio)
+        .arg("--out")
+        .arg(out);
+    c
+}
+
+#[test]
+fn clone_writes_the_reference_pipelines_prompt_from_wav_and_flac() {
+    let dir = scratch("clone-ref");
+    let want = bark_wgpu::voice::VoicePrompt::load_npz(Path::new(CLONE).join("reference.npz")).unwrap();
+    for name in ["recording.wav", "recording.flac"] {
+        let out = dir.join(format!("{name}.npz"));
+        let run = clone_cmd(&Path::new(CLONE).join(name), &out, "quantizer.pth").output().unwrap();
+        assert!(run.status.success(), "{name}: {}", String::from_utf8_lossy(&run.stderr));
+        assert!(run.stderr.is_empty(), "off a terminal nothing is printed: {}", String::from_utf8_lossy(&run.stderr));
+        assert_eq!(bark_wgpu::voice::VoicePrompt::load_npz(&out).unwrap(), want, "{name}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn clone_bad_input_is_one_clear_error_and_no_file() {
+    let dir = scratch("clone-bad");
+    let out = dir.join("voice.npz");
+    let wav = |name: &str, samples: Vec<f32>, rate: u32| {
+        let path = dir.join(name);
+        bark_wgpu::audio::write_wav(&path, &samples, rate, bark_wgpu::audio::WavFormat::Pcm16).unwrap();
+        path
+    };
+    let tone = |secs: f64, rate: u32| (0..(secs * rate as f64) as usize).map(|i| 0.5 * (i as f32 * 0.05).sin()).collect();
+    let silent = wav("silent.wav", vec![0.0; 24_000], 16_000);
+    let short = wav("short.wav", tone(0.5, 16_000), 16_000);
+    let long = wav("long.wav", tone(61.0, 8_000), 8_000);
+    let text = dir.join("notes.wav");
+    std::fs::write(&text, "not audio at all").unwrap();
+    let recording = Path::new(CLONE).join("recording.wav");
+    let cases: [(&Path, &str, &[&str]); 5] = [
+        (&silent, "quantizer.pth", &["silent.wav", "silent", "-60 dBFS"]),
+        (&short, "quantizer.pth", &["short.wav", "0.50 s", "1 to 60 s"]),
+        (&long, "quantizer.pth", &["long.wav", "61.00 s", "1 to 60 s"]),
+        (&text, "quantizer.pth", &["notes.wav", "WAV, FLAC, MP3 and Ogg/Vorbis"]),
+        (&recording, "quantizer_wide.pth", &["24", "32", "quantizer"]),
+    ];
+    for (audio, quantizer, needles) in cases {
+        let run = clone_cmd(audio, &out, quantizer).output().unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{} succeeded", audio.display());
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{}: stderr lacks {n:?}: {err}", audio.display());
+        }
+        assert!(!out.exists(), "{} left {}", audio.display(), out.display());
+    }
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 4, "only the inputs remain: {left:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn say_clone_from_without_text_speaks_as_the_cloned_prompt() {
+    let dir = scratch("say-clone");
+    let (cloned, preset) = (dir.join("cloned.wav"), dir.join("preset.wav"));
+    let say = |out: &Path| {
+        let mut c = bin();
+        c.args(["say", "--model", MODEL, "--text", "Hi.", "--greedy", "--max-semantic-tokens", "8", "--out"]).arg(out);
+        c
+    };
+    let run = say(&cloned)
+        .arg("--clone-from")
+        .arg(Path::new(CLONE).join("recording.flac"))
+        .args(["--hubert", HUBERT, "--quantizer"])
+        .arg(Path::new(CLONE).join("quantizer.pth"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = say(&preset).arg("--voice").arg(Path::new(CLONE).join("reference.npz")).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    // Greedy with the same prompt: the same audio, bit for bit.
+    assert_eq!(read_wav(&cloned).unwrap(), read_wav(&preset).unwrap());
     std::fs::remove_dir_all(&dir).ok();
 }
