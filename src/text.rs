@@ -26,6 +26,16 @@ impl TextTokenizer {
         Ok(TextTokenizer { inner })
     }
 
+    /// A `tokenizer.json` already in memory (a browser's fetch); `name` stands for its path in
+    /// messages.
+    pub fn from_bytes(name: impl AsRef<Path>, bytes: &[u8]) -> Result<TextTokenizer> {
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| Error::File {
+            path: name.as_ref().into(),
+            message: format!("not a valid tokenizer.json: {e}"),
+        })?;
+        Ok(TextTokenizer { inner })
+    }
+
     /// The BERT ids of `text` without `[CLS]`/`[SEP]`, as transformers' BarkProcessor asks for
     /// them (`add_special_tokens=False`).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::options::LoadOptions;
+use super::options::{LoadOptions, ModelFiles};
 use crate::gpu::{Context, ContextOptions, DType};
 use crate::model::encodec::{checkpoint_fetch, EncodecDecoder};
 use crate::model::gpt::{CausalGpt, FineGpt};
@@ -14,7 +14,7 @@ use crate::progress::{Progress, Reporter, Stage};
 use crate::text::{normalize_whitespace, semantic_text_window, TextTokenizer};
 use crate::vocab::{coarse_codes, SEMANTIC_VOCAB};
 use crate::voice::VoicePrompt;
-use crate::weights::Weights;
+use crate::weights::{WeightSource, Weights};
 use crate::{Error, Result};
 
 /// Checks a voice for generation: shapes and ranges (so no stage can index out of bounds), and
@@ -85,15 +85,34 @@ impl Bark {
     pub fn load_on(ctx: &Context, dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Bark> {
         let dir = dir.as_ref();
         let config = BarkConfig::load(dir.join("config.json"))?;
-        let fine_cfg = &config.fine_acoustics_config;
-        if fine_cfg.n_codes_total != 8 {
-            return Err(Error::Invalid(format!("a fine model of {} codebooks; Bark has 8", fine_cfg.n_codes_total)));
-        }
         let tokenizer = TextTokenizer::load(opts.tokenizer.clone().unwrap_or_else(|| dir.join("tokenizer.json")))?;
         let weights = match &opts.weights {
             Some(p) => Weights::open(p)?,
             None => Weights::open_dir(dir)?,
         };
+        Bark::from_parts(ctx, config, tokenizer, weights, opts)
+    }
+
+    /// Loads a model whose files are already in memory (a browser fetches them; nothing is
+    /// read from disk). `opts.tokenizer` and `opts.weights` are not used.
+    pub fn load_files(ctx: &Context, files: ModelFiles, opts: &LoadOptions) -> Result<Bark> {
+        let config = BarkConfig::from_json(&files.config, Path::new("config.json"))?;
+        let tokenizer = TextTokenizer::from_bytes("tokenizer.json", &files.tokenizer)?;
+        let weights = Weights::from_source(WeightSource::from_bytes(&files.weights_name, files.weights)?)?;
+        Bark::from_parts(ctx, config, tokenizer, weights, opts)
+    }
+
+    fn from_parts(
+        ctx: &Context,
+        config: BarkConfig,
+        tokenizer: TextTokenizer,
+        weights: Weights,
+        opts: &LoadOptions,
+    ) -> Result<Bark> {
+        let fine_cfg = &config.fine_acoustics_config;
+        if fine_cfg.n_codes_total != 8 {
+            return Err(Error::Invalid(format!("a fine model of {} codebooks; Bark has 8", fine_cfg.n_codes_total)));
+        }
         let dtype = if opts.f16 { DType::F16 } else { DType::F32 };
         let semantic = CausalGpt::load(ctx, &weights, "semantic", &config.semantic_config, dtype)?;
         let coarse = CausalGpt::load(ctx, &weights, "coarse_acoustics", &config.coarse_acoustics_config, dtype)?;

@@ -68,4 +68,4 @@ pub use coarse::CoarseMask;
 pub use engine::{Engine, EngineMetrics, EngineStats, Request, StageMetrics, Stream, Wait};
 pub use longform::{LongGeneration, PIECE_GAP_SECONDS};
 pub use memory::StageMemory;
-pub use options::{GenerateOptions, LoadOptions};
+pub use options::{GenerateOptions, LoadOptions, ModelFiles};

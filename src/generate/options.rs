@@ -116,6 +116,20 @@ pub struct LoadOptions {
     pub weights: Option<PathBuf>,
 }
 
+/// A model's files in memory, as a browser has them after fetching (see [`Bark::load_files`]):
+/// the text of `config.json`, the bytes of `tokenizer.json`, and the checkpoint
+/// (`model.safetensors` or `pytorch_model.bin`, told apart by content) with the name messages
+/// give it.
+///
+/// [`Bark::load_files`]: super::Bark::load_files
+#[derive(Clone, Debug, Default)]
+pub struct ModelFiles {
+    pub config: String,
+    pub tokenizer: Vec<u8>,
+    pub weights: Vec<u8>,
+    pub weights_name: String,
+}
+
 /// Stream constants of the stages' random numbers.
 pub(super) const SEMANTIC_STREAM: u64 = 1;
 pub(super) const COARSE_STREAM: u64 = 2;

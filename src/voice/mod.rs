@@ -47,10 +47,20 @@ impl VoicePrompt {
     /// `save_as_prompt`.
     pub fn load_npz(path: impl AsRef<Path>) -> Result<VoicePrompt> {
         let path = path.as_ref();
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::File { path: path.into(), message: format!("cannot open the voice prompt: {e}") })?;
+        Self::read_npz(path, std::io::BufReader::new(file))
+    }
+
+    /// A voice prompt `.npz` already in memory (a browser's fetch); `name` stands for its path
+    /// in messages.
+    pub fn from_npz_bytes(name: impl AsRef<Path>, bytes: &[u8]) -> Result<VoicePrompt> {
+        Self::read_npz(name.as_ref(), std::io::Cursor::new(bytes))
+    }
+
+    fn read_npz(path: &Path, reader: impl Read + std::io::Seek) -> Result<VoicePrompt> {
         let fail = |message: String| Error::File { path: path.into(), message };
-        let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open the voice prompt: {e}")))?;
-        let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
-            .map_err(|e| fail(format!("not a valid .npz (zip) file: {e}")))?;
+        let mut zip = zip::ZipArchive::new(reader).map_err(|e| fail(format!("not a valid .npz (zip) file: {e}")))?;
         let mut load = |key: &str| -> Result<IntArray> {
             let entry_name = [format!("{key}.npy"), key.to_string()]
                 .into_iter()

@@ -8,7 +8,7 @@ use crate::common;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use bark_wgpu::generate::{Bark, CoarseMask, GenerateOptions, LoadOptions};
+use bark_wgpu::generate::{Bark, CoarseMask, GenerateOptions, LoadOptions, ModelFiles, VoicePrompt};
 use common::generation::{dir, fixture, ids, voice};
 use common::{assert_close, ctx};
 
@@ -71,6 +71,33 @@ fn greedy_equals_transformers_pytorch_bin() {
     // .bin runs the voiced case only (it takes every history path); the fine stage's 1024-frame
     // windows cost seconds per run on a software rasteriser.
     check_greedy(&load("pytorch_model.bin"), "pytorch_model.bin", true);
+}
+
+#[test]
+fn a_model_loaded_from_memory_equals_transformers() {
+    // What a browser does: every file fetched, nothing read from disk by the loader; the
+    // voice prompt too.
+    let read = |p: std::path::PathBuf| std::fs::read(p).unwrap();
+    let files = ModelFiles {
+        config: String::from_utf8(read(dir().join("config.json"))).unwrap(),
+        tokenizer: read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer/tokenizer.json")),
+        weights: read(dir().join("pytorch_model.bin")),
+        weights_name: "pytorch_model.bin".into(),
+    };
+    let b = Bark::load_files(ctx(), files.clone(), &LoadOptions::default()).unwrap();
+    let npz = std::env::temp_dir().join(format!("bark-wgpu-memory-voice-{}.npz", std::process::id()));
+    voice().save_npz(&npz).unwrap();
+    let bytes = read(npz.clone());
+    std::fs::remove_file(&npz).unwrap();
+    assert_eq!(VoicePrompt::from_npz_bytes("voice.npz", &bytes).unwrap(), voice());
+    assert!(VoicePrompt::from_npz_bytes("voice.npz", b"PK no zip").is_err());
+    check_greedy(&b, "pytorch_model.bin from memory", true);
+    let broken = ModelFiles { config: "{".into(), ..files.clone() };
+    let err = Bark::load_files(ctx(), broken, &LoadOptions::default()).err().expect("a bad config.json");
+    assert!(err.to_string().contains("config.json"), "{err}");
+    let broken = ModelFiles { tokenizer: b"[]".to_vec(), ..files };
+    let err = Bark::load_files(ctx(), broken, &LoadOptions::default()).err().expect("a bad tokenizer.json");
+    assert!(err.to_string().contains("tokenizer.json"), "{err}");
 }
 
 #[test]
