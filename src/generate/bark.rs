@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::options::{LoadOptions, ModelFiles};
-use crate::gpu::{Context, ContextOptions, DType};
+use crate::gpu::{Context, DType};
 use crate::model::encodec::{checkpoint_fetch, EncodecDecoder};
 use crate::model::gpt::{CausalGpt, FineGpt};
 use crate::model::BarkConfig;
@@ -77,8 +77,9 @@ pub struct Bark {
 
 impl Bark {
     /// Loads `dir` (config.json, weights, tokenizer) on the default adapter.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Bark> {
-        Bark::load_on(&Context::new(&ContextOptions::default())?, dir, opts)
+        Bark::load_on(&Context::new(&crate::gpu::ContextOptions::default())?, dir, opts)
     }
 
     /// Loads `dir` on a given device.

@@ -175,6 +175,7 @@ fn preference(a: &wgpu::Adapter) -> (u8, u8) {
 
 impl Context {
     /// Every adapter wgpu can see on the chosen backends.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn list_adapters(opts: &ContextOptions) -> Vec<AdapterSummary> {
         let inst = instance(backends_from(opts));
         let adapters = pollster::block_on(inst.enumerate_adapters(backends_from(opts)));
@@ -182,10 +183,17 @@ impl Context {
     }
 
     /// Picks an adapter (honouring `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`) and opens its device.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(opts: &ContextOptions) -> Result<Context> {
+        pollster::block_on(Self::new_async(opts))
+    }
+
+    /// [`Context::new`] for callers that cannot block (a browser: the adapter and device
+    /// arrive on its event loop).
+    pub async fn new_async(opts: &ContextOptions) -> Result<Context> {
         let backends = backends_from(opts);
         let inst = instance(backends);
-        let mut adapters = pollster::block_on(inst.enumerate_adapters(backends));
+        let mut adapters = inst.enumerate_adapters(backends).await;
         let name = opts.adapter_name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
         if let Some(name) = &name {
             let want = name.to_lowercase();
@@ -198,10 +206,10 @@ impl Context {
                 "{which} (backends {backends:?}); install a Vulkan driver, e.g. mesa-vulkan-drivers"
             ))
         })?;
-        Self::from_adapter(adapter, opts)
+        Self::from_adapter(adapter, opts).await
     }
 
-    fn from_adapter(adapter: wgpu::Adapter, opts: &ContextOptions) -> Result<Context> {
+    async fn from_adapter(adapter: wgpu::Adapter, opts: &ContextOptions) -> Result<Context> {
         let offered = adapter.features();
         let mut features = wgpu::Features::empty();
         if !opts.no_optional_features {
@@ -227,8 +235,7 @@ impl Context {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&desc)).map_err(|e| Error::Device(e.to_string()))?;
+        let (device, queue) = adapter.request_device(&desc).await.map_err(|e| Error::Device(e.to_string()))?;
         let mut summary = AdapterSummary::of(&adapter);
         summary.subgroup = features.contains(wgpu::Features::SUBGROUP);
         summary.timestamp_query = features.contains(wgpu::Features::TIMESTAMP_QUERY);

@@ -13,11 +13,12 @@ pub mod wgsl_include;
 
 pub use context::{AdapterSummary, Context, ContextOptions, Stats};
 pub use contract::{Access, Contract, Family, ParamsLayout};
+pub(crate) use pipeline::validated;
 pub use pipeline::Kernel;
 pub(crate) use pipeline::PipelineCache;
 pub use policy::KernelPolicy;
 pub(crate) use pool::BufferPool;
 pub use profile::KernelTime;
 pub(crate) use profile::PassTimer;
-pub(crate) use tensor::{map_read, Storage};
+pub(crate) use tensor::{map_read, map_read_async, Storage};
 pub use tensor::{DType, RowSplit, Tensor};

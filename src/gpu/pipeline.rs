@@ -65,25 +65,43 @@ impl Context {
         let src = shaders::source(kernel.shader).ok_or_else(|| shader_err("no such file in shaders/".into()))?;
         let src = shaders::prepare(src, &kernel.consts).map_err(shader_err)?;
         let device = self.device();
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(kernel.shader),
-            source: wgpu::ShaderSource::Wgsl(src.into()),
+        let (pipeline, error) = validated(device, || {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.shader),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(kernel.entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
         });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(kernel.entry),
-            layout: None,
-            module: &module,
-            entry_point: Some(kernel.entry),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = error {
             return Err(shader_err(format!("{} ({:?})", e, kernel.consts)));
         }
         self.inner.counters.pipelines_created.fetch_add(1, Ordering::Relaxed);
         let p = Arc::new(pipeline);
         self.inner.pipelines.map.lock().unwrap().insert(kernel.clone(), p.clone());
         Ok(p)
+    }
+}
+
+/// Runs `make` inside a validation error scope: what it made, and the error it raised. A
+/// browser cannot wait for the scope's answer (it comes on the event loop), so there errors go
+/// to the device's uncaptured-error handler (the console) instead; native builds check each.
+pub(crate) fn validated<T>(device: &wgpu::Device, make: impl FnOnce() -> T) -> (T, Option<wgpu::Error>) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = device;
+        (make(), None)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let made = make();
+        (made, pollster::block_on(scope.pop()))
     }
 }

@@ -207,18 +207,38 @@ impl Tensor {
     /// Copies the raw words back to the host (waits for the GPU). For tests and tools: a decode
     /// step reads back through a plan's own staging buffer instead.
     pub fn read_words(&self, ctx: &Context) -> Result<Vec<u32>> {
+        let (staging, size) = self.copy_to_staging(ctx)?;
+        map_read(ctx, staging.buffer(), size, None)
+    }
+
+    /// [`Tensor::read_words`] without blocking (what a browser must use).
+    pub async fn read_words_async(&self, ctx: &Context) -> Result<Vec<u32>> {
+        let (staging, size) = self.copy_to_staging(ctx)?;
+        map_read_async(ctx, staging.buffer(), size, None).await
+    }
+
+    /// Queues a copy of the whole buffer into a new mappable one.
+    fn copy_to_staging(&self, ctx: &Context) -> Result<(Storage, u64)> {
         let size = self.buffer().size();
         let staging =
             Storage::owned(ctx, size, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, "readback")?;
         let mut enc = ctx.device().create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(self.buffer(), 0, staging.buffer(), 0, size);
         ctx.queue().submit([enc.finish()]);
-        map_read(ctx, staging.buffer(), size, None)
+        Ok((staging, size))
     }
 
     /// The values as f32 (F16 widened; U32/I32 rejected).
     pub fn to_f32(&self, ctx: &Context) -> Result<Vec<f32>> {
-        let words = self.read_words(ctx)?;
+        self.words_to_f32(self.read_words(ctx)?)
+    }
+
+    /// [`Tensor::to_f32`] without blocking.
+    pub async fn to_f32_async(&self, ctx: &Context) -> Result<Vec<f32>> {
+        self.words_to_f32(self.read_words_async(ctx).await?)
+    }
+
+    fn words_to_f32(&self, words: Vec<u32>) -> Result<Vec<f32>> {
         let cols = self.cols();
         match self.dtype {
             DType::F32 => Ok(bytemuck::cast_slice(&words)[..self.numel()].to_vec()),
@@ -242,30 +262,83 @@ impl Tensor {
     }
 }
 
-/// Maps a MAP_READ buffer, waits, and copies its first `size` bytes out as words.
-/// Maps `staging` and copies out its first `size` bytes, waiting for submission `until`
-/// (`None`: for all submitted work).
+/// Maps `staging` and copies out its first `size` bytes as words, once submission `until`
+/// (`None`: all submitted work) is done. Blocks; a browser cannot, and gets an error saying so
+/// (it uses [`map_read_async`]).
 pub(crate) fn map_read(
     ctx: &Context,
     staging: &wgpu::Buffer,
     size: u64,
     until: Option<wgpu::SubmissionIndex>,
 ) -> Result<Vec<u32>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    staging.map_async(wgpu::MapMode::Read, ..size, move |r| {
-        let _ = tx.send(r);
-    });
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = (ctx, staging, size, until);
+        Err(Error::Gpu("a browser cannot wait for the GPU; this read has an async form to use".into()))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    pollster::block_on(map_read_async(ctx, staging, size, until))
+}
+
+/// [`map_read`] as a future: natively the device is polled until `until` is done (so the map
+/// is ready when first polled); in a browser the map completes on its event loop.
+pub(crate) async fn map_read_async(
+    ctx: &Context,
+    staging: &wgpu::Buffer,
+    size: u64,
+    until: Option<wgpu::SubmissionIndex>,
+) -> Result<Vec<u32>> {
+    let mapped = Mapped::default();
+    let done = mapped.clone();
+    staging.map_async(wgpu::MapMode::Read, ..size, move |r| done.complete(r));
+    #[cfg(not(target_arch = "wasm32"))]
     match until {
         Some(index) => ctx.wait_for(index)?,
         None => ctx.wait()?,
     }
-    rx.recv().map_err(|e| Error::Gpu(e.to_string()))?.map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
+    #[cfg(target_arch = "wasm32")]
+    let _ = (ctx, until);
+    mapped.await.map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
     let words = {
         let view = staging.get_mapped_range(..size).map_err(|e| Error::Gpu(e.to_string()))?;
         bytemuck::cast_slice::<u8, u32>(&view).to_vec()
     };
     staging.unmap();
     Ok(words)
+}
+
+/// Resolves when wgpu calls back with a buffer mapping's result.
+#[derive(Clone, Default)]
+struct Mapped(std::sync::Arc<std::sync::Mutex<MapState>>);
+
+#[derive(Default)]
+struct MapState {
+    result: Option<std::result::Result<(), wgpu::BufferAsyncError>>,
+    waker: Option<std::task::Waker>,
+}
+
+impl Mapped {
+    fn complete(&self, r: std::result::Result<(), wgpu::BufferAsyncError>) {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        s.result = Some(r);
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl std::future::Future for Mapped {
+    type Output = std::result::Result<(), wgpu::BufferAsyncError>;
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match s.result.take() {
+            Some(r) => std::task::Poll::Ready(r),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
 }
 
 /// A matrix too large for one storage binding, kept as consecutive row ranges, each in its own

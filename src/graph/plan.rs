@@ -207,13 +207,14 @@ impl Plan {
                     }),
                 });
             }
-            let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
-            let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(node.kernel.entry),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
+            let (bind_group, error) = crate::gpu::validated(ctx.device(), || {
+                ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(node.kernel.entry),
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                })
             });
-            if let Some(e) = pollster::block_on(scope.pop()) {
+            if let Some(e) = error {
                 return Err(Error::Gpu(format!("binding {}::{}: {e}", node.kernel.shader, node.kernel.entry)));
             }
             ctx.count_bind_group();
@@ -294,17 +295,36 @@ impl Plan {
     /// Words of a value registered with [`Graph::readback`], after the last `run` (waits for
     /// all submitted work).
     pub fn read_words(&self, v: Val) -> Result<Vec<u32>> {
-        let turn = (self.runs.load(Ordering::Relaxed) + 1) % 2;
-        self.read_turn(v, turn, None)
+        let (staging, bytes) = self.staging(v, self.last_turn())?;
+        crate::gpu::map_read(&self.ctx, staging, bytes, None)
+    }
+
+    /// [`Plan::read_words`] without blocking (what a browser must use).
+    pub async fn read_words_async(&self, v: Val) -> Result<Vec<u32>> {
+        let (staging, bytes) = self.staging(v, self.last_turn())?;
+        crate::gpu::map_read_async(&self.ctx, staging, bytes, None).await
     }
 
     /// Words of a value registered with [`Graph::readback`] as `run` left them: waits for
     /// that submission only, so later runs may still be executing.
     pub fn read_run(&self, v: Val, run: &Run) -> Result<Vec<u32>> {
-        self.read_turn(v, run.turn, Some(run.submission.clone()))
+        let (staging, bytes) = self.staging(v, run.turn)?;
+        crate::gpu::map_read(&self.ctx, staging, bytes, Some(run.submission.clone()))
     }
 
-    fn read_turn(&self, v: Val, turn: usize, until: Option<wgpu::SubmissionIndex>) -> Result<Vec<u32>> {
+    /// [`Plan::read_run`] without blocking.
+    pub async fn read_run_async(&self, v: Val, run: &Run) -> Result<Vec<u32>> {
+        let (staging, bytes) = self.staging(v, run.turn)?;
+        crate::gpu::map_read_async(&self.ctx, staging, bytes, Some(run.submission.clone())).await
+    }
+
+    /// The staging buffer of the last `run`'s turn.
+    fn last_turn(&self) -> usize {
+        (self.runs.load(Ordering::Relaxed) + 1) % 2
+    }
+
+    /// The staging buffer value `v` was copied to on `turn`, and its bytes.
+    fn staging(&self, v: Val, turn: usize) -> Result<(&wgpu::Buffer, u64)> {
         let (_, staging) = self
             .readbacks
             .iter()
@@ -312,8 +332,7 @@ impl Plan {
             .ok_or_else(|| Error::Invalid("value was not registered with Graph::readback".into()))?;
         let t = &self.tensors[v.0];
         let staging = staging[turn].buffer();
-        let bytes = rounded(t.dtype(), t.shape()).min(staging.size());
-        crate::gpu::map_read(&self.ctx, staging, bytes, until)
+        Ok((staging, rounded(t.dtype(), t.shape()).min(staging.size())))
     }
 
     /// The tensor holding value `v` (external, kept, or a view of one).

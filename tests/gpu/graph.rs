@@ -49,6 +49,30 @@ fn chain_of_ops_reuses_buffers_and_matches_cpu() {
 }
 
 #[test]
+fn async_reads_give_what_blocking_reads_give() {
+    // The reads a browser uses (it cannot block): driven here by pollster, as native code does.
+    let gpu = private_ctx();
+    let ctx = &pollster::block_on(bark_wgpu::Context::new_async(&Default::default())).unwrap();
+    assert_eq!(ctx.summary().name, gpu.summary().name, "new_async picks the adapter new picks");
+    let x = Rng::new(3).normal(1001, 1.0);
+    let t = Tensor::from_f32(ctx, &x, &[1001], DType::F32).unwrap();
+    assert_eq!(pollster::block_on(t.to_f32_async(ctx)).unwrap(), x);
+    let mut g = Graph::new(ctx);
+    let v = g.input(&t);
+    let y = elementwise::gelu(&mut g, v).unwrap();
+    g.readback(y);
+    let plan = g.compile().unwrap();
+    let run = plan.submit().unwrap();
+    let by_run = pollster::block_on(plan.read_run_async(y, &run)).unwrap();
+    assert_eq!(by_run, plan.read_run(y, &run).unwrap());
+    assert_eq!(pollster::block_on(plan.read_words_async(y)).unwrap(), plan.read_words(y).unwrap());
+    let want: Vec<f32> = x.iter().map(|&v| gelu(v)).collect();
+    let got: Vec<f32> = by_run.into_iter().map(f32::from_bits).collect();
+    assert_close("async gelu", &got[..1001], &want, 2e-6, 2e-6);
+    assert!(pollster::block_on(plan.read_words_async(v)).is_err(), "an input never registered for readback");
+}
+
+#[test]
 fn warm_step_creates_nothing() {
     let ctx = &private_ctx();
     let t = Tensor::from_f32(ctx, &[1.0, -2.0, 3.0], &[3], DType::F32).unwrap();
