@@ -363,7 +363,8 @@ fn clone_voice(ctx: &Context, model_dir: &Path, audio: &Path, c: &ClonerArgs, sh
     // The recording first: a bad file fails before anything is downloaded or loaded.
     let recording = read_audio(audio)?;
     let mono = recording.mono();
-    check_recording(&mono, recording.sample_rate).with_context(|| format!("cloning the voice of {}", audio.display()))?;
+    check_recording(&mono, recording.sample_rate)
+        .with_context(|| format!("cloning the voice of {}", audio.display()))?;
     let hub = ResolveOptions { progress: show, ..ResolveOptions::from_env() };
     let hubert = resolve_hubert(&c.hubert, &hub)?;
     let quantizer = resolve_quantizer(&c.quantizer, &hub)?;

@@ -167,7 +167,8 @@ pub(super) fn fetch_index(repo: &str, revision: &str, cache: &Path, opts: &Resol
 /// The error is the reason in words.
 pub(super) fn fetch_files(repo: &str, snapshot: &Path, files: &[String], opts: &ResolveOptions) -> Result<(), String> {
     let cache = snapshot.ancestors().nth(3).ok_or("the model directory is not in a hub cache")?;
-    let pinned = Pinned { api: api_for(cache, opts)?, repo, snapshot: snapshot.to_path_buf(), endpoint: &opts.endpoint };
+    let pinned =
+        Pinned { api: api_for(cache, opts)?, repo, snapshot: snapshot.to_path_buf(), endpoint: &opts.endpoint };
     for file in files {
         pinned.fetch(file).map_err(|f| match f {
             Failure::NotFound => format!("the repo has no {file}"),

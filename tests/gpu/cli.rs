@@ -322,7 +322,8 @@ fn clone_bad_input_is_one_clear_error_and_no_file() {
         bark_wgpu::audio::write_wav(&path, &samples, rate, bark_wgpu::audio::WavFormat::Pcm16).unwrap();
         path
     };
-    let tone = |secs: f64, rate: u32| (0..(secs * rate as f64) as usize).map(|i| 0.5 * (i as f32 * 0.05).sin()).collect();
+    let tone =
+        |secs: f64, rate: u32| (0..(secs * rate as f64) as usize).map(|i| 0.5 * (i as f32 * 0.05).sin()).collect();
     let silent = wav("silent.wav", vec![0.0; 24_000], 16_000);
     let short = wav("short.wav", tone(0.5, 16_000), 16_000);
     let long = wav("long.wav", tone(61.0, 8_000), 8_000);
@@ -334,7 +335,7 @@ fn clone_bad_input_is_one_clear_error_and_no_file() {
         (&short, "quantizer.pth", &["short.wav", "0.50 s", "1 to 60 s"]),
         (&long, "quantizer.pth", &["long.wav", "61.00 s", "1 to 60 s"]),
         (&text, "quantizer.pth", &["notes.wav", "WAV, FLAC, MP3 and Ogg/Vorbis"]),
-        (&recording, "quantizer_wide.pth", &["24", "32", "quantizer"]),
+        (&recording, "quantizer_wide.pth", &["quantizer_wide.pth", "24", "32"]),
     ];
     for (audio, quantizer, needles) in cases {
         let run = clone_cmd(audio, &out, quantizer).output().unwrap();

@@ -82,7 +82,8 @@ mod from_recording {
     #[test]
     fn bad_recordings_and_a_quantizer_for_another_hubert_are_refused() {
         let bark = Bark::load(MODEL, &LoadOptions::default()).unwrap();
-        let err = cloner(&bark, "quantizer_wide.pth").err().expect("a 24-wide quantizer on a 32-wide HuBERT").to_string();
+        let err =
+            cloner(&bark, "quantizer_wide.pth").err().expect("a 24-wide quantizer on a 32-wide HuBERT").to_string();
         assert!(err.contains("24") && err.contains("32"), "{err}");
         let cloner = cloner(&bark, "quantizer.pth").unwrap();
         let tone = |secs: f64, amp: f32| -> Vec<f32> {

@@ -1,0 +1,57 @@
+//! Recordings in: the one decoder (symphonia) for WAV and FLAC here, on the clone fixtures
+//! (scripts/make_clone_fixtures.py), and its errors.
+
+use std::path::{Path, PathBuf};
+
+use bark_wgpu::audio::{decode_audio, read_audio, Audio, FORMATS};
+
+const CLONE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/clone");
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(CLONE).join(name)
+}
+
+/// The fixture WAV's int16 samples, read by hand: 44-byte header, interleaved little-endian.
+fn wav_by_hand() -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(fixture("recording.wav")).unwrap();
+    assert_eq!(&bytes[36..40], b"data");
+    let pcm: Vec<i16> = bytes[44..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    (0..2).map(|c| pcm.iter().skip(c).step_by(2).map(|&v| v as f32 / 32768.0).collect()).collect()
+}
+
+#[test]
+fn wav_and_flac_of_the_same_samples_decode_alike_and_exactly() {
+    let wav = read_audio(fixture("recording.wav")).unwrap();
+    assert_eq!((wav.sample_rate, wav.channels.len(), wav.frames()), (22_050, 2, 44_100));
+    assert_eq!(wav.channels, wav_by_hand());
+    assert_eq!(read_audio(fixture("recording.flac")).unwrap(), wav);
+    // Bytes without a name: the format is found from the bytes alone.
+    assert_eq!(decode_audio(std::fs::read(fixture("recording.flac")).unwrap(), None).unwrap(), wav);
+}
+
+#[test]
+fn mono_is_the_mean_of_the_channels() {
+    let a = Audio { channels: vec![vec![1.0, 0.5, -1.0], vec![0.0, 0.25, 1.0]], sample_rate: 8000 };
+    assert_eq!(a.mono(), vec![0.5, 0.375, 0.0]);
+    let one = Audio { channels: vec![vec![0.1, 0.2]], sample_rate: 8000 };
+    assert_eq!(one.mono(), vec![0.1, 0.2]);
+}
+
+#[test]
+fn unreadable_cut_or_missing_files_name_the_file_and_what_is_read() {
+    let dir = std::env::temp_dir().join(format!("bark-wgpu-decode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("notes.mp3");
+    std::fs::write(&text, "ID3 but not really an mp3").unwrap();
+    let err = read_audio(&text).unwrap_err().to_string();
+    assert!(err.contains("notes.mp3") && err.contains(FORMATS), "{err}");
+    // A FLAC cut in the middle of a frame promises more samples than it holds.
+    let flac = std::fs::read(fixture("recording.flac")).unwrap();
+    let cut = dir.join("cut.flac");
+    std::fs::write(&cut, &flac[..flac.len() / 2]).unwrap();
+    let err = read_audio(&cut).unwrap_err().to_string();
+    assert!(err.contains("cut.flac") && err.contains("cut short"), "{err}");
+    let err = read_audio(dir.join("absent.ogg")).unwrap_err().to_string();
+    assert!(err.contains("absent.ogg"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
