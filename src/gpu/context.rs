@@ -111,6 +111,9 @@ pub struct Stats {
 }
 
 pub(crate) struct Inner {
+    /// Kept as long as the device: a browser's WebGPU stops answering (error scopes, maps)
+    /// once the instance that made the adapter is gone.
+    pub instance: wgpu::Instance,
     pub adapter: wgpu::Adapter,
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -206,10 +209,10 @@ impl Context {
                 "{which} (backends {backends:?}); install a Vulkan driver, e.g. mesa-vulkan-drivers"
             ))
         })?;
-        Self::from_adapter(adapter, opts).await
+        Self::from_adapter(inst, adapter, opts).await
     }
 
-    async fn from_adapter(adapter: wgpu::Adapter, opts: &ContextOptions) -> Result<Context> {
+    async fn from_adapter(instance: wgpu::Instance, adapter: wgpu::Adapter, opts: &ContextOptions) -> Result<Context> {
         let offered = adapter.features();
         let mut features = wgpu::Features::empty();
         if !opts.no_optional_features {
@@ -255,6 +258,7 @@ impl Context {
         }
         Ok(Context {
             inner: Arc::new(Inner {
+                instance,
                 adapter,
                 device,
                 queue,
@@ -278,6 +282,10 @@ impl Context {
     }
     pub fn adapter(&self) -> &wgpu::Adapter {
         &self.inner.adapter
+    }
+    /// The instance the adapter came from (a caller making surfaces or more devices).
+    pub fn instance(&self) -> &wgpu::Instance {
+        &self.inner.instance
     }
     /// Name, backend, type, driver and the optional features in use (`shader_f16`: offered).
     pub fn summary(&self) -> &AdapterSummary {
