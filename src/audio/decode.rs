@@ -61,7 +61,14 @@ pub fn decode_audio(bytes: Vec<u8>, extension: Option<&str>) -> Result<Audio, St
         hint.with_extension(ext);
     }
     let probed = symphonia::default::get_probe()
-        .format(&hint, source, &FormatOptions::default(), &MetadataOptions::default())
+        // Gapless: the decoders cut the encoder's delay and padding (MP3's LAME header, Ogg's
+        // granule positions), as other decoders do, so a file gives the samples encoded.
+        .format(
+            &hint,
+            source,
+            &FormatOptions { enable_gapless: true, ..Default::default() },
+            &MetadataOptions::default(),
+        )
         .map_err(unreadable)?;
     let mut format = probed.format;
     let track = format

@@ -1,5 +1,5 @@
-//! Recordings in: the one decoder (symphonia) for WAV and FLAC here, on the clone fixtures
-//! (scripts/make_clone_fixtures.py), and its errors.
+//! Recordings in: the one decoder (symphonia) for WAV, FLAC, MP3 and Ogg/Vorbis, on the clone
+//! fixtures (scripts/make_clone_fixtures.py, scripts/make_lossy_fixtures.py), and its errors.
 
 use std::path::{Path, PathBuf};
 
@@ -54,4 +54,27 @@ fn unreadable_cut_or_missing_files_name_the_file_and_what_is_read() {
     let err = read_audio(dir.join("absent.ogg")).unwrap_err().to_string();
     assert!(err.contains("absent.ogg"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn mp3_and_ogg_vorbis_decode_as_another_decoder_reads_them() {
+    // scripts/make_lossy_fixtures.py: the recording encoded by libsndfile, and libsndfile's own
+    // decoding of it (mpg123, libvorbis), [channel, frame].
+    let reference = bark_wgpu::weights::WeightSource::open(fixture("lossy_reference.safetensors")).unwrap();
+    for ext in ["mp3", "ogg"] {
+        let ours = read_audio(fixture(&format!("recording.{ext}"))).unwrap();
+        let theirs = reference.to_f32(ext).unwrap();
+        let frames = theirs.len() / 2;
+        assert_eq!((ours.sample_rate, ours.channels.len()), (22_050, 2), "{ext}");
+        // Gapless: the encoder's delay and padding are cut, as libsndfile cuts them.
+        assert_eq!(ours.frames(), frames, "{ext}: frames");
+        let worst = (0..2)
+            .flat_map(|c| {
+                ours.channels[c].iter().zip(&theirs[c * frames..(c + 1) * frames]).map(|(a, b)| (a - b).abs())
+            })
+            .fold(0.0f32, f32::max);
+        // Two float decoders of one bitstream differ by their rounding only (the synthesis
+        // filter bank's, the inverse MDCT's): 1.1e-6 (MP3) and 3e-7 (Vorbis) here; 1e-5 bounds it.
+        assert!(worst < 1e-5, "{ext}: differs from libsndfile's decoding by up to {worst}");
+    }
 }
