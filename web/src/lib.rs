@@ -40,13 +40,13 @@ pub async fn adapter_line() -> Result<String, JsValue> {
     ))
 }
 
-/// Compiles (the first `at_most` of) every kernel specialisation the library can choose (`ops::all_kernels`) with the
+/// Compiles (`at_most` from the `skip`-th of) every kernel specialisation the library can choose (`ops::all_kernels`) with the
 /// browser's own WGSL compiler, each in an error scope the browser answers on its event loop;
 /// returns `{"kernels": N, "failed": ["shader::entry: message", ...]}` as JSON.
 #[wasm_bindgen]
-pub async fn check_kernels(at_most: usize) -> Result<String, JsValue> {
+pub async fn check_kernels(skip: usize, at_most: usize) -> Result<String, JsValue> {
     let ctx = context().await?;
-    let mut kernels = bark_wgpu::ops::all_kernels();
+    let mut kernels: Vec<_> = bark_wgpu::ops::all_kernels().into_iter().skip(skip).collect();
     kernels.truncate(at_most);
     let lost = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let on_lost = lost.clone();
@@ -55,11 +55,13 @@ pub async fn check_kernels(at_most: usize) -> Result<String, JsValue> {
     });
     let mut failed = Vec::new();
     let mut compiled = 0;
+    let mut last = String::new();
     for k in &kernels {
         if lost.lock().unwrap().is_some() {
             break;
         }
         compiled += 1;
+        last = format!("{}::{} {:?}", k.shader, k.entry, k.consts);
         let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let made = ctx.pipeline(k);
         let error = scope.pop().await;
@@ -92,7 +94,7 @@ pub async fn check_kernels(at_most: usize) -> Result<String, JsValue> {
         .count();
     let adapter = ctx.adapter().features().contains(wgpu::Features::SUBGROUP);
     Ok(serde_json::json!({
-        "kernels": kernels.len(), "compiled": compiled, "failed": failed, "device_lost": lost.lock().unwrap().clone(), "bad_shader_caught": caught,
+        "kernels": kernels.len(), "compiled": compiled, "failed": failed, "device_lost": lost.lock().unwrap().clone(), "last": last, "bad_shader_caught": caught,
         "device_subgroups": subgroups, "subgroup_kernels": subgroup_kernels, "adapter_subgroups": adapter
     })
     .to_string())
