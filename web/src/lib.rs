@@ -88,10 +88,8 @@ pub async fn check_kernels(skip: usize, at_most: usize) -> Result<String, JsValu
     drop((module, pipeline));
     let caught = scope.pop().await.is_some();
     let subgroups = ctx.device().features().contains(wgpu::Features::SUBGROUP);
-    let subgroup_kernels = kernels
-        .iter()
-        .filter(|k| k.consts.iter().any(|(name, value)| *name == "SUBGROUPS" && value == "true"))
-        .count();
+    let subgroup_kernels =
+        kernels.iter().filter(|k| k.consts.iter().any(|(name, value)| *name == "SUBGROUPS" && value == "true")).count();
     let adapter = ctx.adapter().features().contains(wgpu::Features::SUBGROUP);
     Ok(serde_json::json!({
         "kernels": kernels.len(), "compiled": compiled, "failed": failed, "device_lost": lost.lock().unwrap().clone(), "last": last, "bad_shader_caught": caught,
