@@ -86,23 +86,6 @@ struct Submission {
     cancelled: Arc<AtomicBool>,
 }
 
-/// What the engine's thread is asked.
-enum Message {
-    Submit(Submission),
-    Stats(Sender<EngineStats>),
-}
-
-/// What the engine holds now (for monitoring, and for tests that nothing leaks).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EngineStats {
-    /// Requests being served.
-    pub requests: usize,
-    /// KV cache pages held by sequences, in both decode schedulers.
-    pub pages_held: usize,
-    /// GPU bytes of every buffer on the engine's context ([`crate::gpu::Stats::bytes_live`]).
-    pub bytes_live: u64,
-}
-
 /// One stage's running totals since the engine started.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StageMetrics {
@@ -181,7 +164,7 @@ struct Counters {
 /// Serves requests on its own thread (see the module docs). Dropping it lets the requests in
 /// flight finish, then stops the thread.
 pub struct Engine {
-    inbox: Option<Sender<Message>>,
+    inbox: Option<Sender<Submission>>,
     thread: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
     max_batch: usize,
@@ -227,16 +210,8 @@ impl Engine {
         let cancelled = Arc::new(AtomicBool::new(false));
         let s = Submission { request, chunks, cancelled: cancelled.clone() };
         let inbox = self.inbox.as_ref().expect("open until dropped");
-        inbox.send(Message::Submit(s)).map_err(|_| Error::Gpu("the engine has stopped".into()))?;
+        inbox.send(s).map_err(|_| Error::Gpu("the engine has stopped".into()))?;
         Ok(Stream { chunks: rx, cancelled })
-    }
-
-    /// What the engine holds, asked of its thread between two steps.
-    pub fn stats(&self) -> Result<EngineStats> {
-        let (tx, rx) = mpsc::channel();
-        let inbox = self.inbox.as_ref().expect("open until dropped");
-        inbox.send(Message::Stats(tx)).map_err(|_| Error::Gpu("the engine has stopped".into()))?;
-        rx.recv().map_err(|_| Error::Gpu("the engine has stopped".into()))
     }
 }
 
@@ -286,7 +261,7 @@ type Id = u64;
 /// A failed turn fails the requests in flight and the engine goes on; a panic (wgpu's answer to
 /// a lost device or memory it could not find) fails them and stops the engine, which
 /// [`EngineMetrics::stopped`] then says.
-fn serve(bark: &Bark, max_batch: usize, requests: Receiver<Message>, counters: &Counters) {
+fn serve(bark: &Bark, max_batch: usize, requests: Receiver<Submission>, counters: &Counters) {
     let mut state = Serving::new(bark, max_batch, counters);
     loop {
         let idle = state.is_idle();
@@ -295,8 +270,8 @@ fn serve(bark: &Bark, max_batch: usize, requests: Receiver<Message>, counters: &
             return;
         }
         let round = catch_unwind(AssertUnwindSafe(|| {
-            for message in next.into_iter().chain(std::iter::from_fn(|| requests.try_recv().ok())) {
-                state.take(message);
+            for sub in next.into_iter().chain(std::iter::from_fn(|| requests.try_recv().ok())) {
+                state.admit(sub);
             }
             if state.is_idle() {
                 return;
@@ -347,20 +322,6 @@ impl<'b> Serving<'b> {
 
     fn is_idle(&self) -> bool {
         self.active.is_empty()
-    }
-
-    fn take(&mut self, message: Message) {
-        match message {
-            Message::Submit(sub) => self.admit(sub),
-            Message::Stats(reply) => {
-                let stats = EngineStats {
-                    requests: self.active.len(),
-                    pages_held: self.pages_held(),
-                    bytes_live: self.bark.ctx.stats().bytes_live,
-                };
-                let _ = reply.send(stats);
-            }
-        }
     }
 
     /// Checks a request and starts its first piece; a bad one gets its error and ends.

@@ -65,7 +65,7 @@ pub use bark::{Audio, Bark, Generation};
 pub use cloner::{check_recording, VoiceCloner, MAX_SECONDS, MIN_SECONDS, SILENCE_PEAK};
 pub use coarse::CoarseMask;
 #[cfg(not(target_arch = "wasm32"))]
-pub use engine::{Engine, EngineMetrics, EngineStats, Request, StageMetrics, Stream, Wait};
+pub use engine::{Engine, EngineMetrics, Request, StageMetrics, Stream, Wait};
 pub use longform::{LongGeneration, PIECE_GAP_SECONDS};
 pub use memory::StageMemory;
 pub use options::{GenerateOptions, LoadOptions, ModelFiles};
