@@ -13,72 +13,14 @@ use std::time::Instant;
 
 use bark_wgpu::generate::VoiceCloner;
 use bark_wgpu::{Context, ContextOptions};
-use common::{write_checkpoint, ModelSpec};
+use common::{hubert_base_tensors, quantizer_tensors, shapes, write_checkpoint, ModelSpec};
 
 type Tensors = Vec<(String, Vec<usize>)>;
-
-/// hubert-base-ls960's tensors up to layer `layers` (names of transformers' HubertModel).
-fn hubert_tensors(layers: usize) -> Tensors {
-    let (h, ff, c) = (768, 3072, 512);
-    let mut t: Tensors = Vec::new();
-    for (i, k) in [10, 3, 3, 3, 3, 2, 2].into_iter().enumerate() {
-        t.push((format!("feature_extractor.conv_layers.{i}.conv.weight"), vec![c, if i == 0 { 1 } else { c }, k]));
-    }
-    for (name, shape) in [
-        ("feature_extractor.conv_layers.0.layer_norm.weight", vec![c]),
-        ("feature_extractor.conv_layers.0.layer_norm.bias", vec![c]),
-        ("feature_projection.layer_norm.weight", vec![c]),
-        ("feature_projection.layer_norm.bias", vec![c]),
-        ("feature_projection.projection.weight", vec![h, c]),
-        ("feature_projection.projection.bias", vec![h]),
-        ("encoder.pos_conv_embed.conv.parametrizations.weight.original0", vec![1, 1, 128]),
-        ("encoder.pos_conv_embed.conv.parametrizations.weight.original1", vec![h, h / 16, 128]),
-        ("encoder.pos_conv_embed.conv.bias", vec![h]),
-        ("encoder.layer_norm.weight", vec![h]),
-        ("encoder.layer_norm.bias", vec![h]),
-    ] {
-        t.push((name.into(), shape));
-    }
-    for l in 0..layers {
-        let p = format!("encoder.layers.{l}");
-        for (name, rows, cols) in [
-            ("attention.q_proj", h, h),
-            ("attention.k_proj", h, h),
-            ("attention.v_proj", h, h),
-            ("attention.out_proj", h, h),
-            ("feed_forward.intermediate_dense", ff, h),
-            ("feed_forward.output_dense", h, ff),
-        ] {
-            t.push((format!("{p}.{name}.weight"), vec![rows, cols]));
-            t.push((format!("{p}.{name}.bias"), vec![rows]));
-        }
-        for norm in ["layer_norm", "final_layer_norm"] {
-            t.push((format!("{p}.{norm}.weight"), vec![h]));
-            t.push((format!("{p}.{norm}.bias"), vec![h]));
-        }
-    }
-    t
-}
 
 const HUBERT_CONFIG: &str = r#"{"model_type": "hubert", "hidden_size": 768, "num_hidden_layers": 9,
  "num_attention_heads": 12, "intermediate_size": 3072, "conv_bias": false, "feat_extract_norm": "group",
  "feat_proj_layer_norm": true, "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16,
  "do_stable_layer_norm": false, "layer_norm_eps": 1e-05, "hidden_act": "gelu"}"#;
-
-fn quantizer_tensors() -> Tensors {
-    let (input, hidden, classes) = (768, 1024, 10_000);
-    let mut t: Tensors = Vec::new();
-    for l in 0..2 {
-        let width = if l == 0 { input } else { hidden };
-        t.push((format!("lstm.weight_ih_l{l}"), vec![4 * hidden, width]));
-        t.push((format!("lstm.weight_hh_l{l}"), vec![4 * hidden, hidden]));
-        t.push((format!("lstm.bias_ih_l{l}"), vec![4 * hidden]));
-        t.push((format!("lstm.bias_hh_l{l}"), vec![4 * hidden]));
-    }
-    t.push(("fc.weight".into(), vec![classes, hidden]));
-    t.push(("fc.bias".into(), vec![classes]));
-    t
-}
 
 /// EnCodec 24 kHz's encoder (32 filters, ratios 8,5,4,2 taken in reverse, one residual block per
 /// stage, 2 LSTM layers, 128 dims) and 8 codebooks, weight norm folded, under `codec_model.`.
@@ -127,9 +69,9 @@ fn main() {
         std::fs::create_dir_all(d).unwrap();
     }
     std::fs::write(hubert.join("config.json"), HUBERT_CONFIG).unwrap();
-    write_checkpoint(&hubert.join("model.safetensors"), &hubert_tensors(9)).unwrap();
+    write_checkpoint(&hubert.join("model.safetensors"), &shapes(&hubert_base_tensors(9))).unwrap();
     let quantizer = dir.join("quantizer.safetensors");
-    write_checkpoint(&quantizer, &quantizer_tensors()).unwrap();
+    write_checkpoint(&quantizer, &shapes(&quantizer_tensors(768, 1024, 10_000))).unwrap();
     let spec = ModelSpec::named("small").expect("configs.json has small");
     std::fs::write(model.join("config.json"), spec.config_json()).unwrap();
     write_checkpoint(&model.join("model.safetensors"), &encoder_tensors()).unwrap();

@@ -104,8 +104,9 @@ pub fn random_model_dir(spec: &ModelSpec, tag: &str, with_tokenizer: bool) -> st
     Ok(dir)
 }
 
-/// Streams a safetensors file of f32 tensors with small pseudo-random values.
-pub fn write_checkpoint(path: &Path, tensors: &[(String, Vec<usize>)]) -> std::io::Result<u64> {
+/// The JSON header of a safetensors file of f32 `tensors` in order (padded to 8 bytes), and
+/// the bytes of data that follow it.
+pub fn safetensors_header(tensors: &[(String, Vec<usize>)]) -> (String, u64) {
     let mut header = String::from("{");
     let mut offset = 0u64;
     for (i, (name, shape)) in tensors.iter().enumerate() {
@@ -123,6 +124,12 @@ pub fn write_checkpoint(path: &Path, tensors: &[(String, Vec<usize>)]) -> std::i
     while header.len() % 8 != 0 {
         header.push(' ');
     }
+    (header, offset)
+}
+
+/// Streams a safetensors file of f32 tensors with small pseudo-random values.
+pub fn write_checkpoint(path: &Path, tensors: &[(String, Vec<usize>)]) -> std::io::Result<u64> {
+    let (header, offset) = safetensors_header(tensors);
     let mut f = std::io::BufWriter::with_capacity(1 << 22, std::fs::File::create(path)?);
     f.write_all(&(header.len() as u64).to_le_bytes())?;
     f.write_all(header.as_bytes())?;
@@ -157,4 +164,84 @@ pub fn json_path(file: &str) -> PathBuf {
         return PathBuf::from(p);
     }
     PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())).join(file)
+}
+
+/// How a tensor of a random checkpoint is drawn (tests/gpu/hubert_sizes.rs draws by it; the
+/// benches draw every tensor alike).
+#[derive(Clone, Copy)]
+pub enum Init {
+    /// Normal with std 1 / sqrt(fan-in), fan-in = the product of all dimensions but the first.
+    Fan,
+    /// 1 + 0.2 * normal: norm weights.
+    One,
+    /// 0.1 * normal: biases.
+    Bias,
+    /// 0.5 + uniform [0, 1): weight-norm magnitudes.
+    Gain,
+    /// 4 / sqrt(fan-in) * normal: the quantizer head, wide logits so the best class leads clearly.
+    Head,
+}
+
+/// hubert-base-ls960's tensors up to encoder layer `layers` (transformers' HubertModel names;
+/// the positional conv weight-normed as `parametrizations.weight.original0/1`).
+pub fn hubert_base_tensors(layers: usize) -> Vec<(String, Vec<usize>, Init)> {
+    use Init::*;
+    let (h, ff, c) = (768, 3072, 512);
+    let kernels = [10, 3, 3, 3, 3, 2, 2];
+    let mut t: Vec<(String, Vec<usize>, Init)> = Vec::new();
+    let mut add = |name: String, shape: &[usize], init| t.push((name, shape.to_vec(), init));
+    for (i, k) in kernels.into_iter().enumerate() {
+        add(format!("feature_extractor.conv_layers.{i}.conv.weight"), &[c, if i == 0 { 1 } else { c }, k], Fan);
+    }
+    add("feature_extractor.conv_layers.0.layer_norm.weight".into(), &[c], One);
+    add("feature_extractor.conv_layers.0.layer_norm.bias".into(), &[c], Bias);
+    add("feature_projection.layer_norm.weight".into(), &[c], One);
+    add("feature_projection.layer_norm.bias".into(), &[c], Bias);
+    add("feature_projection.projection.weight".into(), &[h, c], Fan);
+    add("feature_projection.projection.bias".into(), &[h], Bias);
+    add("encoder.pos_conv_embed.conv.parametrizations.weight.original0".into(), &[1, 1, 128], Gain);
+    add("encoder.pos_conv_embed.conv.parametrizations.weight.original1".into(), &[h, h / 16, 128], Fan);
+    add("encoder.pos_conv_embed.conv.bias".into(), &[h], Bias);
+    add("encoder.layer_norm.weight".into(), &[h], One);
+    add("encoder.layer_norm.bias".into(), &[h], Bias);
+    for l in 0..layers {
+        let p = format!("encoder.layers.{l}");
+        for (name, shape) in [
+            ("attention.q_proj", [h, h]),
+            ("attention.k_proj", [h, h]),
+            ("attention.v_proj", [h, h]),
+            ("attention.out_proj", [h, h]),
+            ("feed_forward.intermediate_dense", [ff, h]),
+            ("feed_forward.output_dense", [h, ff]),
+        ] {
+            add(format!("{p}.{name}.weight"), &shape, Fan);
+            add(format!("{p}.{name}.bias"), &shape[..1], Bias);
+        }
+        for norm in ["layer_norm", "final_layer_norm"] {
+            add(format!("{p}.{norm}.weight"), &[h], One);
+            add(format!("{p}.{norm}.bias"), &[h], Bias);
+        }
+    }
+    t
+}
+
+/// GitMylo's quantizer (version 0): a 2-layer LSTM of `hidden` over features of `input`, and
+/// a head to `classes`, under its state-dict names.
+pub fn quantizer_tensors(input: usize, hidden: usize, classes: usize) -> Vec<(String, Vec<usize>, Init)> {
+    let mut t = Vec::new();
+    for l in 0..2 {
+        let width = if l == 0 { input } else { hidden };
+        t.push((format!("lstm.weight_ih_l{l}"), vec![4 * hidden, width], Init::Fan));
+        t.push((format!("lstm.weight_hh_l{l}"), vec![4 * hidden, hidden], Init::Fan));
+        t.push((format!("lstm.bias_ih_l{l}"), vec![4 * hidden], Init::Bias));
+        t.push((format!("lstm.bias_hh_l{l}"), vec![4 * hidden], Init::Bias));
+    }
+    t.push(("fc.weight".into(), vec![classes, hidden], Init::Head));
+    t.push(("fc.bias".into(), vec![classes], Init::Bias));
+    t
+}
+
+/// Names and shapes of `tensors` (what a checkpoint writer takes).
+pub fn shapes(tensors: &[(String, Vec<usize>, Init)]) -> Vec<(String, Vec<usize>)> {
+    tensors.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect()
 }

@@ -8,6 +8,7 @@
 //! Regenerate the reference: `HUBERT_SIZES_CHECKPOINT=/tmp/hubert-sizes cargo test --test gpu --
 //! hubert_sizes::` keeps the checkpoint there, then run the script on that directory.
 
+use crate::bench_common;
 use crate::common;
 
 use std::io::Write;
@@ -17,102 +18,16 @@ use std::time::Instant;
 use bark_wgpu::model::hubert::Hubert;
 use bark_wgpu::model::quantizer::Quantizer;
 use bark_wgpu::weights::WeightSource;
+use bench_common::{hubert_base_tensors, quantizer_tensors, safetensors_header, shapes, Init};
 use common::{assert_close, ctx, max_abs_diff, Rng};
 
 const LAYERS: usize = 2;
 const SAMPLES: usize = 16_000;
 
-/// How a tensor's random values are drawn.
-#[derive(Clone, Copy)]
-enum Init {
-    /// Normal with std 1 / sqrt(fan-in), fan-in = the product of all dimensions but the first.
-    Fan,
-    /// 1 + 0.2 * normal: norm weights.
-    One,
-    /// 0.1 * normal: biases.
-    Bias,
-    /// 0.5 + uniform [0, 1): weight-norm magnitudes.
-    Gain,
-    /// 4 / sqrt(fan-in) * normal: the quantizer head, wide logits so the best class leads clearly.
-    Head,
-}
-
-fn hubert_tensors() -> Vec<(String, Vec<usize>, Init)> {
-    use Init::*;
-    let (h, ff, c) = (768, 3072, 512);
-    let kernels = [10, 3, 3, 3, 3, 2, 2];
-    let mut t: Vec<(String, Vec<usize>, Init)> = Vec::new();
-    let mut add = |name: String, shape: &[usize], init| t.push((name, shape.to_vec(), init));
-    for (i, k) in kernels.into_iter().enumerate() {
-        add(format!("feature_extractor.conv_layers.{i}.conv.weight"), &[c, if i == 0 { 1 } else { c }, k], Fan);
-    }
-    add("feature_extractor.conv_layers.0.layer_norm.weight".into(), &[c], One);
-    add("feature_extractor.conv_layers.0.layer_norm.bias".into(), &[c], Bias);
-    add("feature_projection.layer_norm.weight".into(), &[c], One);
-    add("feature_projection.layer_norm.bias".into(), &[c], Bias);
-    add("feature_projection.projection.weight".into(), &[h, c], Fan);
-    add("feature_projection.projection.bias".into(), &[h], Bias);
-    add("encoder.pos_conv_embed.conv.parametrizations.weight.original0".into(), &[1, 1, 128], Gain);
-    add("encoder.pos_conv_embed.conv.parametrizations.weight.original1".into(), &[h, h / 16, 128], Fan);
-    add("encoder.pos_conv_embed.conv.bias".into(), &[h], Bias);
-    add("encoder.layer_norm.weight".into(), &[h], One);
-    add("encoder.layer_norm.bias".into(), &[h], Bias);
-    for l in 0..LAYERS {
-        let p = format!("encoder.layers.{l}");
-        for (name, shape) in [
-            ("attention.q_proj", [h, h]),
-            ("attention.k_proj", [h, h]),
-            ("attention.v_proj", [h, h]),
-            ("attention.out_proj", [h, h]),
-            ("feed_forward.intermediate_dense", [ff, h]),
-            ("feed_forward.output_dense", [h, ff]),
-        ] {
-            add(format!("{p}.{name}.weight"), &shape, Fan);
-            add(format!("{p}.{name}.bias"), &shape[..1], Bias);
-        }
-        for norm in ["layer_norm", "final_layer_norm"] {
-            add(format!("{p}.{norm}.weight"), &[h], One);
-            add(format!("{p}.{norm}.bias"), &[h], Bias);
-        }
-    }
-    t
-}
-
-fn quantizer_tensors() -> Vec<(String, Vec<usize>, Init)> {
-    let (input, hidden, classes) = (768, 1024, 10_000);
-    let mut t = Vec::new();
-    for l in 0..2 {
-        let width = if l == 0 { input } else { hidden };
-        t.push((format!("lstm.weight_ih_l{l}"), vec![4 * hidden, width], Init::Fan));
-        t.push((format!("lstm.weight_hh_l{l}"), vec![4 * hidden, hidden], Init::Fan));
-        t.push((format!("lstm.bias_ih_l{l}"), vec![4 * hidden], Init::Bias));
-        t.push((format!("lstm.bias_hh_l{l}"), vec![4 * hidden], Init::Bias));
-    }
-    t.push(("fc.weight".into(), vec![classes, hidden], Init::Head));
-    t.push(("fc.bias".into(), vec![classes], Init::Bias));
-    t
-}
-
 /// Writes an f32 safetensors file of `tensors` (name, shape), the values of tensor i from
 /// `values(i, element count)`.
 fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>)], mut values: impl FnMut(usize, usize) -> Vec<f32>) {
-    let mut header = String::from("{");
-    let mut offset = 0usize;
-    for (i, (name, shape)) in tensors.iter().enumerate() {
-        let bytes = shape.iter().product::<usize>() * 4;
-        let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
-        let sep = if i > 0 { ", " } else { "" };
-        header += &format!(
-            "{sep}\"{name}\": {{\"dtype\": \"F32\", \"shape\": [{}], \"data_offsets\": [{offset}, {}]}}",
-            dims.join(", "),
-            offset + bytes
-        );
-        offset += bytes;
-    }
-    header += "}";
-    while header.len() % 8 != 0 {
-        header.push(' ');
-    }
+    let (header, _) = safetensors_header(tensors);
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     f.write_all(&(header.len() as u64).to_le_bytes()).unwrap();
     f.write_all(header.as_bytes()).unwrap();
@@ -125,8 +40,7 @@ fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>)], mut values: 
 
 /// A random checkpoint of `tensors`, each drawn from its own seeded generator.
 fn write_random(path: &Path, tensors: &[(String, Vec<usize>, Init)], seed: u64) {
-    let named: Vec<(String, Vec<usize>)> = tensors.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
-    write_safetensors(path, &named, |i, n| {
+    write_safetensors(path, &shapes(tensors), |i, n| {
         let (_, shape, init) = &tensors[i];
         let fan = (n / shape[0]) as f32;
         let mut rng = Rng::new(seed * 1000 + i as u64);
@@ -176,8 +90,8 @@ fn base_sizes_match_transformers() {
     let (dir, keep) = checkpoint();
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config.json"), CONFIG).unwrap();
-    write_random(&dir.join("model.safetensors"), &hubert_tensors(), 1);
-    write_random(&dir.join("quantizer.safetensors"), &quantizer_tensors(), 2);
+    write_random(&dir.join("model.safetensors"), &hubert_base_tensors(LAYERS), 1);
+    write_random(&dir.join("quantizer.safetensors"), &quantizer_tensors(768, 1024, 10_000), 2);
     let samples = wave();
     // The script reads the input from here, so nothing depends on matching generators.
     write_safetensors(&dir.join("wave.safetensors"), &[("wave".into(), vec![SAMPLES])], |_, _| samples.clone());

@@ -149,16 +149,7 @@ fn recording_to_tokens_end_to_end() {
 
 /// A quantizer checkpoint (safetensors, the .pth's names) for features of `input` values.
 fn write_quantizer(path: &Path, input: usize, hidden: usize, classes: usize) {
-    let mut tensors: Vec<(String, Vec<usize>)> = Vec::new();
-    for l in 0..2 {
-        let width = if l == 0 { input } else { hidden };
-        tensors.push((format!("lstm.weight_ih_l{l}"), vec![4 * hidden, width]));
-        tensors.push((format!("lstm.weight_hh_l{l}"), vec![4 * hidden, hidden]));
-        tensors.push((format!("lstm.bias_ih_l{l}"), vec![4 * hidden]));
-        tensors.push((format!("lstm.bias_hh_l{l}"), vec![4 * hidden]));
-    }
-    tensors.push(("fc.weight".into(), vec![classes, hidden]));
-    tensors.push(("fc.bias".into(), vec![classes]));
+    let tensors = crate::bench_common::shapes(&crate::bench_common::quantizer_tensors(input, hidden, classes));
     let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
         .map(|(n, s)| {
