@@ -6,7 +6,7 @@ mod wav;
 
 pub use decode::{decode_audio, read_audio, Audio, FORMATS};
 pub use resample::resample;
-pub use wav::{pcm16, pcm16_le_bytes, read_wav, write_wav, WavFormat};
+pub use wav::{pcm16, pcm16_le_bytes, read_wav, wav_bytes, write_wav, WavFormat};
 
 /// The sample rate of Bark's codec.
 pub const SAMPLE_RATE: u32 = 24_000;

@@ -31,29 +31,48 @@ pub fn pcm16_le_bytes(samples: &[f32]) -> Vec<u8> {
 /// PCM cannot hold them). The file appears complete or not at all.
 pub fn write_wav(path: impl AsRef<Path>, samples: &[f32], sample_rate: u32, format: WavFormat) -> Result<()> {
     let path = path.as_ref();
-    let fail = |message: String| Error::File { path: path.into(), message };
+    check_samples(samples, sample_rate).map_err(|message| Error::File { path: path.into(), message })?;
+    write_atomically(path, |out| encode(out, samples, sample_rate, format))
+}
+
+/// [`write_wav`] into memory: a whole WAV file's bytes (what a browser offers for download).
+pub fn wav_bytes(samples: &[f32], sample_rate: u32, format: WavFormat) -> Result<Vec<u8>> {
+    check_samples(samples, sample_rate).map_err(Error::Invalid)?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    encode(&mut out, samples, sample_rate, format).map_err(Error::Invalid)?;
+    Ok(out.into_inner())
+}
+
+fn check_samples(samples: &[f32], sample_rate: u32) -> std::result::Result<(), String> {
     if sample_rate == 0 {
-        return Err(fail("cannot write a WAV with sample rate 0".into()));
+        return Err("cannot write a WAV with sample rate 0".into());
     }
-    if let Some(i) = samples.iter().position(|s| !s.is_finite()) {
-        return Err(fail(format!("cannot write sample {i}: it is {}", samples[i])));
+    match samples.iter().position(|s| !s.is_finite()) {
+        Some(i) => Err(format!("cannot write sample {i}: it is {}", samples[i])),
+        None => Ok(()),
     }
+}
+
+fn encode<W: std::io::Write + std::io::Seek>(
+    out: W,
+    samples: &[f32],
+    sample_rate: u32,
+    format: WavFormat,
+) -> std::result::Result<(), String> {
     let (bits_per_sample, sample_format) = match format {
         WavFormat::Float32 => (32, hound::SampleFormat::Float),
         WavFormat::Pcm16 => (16, hound::SampleFormat::Int),
     };
     let spec = hound::WavSpec { channels: 1, sample_rate, bits_per_sample, sample_format };
-    write_atomically(path, |out| {
-        let mut writer = hound::WavWriter::new(out, spec).map_err(|e| e.to_string())?;
-        for &s in samples {
-            match format {
-                WavFormat::Float32 => writer.write_sample(s),
-                WavFormat::Pcm16 => writer.write_sample(pcm16(s)),
-            }
-            .map_err(|e| e.to_string())?;
+    let mut writer = hound::WavWriter::new(out, spec).map_err(|e| e.to_string())?;
+    for &s in samples {
+        match format {
+            WavFormat::Float32 => writer.write_sample(s),
+            WavFormat::Pcm16 => writer.write_sample(pcm16(s)),
         }
-        writer.finalize().map_err(|e| e.to_string())
-    })
+        .map_err(|e| e.to_string())?;
+    }
+    writer.finalize().map_err(|e| e.to_string())
 }
 
 /// Reads a WAV (or any recording [`read_audio`] decodes) as mono f32, the channels averaged,

@@ -155,15 +155,21 @@ impl Bark {
 
     /// `[codebook][frame]` codes (8 rows of equal length, each below 1024) to audio.
     pub fn decode(&self, fine: &[Vec<u32>]) -> Result<Audio> {
-        self.in_stage(Stage::Decode, 1, |progress| {
-            let audio = self.decode_quietly(fine)?;
-            progress.advance(Stage::Decode, 1);
-            Ok(audio)
-        })
+        crate::gpu::block_on(self.decode_async(fine))
     }
 
-    /// [`Bark::decode`] without progress reports (for callers that report a batch of them).
-    pub(crate) fn decode_quietly(&self, fine: &[Vec<u32>]) -> Result<Audio> {
+    /// [`Bark::decode`] without blocking.
+    pub async fn decode_async(&self, fine: &[Vec<u32>]) -> Result<Audio> {
+        self.in_stage(Stage::Decode, 1, async {
+            let audio = self.decode_quietly(fine).await?;
+            self.reporter().advance(Stage::Decode, 1);
+            Ok(audio)
+        })
+        .await
+    }
+
+    /// [`Bark::decode_async`] without progress reports (for callers that report a batch of them).
+    pub(crate) async fn decode_quietly(&self, fine: &[Vec<u32>]) -> Result<Audio> {
         let n_q = self.config.fine_acoustics_config.n_codes_total;
         let sample_rate = self.config.codec_config.sampling_rate as u32;
         if fine.len() != n_q {
@@ -177,22 +183,22 @@ impl Bark {
             return Ok(Audio { samples: Vec::new(), sample_rate });
         }
         let codes: Vec<u32> = fine.concat();
-        let samples = self.codec.decode(&self.ctx, &codes, n_q, 1, frames)?;
+        let samples = self.codec.decode_async(&self.ctx, &codes, n_q, 1, frames).await?;
         Ok(Audio { samples, sample_rate })
     }
 
     /// Runs one stage between its progress start (with `total` units) and finish, then frees
     /// the intermediates its plans left in the pool: the next stage's sizes differ, so keeping
     /// them would only raise the peak GPU memory to the sum of the stages instead of the largest.
-    pub(super) fn in_stage<T>(
+    pub(super) async fn in_stage<T>(
         &self,
         stage: Stage,
         total: usize,
-        run: impl FnOnce(&Reporter) -> Result<T>,
+        run: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
         let progress = self.reporter();
         progress.start(stage, total);
-        let out = run(progress);
+        let out = run.await;
         self.ctx.trim_pool();
         let out = out?;
         progress.finish(stage);

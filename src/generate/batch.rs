@@ -23,6 +23,7 @@ use super::bark::{check_voice, Bark, Generation};
 use super::options::{GenerateOptions, COARSE_STREAM, FINE_STREAM, SEMANTIC_STREAM};
 use super::rng::Rng;
 use super::{coarse, fine, semantic};
+use crate::gpu::block_on;
 use crate::ops::sampling::SampleSettings;
 use crate::progress::Stage;
 use crate::voice::VoicePrompt;
@@ -63,16 +64,33 @@ impl Bark {
     /// All four stages, for text of at most 256 tokens (longer text is an error: see
     /// [`Bark::generate_long`]).
     pub fn generate(&self, text: &str, opts: &GenerateOptions, voice: Option<&VoicePrompt>) -> Result<Generation> {
-        let semantic = self.semantic(text, opts, voice)?;
-        let coarse = self.coarse(&semantic, opts, voice)?;
-        let fine = self.fine(&coarse, opts, voice)?;
-        let audio = self.decode(&fine)?;
-        Ok(Generation { semantic, coarse, fine, audio })
+        block_on(self.generate_async(text, opts, voice))
+    }
+
+    /// [`Bark::generate`] without blocking (a browser's way: it awaits each readback).
+    pub async fn generate_async(
+        &self,
+        text: &str,
+        opts: &GenerateOptions,
+        voice: Option<&VoicePrompt>,
+    ) -> Result<Generation> {
+        only(self.generate_batch_async(&[text], opts, voice, 1).await?)
     }
 
     /// Texts to semantic tokens, at most `max_batch` (>= 1) sequences live at once. Output `i`
     /// belongs to `texts[i]` and equals [`Bark::semantic`] of it.
     pub fn semantic_batch(
+        &self,
+        texts: &[&str],
+        opts: &GenerateOptions,
+        voice: Option<&VoicePrompt>,
+        max_batch: usize,
+    ) -> Result<Vec<Vec<u32>>> {
+        block_on(self.semantic_batch_async(texts, opts, voice, max_batch))
+    }
+
+    /// [`Bark::semantic_batch`] without blocking.
+    pub async fn semantic_batch_async(
         &self,
         texts: &[&str],
         opts: &GenerateOptions,
@@ -87,14 +105,25 @@ impl Bark {
             .enumerate()
             .map(|(i, t)| self.semantic_seq(t, opts, voice).map_err(about_item(i, texts.len(), "text")))
             .collect::<Result<Vec<_>>>()?;
-        self.in_stage(Stage::Semantic, seqs.len() * max_tokens, |progress| {
-            semantic::generate(&self.ctx, &self.semantic, seqs, max_batch, progress)
-        })
+        let total = seqs.len() * max_tokens;
+        let run = semantic::generate(&self.ctx, &self.semantic, seqs, max_batch, self.reporter());
+        self.in_stage(Stage::Semantic, total, run).await
     }
 
     /// Semantic token sequences to interleaved coarse tokens, at most `max_batch` (>= 1) live at
     /// once. Output `i` equals [`Bark::coarse`] of `semantic[i]`.
     pub fn coarse_batch(
+        &self,
+        semantic: &[Vec<u32>],
+        opts: &GenerateOptions,
+        voice: Option<&VoicePrompt>,
+        max_batch: usize,
+    ) -> Result<Vec<Vec<u32>>> {
+        block_on(self.coarse_batch_async(semantic, opts, voice, max_batch))
+    }
+
+    /// [`Bark::coarse_batch`] without blocking.
+    pub async fn coarse_batch_async(
         &self,
         semantic: &[Vec<u32>],
         opts: &GenerateOptions,
@@ -107,15 +136,26 @@ impl Bark {
             .enumerate()
             .map(|(i, s)| self.coarse_seq(s, opts, voice).map_err(about_item(i, semantic.len(), "semantic sequence")))
             .collect::<Result<Vec<_>>>()?;
-        self.in_stage(Stage::Coarse, seqs.iter().map(|(s, _)| s.total()).sum(), |progress| {
-            coarse::generate(&self.ctx, &self.coarse, seqs, max_batch, progress)
-        })
+        let total = seqs.iter().map(|(s, _)| s.total()).sum();
+        let run = coarse::generate(&self.ctx, &self.coarse, seqs, max_batch, self.reporter());
+        self.in_stage(Stage::Coarse, total, run).await
     }
 
     /// Interleaved coarse token sequences to `[codebook][frame]` codes of all 8 codebooks, the
     /// windows of at most `max_batch` (>= 1) sequences per model run. Output `i` equals
     /// [`Bark::fine`] of `coarse[i]`.
     pub fn fine_batch(
+        &self,
+        coarse: &[Vec<u32>],
+        opts: &GenerateOptions,
+        voice: Option<&VoicePrompt>,
+        max_batch: usize,
+    ) -> Result<Vec<Vec<Vec<u32>>>> {
+        block_on(self.fine_batch_async(coarse, opts, voice, max_batch))
+    }
+
+    /// [`Bark::fine_batch`] without blocking.
+    pub async fn fine_batch_async(
         &self,
         coarse: &[Vec<u32>],
         opts: &GenerateOptions,
@@ -131,9 +171,9 @@ impl Bark {
             .into_iter()
             .unzip();
         let temperature = opts.fine_temperature();
-        self.in_stage(Stage::Fine, jobs.iter().map(fine::Job::total_runs).sum(), |progress| {
-            fine::generate(&self.ctx, &self.fine, jobs, temperature, &mut rngs, max_batch, progress)
-        })
+        let total = jobs.iter().map(fine::Job::total_runs).sum();
+        let run = fine::generate(&self.ctx, &self.fine, jobs, temperature, &mut rngs, max_batch, self.reporter());
+        self.in_stage(Stage::Fine, total, run).await
     }
 
     /// All four stages for several texts (each of at most 256 tokens), at most `max_batch`
@@ -146,24 +186,32 @@ impl Bark {
         voice: Option<&VoicePrompt>,
         max_batch: usize,
     ) -> Result<Vec<Generation>> {
-        let semantic = self.semantic_batch(texts, opts, voice, max_batch)?;
-        let coarse = self.coarse_batch(&semantic, opts, voice, max_batch)?;
-        let fine = self.fine_batch(&coarse, opts, voice, max_batch)?;
-        self.in_stage(Stage::Decode, texts.len(), |progress| {
-            semantic
-                .into_iter()
-                .zip(coarse)
-                .zip(fine)
-                .map(|((semantic, coarse), fine)| {
-                    let audio = self.decode_quietly(&fine);
-                    // Each length has its own intermediates: free one text's before the next.
-                    self.ctx.trim_pool();
-                    let audio = audio?;
-                    progress.advance(Stage::Decode, 1);
-                    Ok(Generation { semantic, coarse, fine, audio })
-                })
-                .collect()
-        })
+        block_on(self.generate_batch_async(texts, opts, voice, max_batch))
+    }
+
+    /// [`Bark::generate_batch`] without blocking.
+    pub async fn generate_batch_async(
+        &self,
+        texts: &[&str],
+        opts: &GenerateOptions,
+        voice: Option<&VoicePrompt>,
+        max_batch: usize,
+    ) -> Result<Vec<Generation>> {
+        let semantic = self.semantic_batch_async(texts, opts, voice, max_batch).await?;
+        let coarse = self.coarse_batch_async(&semantic, opts, voice, max_batch).await?;
+        let fine = self.fine_batch_async(&coarse, opts, voice, max_batch).await?;
+        let decode = async {
+            let mut out = Vec::with_capacity(texts.len());
+            for ((semantic, coarse), fine) in semantic.into_iter().zip(coarse).zip(fine) {
+                let audio = self.decode_quietly(&fine).await;
+                // Each length has its own intermediates: free one text's before the next.
+                self.ctx.trim_pool();
+                out.push(Generation { semantic, coarse, fine, audio: audio? });
+                self.reporter().advance(Stage::Decode, 1);
+            }
+            Ok(out)
+        };
+        self.in_stage(Stage::Decode, texts.len(), decode).await
     }
 }
 

@@ -223,7 +223,7 @@ impl Sequence for CoarseSeq {
 /// end its cache restarts from the next window's prompt while the other rows keep decoding,
 /// and a finished sequence's row goes to the next waiting one. A sequence's random stream
 /// gives it one uniform per token when sampling. Output `i` belongs to sequence `i`.
-pub(crate) fn generate(
+pub(crate) async fn generate(
     ctx: &Context,
     model: &CausalGpt,
     seqs: Vec<(CoarseSeq, Option<Rng>)>,
@@ -235,7 +235,7 @@ pub(crate) fn generate(
         return Ok(seqs.into_iter().map(|(s, _)| s.job.finish()).collect());
     }
     let scheduler = Scheduler::new(ctx, model, max_batch.min(busy), model.config().block_size)?;
-    let done = scheduler.run(seqs, |n| progress.advance(Stage::Coarse, n))?;
+    let done = scheduler.run(seqs, |n| progress.advance(Stage::Coarse, n)).await?;
     Ok(done.into_iter().map(|s| s.job.finish()).collect())
 }
 

@@ -24,6 +24,7 @@ use super::options::GenerateOptions;
 use super::rng::Rng;
 use super::scheduler::{Event, Scheduler, Ticket};
 use super::semantic::{self, SemanticSeq, MAX_SEMANTIC_TOKENS};
+use crate::gpu::block_on;
 use crate::text::MAX_TEXT_TOKENS;
 use crate::vocab::N_COARSE_CODEBOOKS;
 use crate::voice::VoicePrompt;
@@ -402,7 +403,7 @@ impl<'b> Serving<'b> {
     fn step_semantic(&mut self) -> Result<()> {
         let Some(sched) = self.semantic.as_mut().filter(|s| !s.is_idle()) else { return Ok(()) };
         let start = Instant::now();
-        let events = sched.step()?;
+        let events = block_on(sched.step())?;
         let tokens = events.iter().filter(|e| matches!(e, Event::Token(..))).count();
         self.counters.semantic.record(tokens, tokens, start);
         for event in events {
@@ -435,7 +436,7 @@ impl<'b> Serving<'b> {
     fn step_coarse(&mut self) -> Result<()> {
         let Some(sched) = self.coarse.as_mut().filter(|s| !s.is_idle()) else { return Ok(()) };
         let start = Instant::now();
-        let events = sched.step()?;
+        let events = block_on(sched.step())?;
         let tokens = events.iter().filter(|e| matches!(e, Event::Token(..))).count();
         self.counters.coarse.record(tokens, tokens, start);
         for event in events {
@@ -468,11 +469,11 @@ impl<'b> Serving<'b> {
             rngs.push(rng);
         }
         let bark = self.bark;
-        let fine =
-            fine::generate(&bark.ctx, &bark.fine, jobs, temperature, &mut rngs, self.max_batch, bark.reporter())?;
+        let fine = fine::generate(&bark.ctx, &bark.fine, jobs, temperature, &mut rngs, self.max_batch, bark.reporter());
+        let fine = block_on(fine)?;
         self.counters.fine.record(frames, waiting.len(), start);
         for (id, fine) in waiting.into_iter().zip(fine) {
-            let audio = bark.decode_quietly(&fine);
+            let audio = block_on(bark.decode_quietly(&fine));
             bark.ctx.trim_pool();
             let a = self.active.get_mut(&id).expect("waiting is active");
             let g = Generation {

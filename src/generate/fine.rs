@@ -137,7 +137,7 @@ fn max_rows_in_binding(ctx: &Context, model: &FineGpt) -> usize {
 ///
 /// Temperature `None` or `1.0` is argmax; rows of a batch never depend on each other (every
 /// matrix product has more than 16 rows, so it is always the same tiled GEMM).
-pub(crate) fn generate(
+pub(crate) async fn generate(
     ctx: &Context,
     model: &FineGpt,
     mut jobs: Vec<Job>,
@@ -192,7 +192,7 @@ pub(crate) fn generate(
                 }
             }
             let sampling = !greedy && live.iter().any(|&i| rngs[i].is_some());
-            let preds = runner.run(ctx, cb, &window, sampling.then_some(uniforms.as_slice()))?;
+            let preds = runner.run(ctx, cb, &window, sampling.then_some(uniforms.as_slice())).await?;
             progress.advance(Stage::Fine, live.len());
             for (&i, p) in live.iter().zip(preds.chunks(MAX_FINE_INPUT)) {
                 jobs[i].apply(cb, p);
@@ -250,14 +250,14 @@ impl FineRunner {
     }
 
     /// The model's choice for codebook `cb` at every frame of `windows` (`[B][frame][codebook]`).
-    fn run(&self, ctx: &Context, cb: usize, windows: &[u32], uniforms: Option<&[f32]>) -> Result<Vec<u32>> {
+    async fn run(&self, ctx: &Context, cb: usize, windows: &[u32], uniforms: Option<&[f32]>) -> Result<Vec<u32>> {
         self.codes.write_words(ctx, windows)?;
         if let Some(u) = uniforms {
             self.sampler.set_uniforms(ctx, u)?;
         }
         let (plan, ids) = &self.plans[cb - N_COARSE_CODEBOOKS];
         plan.run()?;
-        plan.read_words(*ids)
+        plan.read_words_async(*ids).await
     }
 }
 

@@ -156,15 +156,16 @@ impl<'m, S: Sequence> Scheduler<'m, S> {
         self.waiting.is_empty() && self.rows.iter().all(Option::is_none) && self.in_flight.is_none()
     }
 
-    /// One decode step (see the module docs): what it did to each sequence.
-    pub fn step(&mut self) -> Result<Vec<Event<S>>> {
+    /// One decode step (see the module docs): what it did to each sequence. Awaiting it waits
+    /// for the step queued by the call before (a blocking caller uses [`crate::gpu::block_on`]).
+    pub async fn step(&mut self) -> Result<Vec<Event<S>>> {
         let mut events = Vec::new();
         self.admit(&mut events)?;
         let next = self.submit()?;
         let queued = next.is_some();
         let read = self.in_flight.is_some();
         if let Some((run, tags)) = self.in_flight.take() {
-            self.take_tokens(&run, &tags, &mut events)?;
+            self.take_tokens(&run, &tags, &mut events).await?;
         }
         self.in_flight = next;
         if !queued && !read && events.is_empty() && !self.is_idle() {
@@ -175,7 +176,7 @@ impl<'m, S: Sequence> Scheduler<'m, S> {
 
     /// Steps until every sequence is complete; `on_token` hears of each token as it is taken.
     /// Returns the sequences in the order they were added.
-    pub fn run(mut self, seqs: Vec<(S, Option<Rng>)>, mut on_token: impl FnMut(usize)) -> Result<Vec<S>> {
+    pub async fn run(mut self, seqs: Vec<(S, Option<Rng>)>, mut on_token: impl FnMut(usize)) -> Result<Vec<S>> {
         let first = self.tickets;
         let n = seqs.len();
         for (seq, rng) in seqs {
@@ -184,7 +185,7 @@ impl<'m, S: Sequence> Scheduler<'m, S> {
         let mut done: Vec<Option<S>> = (0..n).map(|_| None).collect();
         while !self.is_idle() {
             let mut tokens = 0;
-            for event in self.step()? {
+            for event in self.step().await? {
                 match event {
                     Event::Token(..) => tokens += 1,
                     Event::Done(Ticket(t), seq) => done[(t - first) as usize] = Some(seq),
@@ -273,8 +274,8 @@ impl<'m, S: Sequence> Scheduler<'m, S> {
 
     /// Gives each row the token a step chose for it, if the row still holds that sequence and
     /// window; a window ends after its last token or an early end.
-    fn take_tokens(&mut self, run: &Run, tags: &Tags, events: &mut Vec<Event<S>>) -> Result<()> {
-        let chosen = self.step.read(run)?;
+    async fn take_tokens(&mut self, run: &Run, tags: &Tags, events: &mut Vec<Event<S>>) -> Result<()> {
+        let chosen = self.step.read(run).await?;
         for ((slot, &id), tag) in self.rows.iter_mut().zip(&chosen).zip(tags) {
             let Some(row) = slot.as_mut() else { continue };
             if *tag != Some((row.entry.ticket, row.windows)) {
@@ -297,6 +298,7 @@ mod tests {
     use super::*;
     use crate::generate::semantic::{history_window, Prompt, SemanticSeq};
     use crate::generate::{Bark, GenerateOptions, LoadOptions};
+    use crate::gpu::block_on;
     use std::path::Path;
 
     const MAX_TOKENS: usize = 12;
@@ -327,7 +329,7 @@ mod tests {
             .into_iter()
             .map(|s| {
                 let sched = Scheduler::new(&b.ctx, &b.semantic, 1, 256 + MAX_TOKENS).unwrap();
-                sched.run(vec![(s, None)], |_| {}).unwrap().pop().unwrap().into_tokens()
+                block_on(sched.run(vec![(s, None)], |_| {})).unwrap().pop().unwrap().into_tokens()
             })
             .collect()
     }
@@ -335,7 +337,7 @@ mod tests {
     /// Steps until idle; each sequence's tokens as the events told them, and its final tokens.
     fn drain(sched: &mut Scheduler<SemanticSeq>, out: &mut Vec<(Ticket, Vec<u32>)>, heard: &mut Vec<(Ticket, u32)>) {
         while !sched.is_idle() {
-            for e in sched.step().unwrap() {
+            for e in block_on(sched.step()).unwrap() {
                 match e {
                     Event::Token(t, id) => heard.push((t, id)),
                     Event::Done(t, s) => out.push((t, s.into_tokens())),
@@ -358,7 +360,7 @@ mod tests {
         let first = sched.add(seqs.next().unwrap(), None);
         let mut heard = Vec::new();
         for _ in 0..2 {
-            for e in sched.step().unwrap() {
+            for e in block_on(sched.step()).unwrap() {
                 if let Event::Token(t, id) = e {
                     heard.push((t, id));
                 }
@@ -390,7 +392,7 @@ mod tests {
         let gone = sched.add(seqs.next().unwrap(), None);
         let next = sched.add(seqs.next().unwrap(), None);
         for _ in 0..3 {
-            sched.step().unwrap();
+            block_on(sched.step()).unwrap();
         }
         assert!(sched.cache.free_pages() < all_pages, "the first sequence holds pages");
         let cancelled = sched.cancel(gone).unwrap().expect("it was decoding");

@@ -57,7 +57,7 @@ pub(crate) struct Prompt {
 /// one is prefilled and takes the row from the next step on). A sequence's random stream gives
 /// it one uniform per step when sampling (`None` for greedy settings), so each sequence draws
 /// exactly what it would draw alone. Output `i` belongs to sequence `i`.
-pub(crate) fn generate(
+pub(crate) async fn generate(
     ctx: &Context,
     model: &CausalGpt,
     seqs: Vec<(SemanticSeq, Option<Rng>)>,
@@ -67,7 +67,7 @@ pub(crate) fn generate(
     let Some(longest) = seqs.iter().map(|(s, _)| s.max_tokens).max() else { return Ok(Vec::new()) };
     // The prompt's 256 positions, then one per token fed back (the last one never is).
     let scheduler = Scheduler::new(ctx, model, max_batch.min(seqs.len()), MAX_TEXT_TOKENS + longest)?;
-    let done = scheduler.run(seqs, |n| progress.advance(Stage::Semantic, n))?;
+    let done = scheduler.run(seqs, |n| progress.advance(Stage::Semantic, n)).await?;
     Ok(done.into_iter().map(SemanticSeq::into_tokens).collect())
 }
 

@@ -308,10 +308,10 @@ impl DecodeStep {
     }
 
     /// Every row's chosen token of a submitted step (waits for that step only).
-    pub fn read(&self, run: &Run) -> Result<Vec<u32>> {
+    pub async fn read(&self, run: &Run) -> Result<Vec<u32>> {
         let mut out = Vec::with_capacity(self.n_rows());
         for gr in &self.groups {
-            let words = self.plan.read_run(gr.chosen, run)?;
+            let words = self.plan.read_run_async(gr.chosen, run).await?;
             if words.len() != gr.rows.n_rows() {
                 return Err(Error::Gpu(format!(
                     "the sampler returned {} ids for {} rows",

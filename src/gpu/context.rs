@@ -205,9 +205,13 @@ impl Context {
         adapters.sort_by_key(preference);
         let adapter = adapters.into_iter().next().ok_or_else(|| {
             let which = name.map(|n| format!(" whose name contains {n:?}")).unwrap_or_default();
-            Error::NoAdapter(format!(
-                "{which} (backends {backends:?}); install a Vulkan driver, e.g. mesa-vulkan-drivers"
-            ))
+            let help = if cfg!(target_arch = "wasm32") {
+                "this browser offers no WebGPU adapter (WebGPU may be off or the GPU blocklisted; \
+                 Chrome and Edge 113+ on Windows, macOS and ChromeOS have it, Linux needs --enable-unsafe-webgpu)"
+            } else {
+                "install a Vulkan driver, e.g. mesa-vulkan-drivers"
+            };
+            Error::NoAdapter(format!("{which} (backends {backends:?}); {help}"))
         })?;
         Self::from_adapter(inst, adapter, opts).await
     }

@@ -207,8 +207,7 @@ impl Tensor {
     /// Copies the raw words back to the host (waits for the GPU). For tests and tools: a decode
     /// step reads back through a plan's own staging buffer instead.
     pub fn read_words(&self, ctx: &Context) -> Result<Vec<u32>> {
-        let (staging, size) = self.copy_to_staging(ctx)?;
-        map_read(ctx, staging.buffer(), size, None)
+        block_on(self.read_words_async(ctx))
     }
 
     /// [`Tensor::read_words`] without blocking (what a browser must use).
@@ -230,7 +229,7 @@ impl Tensor {
 
     /// The values as f32 (F16 widened; U32/I32 rejected).
     pub fn to_f32(&self, ctx: &Context) -> Result<Vec<f32>> {
-        self.words_to_f32(self.read_words(ctx)?)
+        block_on(self.to_f32_async(ctx))
     }
 
     /// [`Tensor::to_f32`] without blocking.
@@ -256,28 +255,39 @@ impl Tensor {
     }
 
     pub fn to_u32(&self, ctx: &Context) -> Result<Vec<u32>> {
-        let mut w = self.read_words(ctx)?;
+        block_on(self.to_u32_async(ctx))
+    }
+
+    /// [`Tensor::to_u32`] without blocking.
+    pub async fn to_u32_async(&self, ctx: &Context) -> Result<Vec<u32>> {
+        let mut w = self.read_words_async(ctx).await?;
         w.truncate(self.numel());
         Ok(w)
     }
 }
 
 /// Maps `staging` and copies out its first `size` bytes as words, once submission `until`
-/// (`None`: all submitted work) is done. Blocks; a browser cannot, and gets an error saying so
-/// (it uses [`map_read_async`]).
+/// (`None`: all submitted work) is done. Blocks (see [`block_on`]).
 pub(crate) fn map_read(
     ctx: &Context,
     staging: &wgpu::Buffer,
     size: u64,
     until: Option<wgpu::SubmissionIndex>,
 ) -> Result<Vec<u32>> {
+    block_on(map_read_async(ctx, staging, size, until))
+}
+
+/// Runs a future of the async core to its end on this thread: every blocking method is this
+/// over its `_async` form. A browser cannot wait for the GPU, so there it is an error that
+/// names the way out.
+pub(crate) fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     #[cfg(target_arch = "wasm32")]
     {
-        let _ = (ctx, staging, size, until);
-        Err(Error::Gpu("a browser cannot wait for the GPU; this read has an async form to use".into()))
+        drop(future);
+        Err(Error::Gpu("a browser cannot wait for the GPU; call the async form of this method".into()))
     }
     #[cfg(not(target_arch = "wasm32"))]
-    pollster::block_on(map_read_async(ctx, staging, size, until))
+    pollster::block_on(future)
 }
 
 /// [`map_read`] as a future: natively the device is polled until `until` is done (so the map

@@ -295,8 +295,7 @@ impl Plan {
     /// Words of a value registered with [`Graph::readback`], after the last `run` (waits for
     /// all submitted work).
     pub fn read_words(&self, v: Val) -> Result<Vec<u32>> {
-        let (staging, bytes) = self.staging(v, self.last_turn())?;
-        crate::gpu::map_read(&self.ctx, staging, bytes, None)
+        crate::gpu::block_on(self.read_words_async(v))
     }
 
     /// [`Plan::read_words`] without blocking (what a browser must use).
@@ -308,8 +307,7 @@ impl Plan {
     /// Words of a value registered with [`Graph::readback`] as `run` left them: waits for
     /// that submission only, so later runs may still be executing.
     pub fn read_run(&self, v: Val, run: &Run) -> Result<Vec<u32>> {
-        let (staging, bytes) = self.staging(v, run.turn)?;
-        crate::gpu::map_read(&self.ctx, staging, bytes, Some(run.submission.clone()))
+        crate::gpu::block_on(self.read_run_async(v, run))
     }
 
     /// [`Plan::read_run`] without blocking.

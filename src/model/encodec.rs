@@ -130,9 +130,14 @@ pub struct EncodecDecoder {
     last: Conv,
 }
 
-/// Stacks `quantizer.layers.{q}.codebook.embed` for q in 0..n into one `[n, N, D]` tensor.
+/// Stacks `quantizer.layers.{q}.codebook.embed` for q in 0..n into one `[n, N, D]` tensor,
+/// copying on the GPU (a browser cannot wait for a read while loading).
 fn load_codebooks(ctx: &Context, fetch: &mut Fetch, dims: &CodecConfig, n: usize) -> Result<Tensor> {
-    let mut all = Vec::with_capacity(n * dims.codebook_size * dims.codebook_dim());
+    let (size, dim) = (dims.codebook_size, dims.codebook_dim());
+    let all = Tensor::empty(ctx, &[n, size, dim], DType::F32)?;
+    let bytes = (size * dim * 4) as u64;
+    let mut enc = ctx.device().create_command_encoder(&Default::default());
+    let mut parts = Vec::with_capacity(n);
     for q in 0..n {
         let name = format!("quantizer.layers.{q}.codebook.embed");
         let t = fetch(&name)?;
@@ -144,9 +149,15 @@ fn load_codebooks(ctx: &Context, fetch: &mut Fetch, dims: &CodecConfig, n: usize
                 dims.codebook_dim()
             )));
         }
-        all.extend(t.to_f32(ctx)?);
+        if t.dtype() != DType::F32 {
+            return Err(Error::Invalid(format!("{name} is {:?}; the codec's codebooks are f32", t.dtype())));
+        }
+        enc.copy_buffer_to_buffer(t.buffer(), 0, all.buffer(), q as u64 * bytes, bytes);
+        parts.push(t);
     }
-    Tensor::from_f32(ctx, &all, &[n, dims.codebook_size, dims.codebook_dim()], DType::F32)
+    ctx.queue().submit([enc.finish()]);
+    drop(parts);
+    Ok(all)
 }
 
 impl EncodecDecoder {
@@ -199,13 +210,25 @@ impl EncodecDecoder {
     /// Codes `[n_q][B][T]` flattened (each below the codebook size) to audio samples
     /// `[B][channels][T*hop]` flattened.
     pub fn decode(&self, ctx: &Context, codes: &[u32], n_q: usize, batch: usize, frames: usize) -> Result<Vec<f32>> {
+        crate::gpu::block_on(self.decode_async(ctx, codes, n_q, batch, frames))
+    }
+
+    /// [`EncodecDecoder::decode`] without blocking.
+    pub async fn decode_async(
+        &self,
+        ctx: &Context,
+        codes: &[u32],
+        n_q: usize,
+        batch: usize,
+        frames: usize,
+    ) -> Result<Vec<f32>> {
         if n_q > self.codebooks.shape()[0] {
             return Err(Error::Invalid(format!("{n_q} codebooks asked for, {} loaded", self.codebooks.shape()[0])));
         }
         let codes = upload_codes(ctx, codes, [n_q, batch, frames], self.dims.codebook_size)?;
         let (plan, y) = self.compile(ctx, &codes)?;
         plan.run()?;
-        plan.tensor(y).to_f32(ctx)
+        plan.tensor(y).to_f32_async(ctx).await
     }
 
     /// The decode of `codes` (`[n_q, B, T]`, already checked) compiled, and its output value.

@@ -3,7 +3,7 @@
 use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
 
-use bark_wgpu::audio::{read_wav, resample, write_wav, WavFormat};
+use bark_wgpu::audio::{decode_audio, read_wav, resample, wav_bytes, write_wav, WavFormat};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bark-wgpu-audio-{}-{tag}", std::process::id()));
@@ -45,6 +45,21 @@ fn float32_round_trip_is_exact() {
     let spec = hound::WavReader::open(&path).unwrap().spec();
     assert_eq!((spec.sample_format, spec.bits_per_sample, spec.channels), (hound::SampleFormat::Float, 32, 1));
     assert_eq!(read_wav(&path).unwrap(), (samples, 24_000));
+}
+
+#[test]
+fn wav_bytes_in_memory_are_the_file_write_wav_writes() {
+    let dir = temp_dir("bytes");
+    let samples = test_signal(777);
+    for format in [WavFormat::Float32, WavFormat::Pcm16] {
+        let path = dir.join(format!("{format:?}.wav"));
+        write_wav(&path, &samples, 24_000, format).unwrap();
+        let bytes = wav_bytes(&samples, 24_000, format).unwrap();
+        assert_eq!(bytes, std::fs::read(&path).unwrap(), "{format:?}");
+        assert_eq!(decode_audio(bytes, Some("wav")).unwrap().frames(), samples.len());
+    }
+    assert!(wav_bytes(&[0.0, f32::NAN], 24_000, WavFormat::Float32).is_err(), "NaN is refused");
+    assert!(wav_bytes(&samples, 0, WavFormat::Float32).is_err(), "rate 0 is refused");
 }
 
 #[test]
