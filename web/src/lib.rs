@@ -1,8 +1,14 @@
 //! bark-wgpu in a browser: what the page calls, over WebGPU. Everything async (a browser
 //! cannot block on the GPU).
 
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
 use wasm_bindgen::prelude::*;
 
+use bark_wgpu::audio::{wav_bytes, WavFormat};
+use bark_wgpu::generate::{Bark, GenerateOptions, Generation, LoadOptions, ModelFiles, VoicePrompt};
+use bark_wgpu::progress::{Progress, Stage};
 use bark_wgpu::{Context, ContextOptions};
 
 fn js_err(e: impl std::fmt::Display) -> JsValue {
@@ -15,11 +21,33 @@ thread_local! {
     static CONTEXT: std::cell::RefCell<Option<Context>> = const { std::cell::RefCell::new(None) };
 }
 
+thread_local! {
+    /// What the page asked for before the device opened ([`choose_kernels`]).
+    static OPTIONS: std::cell::RefCell<ContextOptions> = std::cell::RefCell::new(ContextOptions::default());
+}
+
+/// Overrides the kernel policy's defaults (`undefined` keeps one): the CPU kernel set (by
+/// default exactly on a CPU adapter) and the LayerNorm inside the GEMV. Call it before anything
+/// else: the device opens once per page.
+#[wasm_bindgen]
+pub fn choose_kernels(cpu_kernels: Option<bool>, norm_in_gemv: Option<bool>) -> Result<(), JsValue> {
+    if CONTEXT.with(|c| c.borrow().is_some()) {
+        return Err(js_err("the device is already open; choose the kernels first"));
+    }
+    OPTIONS.with(|o| {
+        let mut o = o.borrow_mut();
+        o.cpu_kernels = cpu_kernels;
+        o.norm_in_gemv = norm_in_gemv;
+    });
+    Ok(())
+}
+
 async fn context() -> Result<Context, JsValue> {
     if let Some(ctx) = CONTEXT.with(|c| c.borrow().clone()) {
         return Ok(ctx);
     }
-    let ctx = Context::new_async(&ContextOptions::default()).await.map_err(js_err)?;
+    let opts = OPTIONS.with(|o| o.borrow().clone());
+    let ctx = Context::new_async(&opts).await.map_err(js_err)?;
     CONTEXT.with(|c| *c.borrow_mut() = Some(ctx.clone()));
     Ok(ctx)
 }
@@ -29,14 +57,17 @@ async fn context() -> Result<Context, JsValue> {
 pub async fn adapter_line() -> Result<String, JsValue> {
     let ctx = context().await?;
     let s = ctx.summary();
+    let p = ctx.policy();
     Ok(format!(
-        "{} ({}, {}): subgroups {}, shader-f16 {}, {} MiB bindings",
-        s.name,
+        "{} ({}, {}): subgroups {}, shader-f16 {}, {} MiB bindings; {} kernels{}",
+        if s.name.is_empty() { "unnamed adapter" } else { &s.name },
         s.backend,
         s.device_type,
         s.subgroup,
         s.shader_f16,
-        ctx.max_binding_bytes() >> 20
+        ctx.max_binding_bytes() >> 20,
+        if p.cpu_kernels { "CPU" } else { "GPU" },
+        if p.norm_in_gemv { ", LayerNorm in the GEMV" } else { "" }
     ))
 }
 
@@ -96,4 +127,161 @@ pub async fn check_kernels(skip: usize, at_most: usize) -> Result<String, JsValu
         "device_subgroups": subgroups, "subgroup_kernels": subgroup_kernels, "adapter_subgroups": adapter
     })
     .to_string())
+}
+
+/// A model loaded on the page's device. Generation is async: every GPU read awaits the
+/// browser's event loop, so the page stays responsive and can poll [`WebBark::progress`].
+#[wasm_bindgen]
+pub struct WebBark {
+    bark: Rc<Bark>,
+    progress: Arc<StageLog>,
+}
+
+#[wasm_bindgen]
+impl WebBark {
+    /// Loads a model from its files' bytes: `config.json`'s, `tokenizer.json`'s and the
+    /// checkpoint's (`weights_name` is its file name, for messages). `f16` keeps the large
+    /// matrices in f16 (the adapter must offer shader-f16).
+    pub async fn load(
+        config: Vec<u8>,
+        tokenizer: Vec<u8>,
+        weights: Vec<u8>,
+        weights_name: String,
+        f16: bool,
+    ) -> Result<WebBark, JsValue> {
+        let ctx = context().await?;
+        let config = String::from_utf8(config).map_err(|_| js_err("config.json is not UTF-8 text"))?;
+        let files = ModelFiles { config, tokenizer, weights, weights_name };
+        let mut bark = Bark::load_files(&ctx, files, &LoadOptions { f16, ..LoadOptions::default() }).map_err(js_err)?;
+        let progress = Arc::new(StageLog::default());
+        bark.set_progress(Some(progress.clone()));
+        Ok(WebBark { bark: Rc::new(bark), progress })
+    }
+
+    /// Generates `text` (a promise of a [`WebGeneration`]). `voice`: an npz's bytes, or none;
+    /// `greedy` reproduces transformers' `do_sample=False`; the numbers are used when given.
+    pub fn generate(
+        &self,
+        text: String,
+        voice: Option<Vec<u8>>,
+        greedy: bool,
+        max_semantic_tokens: Option<usize>,
+        min_eos_p: Option<f32>,
+        seed: Option<u32>,
+    ) -> js_sys::Promise {
+        let (bark, log) = (self.bark.clone(), self.progress.clone());
+        wasm_bindgen_futures::future_to_promise(async move {
+            let voice = voice.map(|b| VoicePrompt::from_npz_bytes("voice.npz", &b)).transpose().map_err(js_err)?;
+            let mut opts = if greedy { GenerateOptions::greedy() } else { GenerateOptions::default() };
+            if let Some(n) = max_semantic_tokens {
+                opts.max_semantic_tokens = n;
+            }
+            if min_eos_p.is_some() {
+                opts.min_eos_p = min_eos_p;
+            }
+            if let Some(s) = seed {
+                opts.seed = s.into();
+            }
+            log.clear();
+            let out = bark.generate_async(&text, &opts, voice.as_ref()).await.map_err(js_err)?;
+            Ok(WebGeneration::new(out)?.into())
+        })
+    }
+
+    /// The stages so far as JSON: `[{"stage", "done", "total", "ms"}, ...]`, `ms` once the
+    /// stage has finished (wall time, as the page sees it).
+    pub fn progress(&self) -> String {
+        self.progress.json()
+    }
+}
+
+/// One generation's output, as Suno's npz holds the tokens (semantic without its end token,
+/// coarse `[2][frames]`, fine `[8][frames]`, rows flattened here) and the audio.
+#[wasm_bindgen]
+pub struct WebGeneration {
+    prompt: VoicePrompt,
+    samples: Vec<f32>,
+    sample_rate: u32,
+}
+
+impl WebGeneration {
+    fn new(g: Generation) -> Result<WebGeneration, JsValue> {
+        let prompt = g.voice_prompt().map_err(js_err)?;
+        Ok(WebGeneration { prompt, samples: g.audio.samples, sample_rate: g.audio.sample_rate })
+    }
+}
+
+#[wasm_bindgen]
+impl WebGeneration {
+    pub fn semantic(&self) -> Vec<u32> {
+        self.prompt.semantic.clone()
+    }
+    /// Coarse codes, row after row (2 rows of `frames`).
+    pub fn coarse(&self) -> Vec<u32> {
+        self.prompt.coarse.concat()
+    }
+    /// Fine codes, row after row (8 rows of `frames`).
+    pub fn fine(&self) -> Vec<u32> {
+        self.prompt.fine.concat()
+    }
+    pub fn frames(&self) -> usize {
+        self.prompt.frames()
+    }
+    pub fn samples(&self) -> Vec<f32> {
+        self.samples.clone()
+    }
+    #[wasm_bindgen(getter)]
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+    /// The audio as a 32-bit float WAV file, as `bark-wgpu say` writes it.
+    pub fn wav(&self) -> Result<Vec<u8>, JsValue> {
+        wav_bytes(&self.samples, self.sample_rate, WavFormat::Float32).map_err(js_err)
+    }
+}
+
+/// Records each stage's progress and wall time for the page to poll (the library calls it
+/// between GPU steps; a page cannot be called back from inside a running future safely).
+#[derive(Default)]
+struct StageLog(Mutex<Vec<StageEntry>>);
+
+struct StageEntry {
+    stage: Stage,
+    done: usize,
+    total: usize,
+    started: f64,
+    ms: Option<f64>,
+}
+
+impl StageLog {
+    fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+    fn json(&self) -> String {
+        let entries: Vec<_> = self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| serde_json::json!({"stage": e.stage.name(), "done": e.done, "total": e.total, "ms": e.ms}))
+            .collect();
+        serde_json::Value::from(entries).to_string()
+    }
+}
+
+impl Progress for StageLog {
+    fn start(&self, stage: Stage, total: usize) {
+        let started = js_sys::Date::now();
+        self.0.lock().unwrap().push(StageEntry { stage, done: 0, total, started, ms: None });
+    }
+    fn advance(&self, stage: Stage, n: usize) {
+        if let Some(e) = self.0.lock().unwrap().iter_mut().rev().find(|e| e.stage == stage) {
+            e.done += n;
+        }
+    }
+    fn finish(&self, stage: Stage) {
+        if let Some(e) = self.0.lock().unwrap().iter_mut().rev().find(|e| e.stage == stage) {
+            e.ms = Some(js_sys::Date::now() - e.started);
+        }
+    }
 }

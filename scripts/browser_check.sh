@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Bark in a real browser: builds the page (scripts/build_web.sh), opens it in headless Chromium
+# with WebGPU on its bundled SwiftShader, and checks that the tiny fixture model, greedy, gives
+# the native build's tokens and audio within 1e-4 (with and without a voice), that a second
+# visit loads from the browser's cache, and that a bad model URL and a browser without WebGPU
+# show a clear message. Usage: scripts/browser_check.sh BARK_WGPU_BINARY OUTDIR
+# Needs chromium, node and npm (.ci/run installs them); the native binary runs on the default
+# adapter (CI gives it lavapipe).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:?usage: browser_check.sh BARK_WGPU_BINARY OUTDIR}
+out=${2:?usage: browser_check.sh BARK_WGPU_BINARY OUTDIR}
+rm -rf "$out"
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+scripts/build_web.sh "$out/page" --debug
+(cd web && npm ci --silent --no-audit --no-fund)
+
+model=tests/fixtures/tiny
+voice=tests/fixtures/voices/numpy_savez.npz
+page() { (cd web && node test/run_page.mjs "$out/page" "$@" --mount /models/tiny="../$model" --mount /voices=../tests/fixtures/voices); }
+query() { printf 'model=/models/tiny&greedy=1&autorun=1&max_semantic_tokens=%s&text=%s%s' "$1" "$(node -e 'process.stdout.write(encodeURIComponent(process.argv[1]))' "$2")" "${3:-}"; }
+
+text="Hello, my name is Suno."
+echo "== the page against the native build: \"$text\""
+"$bin" say --model "$model" --greedy --max-semantic-tokens 24 --text "$text" --quiet \
+    --out "$out/native.wav" --save-prompt "$out/native.npz"
+page "$(query 24 "$text")" --expect-npz "$out/native.npz" --expect-wav "$out/native.wav" \
+    --shot "$out/page.png" --again
+echo "screenshot: $out/page.png"
+
+text="Bonjour, Élodie!"
+echo "== with a voice prompt: \"$text\""
+"$bin" say --model "$model" --greedy --max-semantic-tokens 16 --voice "$voice" --text "$text" --quiet \
+    --out "$out/voiced.wav" --save-prompt "$out/voiced.npz"
+page "$(query 16 "$text" "&voice=/voices/$(basename "$voice")")" --expect-npz "$out/voiced.npz" --expect-wav "$out/voiced.wav"
+
+echo "== a bad model URL"
+page "$(query 8 "Hi." | sed 's#model=/models/tiny#model=/models/none#')" --expect-error "could not fetch .*/models/none/config.json: HTTP 404"
+echo "== a browser without WebGPU"
+page "$(query 8 "Hi.")" --no-webgpu --expect-error "no WebGPU"
