@@ -22,6 +22,9 @@ voice=tests/fixtures/voices/numpy_savez.npz
 page() { (cd web && node test/run_page.mjs "$out/page" "$@" --mount /models/tiny="../$model" --mount /voices=../tests/fixtures/voices); }
 query() { printf 'model=/models/tiny&greedy=1&autorun=1&max_semantic_tokens=%s&text=%s%s' "$1" "$(node -e 'process.stdout.write(encodeURIComponent(process.argv[1]))' "$2")" "${3:-}"; }
 
+echo "== the rows attention kernel (the CPU set's) against the tiled one, in the browser's compiler"
+page "check=attention"
+
 text="Hello, my name is Suno."
 echo "== the page against the native build: \"$text\""
 "$bin" say --model "$model" --greedy --max-semantic-tokens 24 --text "$text" --quiet \

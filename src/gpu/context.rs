@@ -211,7 +211,9 @@ impl Context {
             } else {
                 "install a Vulkan driver, e.g. mesa-vulkan-drivers"
             };
-            Error::NoAdapter(format!("{which} (backends {backends:?}); {help}"))
+            let searched =
+                if cfg!(target_arch = "wasm32") { String::new() } else { format!(" (backends {backends:?})") };
+            Error::NoAdapter(format!("{which}{searched}; {help}"))
         })?;
         Self::from_adapter(inst, adapter, opts).await
     }

@@ -188,6 +188,18 @@ impl WebBark {
         })
     }
 
+    /// The device's counters as JSON: buffers, bytes and pipelines created, bytes live and at
+    /// their peak, bind groups (the page shows the GPU memory; tests see what a run made).
+    pub fn stats(&self) -> String {
+        let s = self.bark.context().stats();
+        serde_json::json!({
+            "buffers_created": s.buffers_created, "bytes_created": s.bytes_created, "bytes_live": s.bytes_live,
+            "bytes_peak": s.bytes_peak, "pipelines_created": s.pipelines_created,
+            "bind_groups_created": s.bind_groups_created,
+        })
+        .to_string()
+    }
+
     /// The stages so far as JSON: `[{"stage", "done", "total", "ms"}, ...]`, `ms` once the
     /// stage has finished (wall time, as the page sees it).
     pub fn progress(&self) -> String {
@@ -284,4 +296,38 @@ impl Progress for StageLog {
             e.ms = Some(js_sys::Date::now() - e.started);
         }
     }
+}
+
+/// Runs the fine model's dense attention with the CPU set's rows kernel and with the tiled
+/// kernel on the same random input, for heads of `head_dim` and `seq_len` causal rows, and
+/// returns the largest difference (they agree within f32 rounding on every native driver).
+#[wasm_bindgen]
+pub async fn check_attention(head_dim: usize, seq_len: usize) -> Result<f64, JsValue> {
+    use bark_wgpu::ops::attention::{dense_with, AttnOptions, Mask};
+    use bark_wgpu::{DType, Graph, Tensor};
+    let ctx = context().await?;
+    let heads = 2;
+    let h = heads * head_dim;
+    let mut state = 0x2545_f491_u32;
+    let qkv: Vec<f32> = (0..seq_len * 3 * h)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state as f32 / u32::MAX as f32) * 4.0 - 2.0
+        })
+        .collect();
+    let x = Tensor::from_f32(&ctx, &qkv, &[seq_len, 3 * h], DType::F32).map_err(js_err)?;
+    let mut outs = Vec::new();
+    for rows_kernel in [true, false] {
+        let mut g = Graph::new(&ctx);
+        let xv = g.input(&x);
+        let opts = AttnOptions { rows_kernel: Some(rows_kernel), ..AttnOptions::default() };
+        let out = dense_with(&mut g, xv, heads, 1, seq_len, Mask::Causal, opts).map_err(js_err)?;
+        g.keep(out);
+        let plan = g.compile().map_err(js_err)?;
+        plan.run().map_err(js_err)?;
+        outs.push(plan.tensor(out).to_f32_async(&ctx).await.map_err(js_err)?);
+    }
+    Ok(outs[0].iter().zip(&outs[1]).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max))
 }

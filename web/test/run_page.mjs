@@ -77,7 +77,7 @@ try {
   const summary = {
     adapter: first.adapter, error: bark.error, wall_seconds: first.wallSeconds, seconds: bark.seconds,
     semantic: bark.semantic?.length, frames: bark.coarse?.[0]?.length, samples: bark.samples?.length,
-    sampleRate: bark.sampleRate, check: bark.check, console_errors: first.consoleErrors,
+    sampleRate: bark.sampleRate, gpu: bark.gpu, check: bark.check, console_errors: first.consoleErrors,
   };
   check(first.uncaught.length === 0, `no uncaught exception on the page: ${first.uncaught.join("; ")}`);
   const expectError = opt("--expect-error");
