@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Bark in a real browser: builds the page (scripts/build_web.sh), opens it in headless Chromium
 # with WebGPU on its bundled SwiftShader, and checks that the tiny fixture model, greedy, gives
-# the native build's tokens and audio within 1e-4 (with and without a voice), that a second
-# visit loads from the browser's cache, and that a bad model URL and a browser without WebGPU
-# show a clear message. Usage: scripts/browser_check.sh BARK_WGPU_BINARY OUTDIR
+# the native build's tokens and audio within 1e-4 (with and without a voice, under WebGPU's
+# default limits, with f16 weights), that a second visit loads from the browser's cache, and
+# that a bad model URL and a browser without WebGPU show a clear message.
+# Usage: scripts/browser_check.sh BARK_WGPU_BINARY OUTDIR
 # Needs chromium, node and npm (.ci/run installs them); the native binary runs on the default
 # adapter (CI gives it lavapipe).
 set -euo pipefail
@@ -38,6 +39,14 @@ echo "== with a voice prompt: \"$text\""
 "$bin" say --model "$model" --greedy --max-semantic-tokens 16 --voice "$voice" --text "$text" --quiet \
     --out "$out/voiced.wav" --save-prompt "$out/voiced.npz"
 page "$(query 16 "$text" "&voice=/voices/$(basename "$voice")")" --expect-npz "$out/voiced.npz" --expect-wav "$out/voiced.wav"
+echo "== the same under WebGPU's default limits (128 MiB bindings, 16 KiB of workgroup memory)"
+page "$(query 16 "$text" "&voice=/voices/$(basename "$voice")&webgpu_limits=1")" --expect-npz "$out/voiced.npz" \
+    --expect-wav "$out/voiced.wav" --expect-adapter "128 MiB bindings"
+
+echo "== f16 weights and caches (halves in 32-bit words: no shader-f16 needed)"
+"$bin" say --model "$model" --greedy --f16 --max-semantic-tokens 16 --voice "$voice" --text "$text" --quiet \
+    --out "$out/f16.wav" --save-prompt "$out/f16.npz"
+page "$(query 16 "$text" "&voice=/voices/$(basename "$voice")&f16=1")" --expect-npz "$out/f16.npz" --expect-wav "$out/f16.wav"
 
 echo "== a bad model URL"
 page "$(query 8 "Hi." | sed 's#model=/models/tiny#model=/models/none#')" --expect-error "could not fetch .*/models/none/config.json: HTTP 404"

@@ -22,22 +22,28 @@ thread_local! {
 }
 
 thread_local! {
-    /// What the page asked for before the device opened ([`choose_kernels`]).
+    /// What the page asked for before the device opened ([`configure`]).
     static OPTIONS: std::cell::RefCell<ContextOptions> = std::cell::RefCell::new(ContextOptions::default());
 }
 
-/// Overrides the kernel policy's defaults (`undefined` keeps one): the CPU kernel set (by
-/// default exactly on a CPU adapter) and the LayerNorm inside the GEMV. Call it before anything
-/// else: the device opens once per page.
+/// Overrides the device's defaults (`undefined` keeps one): the CPU kernel set (by default
+/// exactly on a CPU adapter), the LayerNorm inside the GEMV, and WebGPU's default limits
+/// instead of all the adapter offers (to run as the weakest adapters would). Call it before
+/// anything else: the device opens once per page.
 #[wasm_bindgen]
-pub fn choose_kernels(cpu_kernels: Option<bool>, norm_in_gemv: Option<bool>) -> Result<(), JsValue> {
+pub fn configure(
+    cpu_kernels: Option<bool>,
+    norm_in_gemv: Option<bool>,
+    webgpu_limits: Option<bool>,
+) -> Result<(), JsValue> {
     if CONTEXT.with(|c| c.borrow().is_some()) {
-        return Err(js_err("the device is already open; choose the kernels first"));
+        return Err(js_err("the device is already open; configure it first"));
     }
     OPTIONS.with(|o| {
         let mut o = o.borrow_mut();
         o.cpu_kernels = cpu_kernels;
         o.norm_in_gemv = norm_in_gemv;
+        o.webgpu_limits = webgpu_limits;
     });
     Ok(())
 }

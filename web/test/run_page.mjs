@@ -8,6 +8,7 @@
 //   --expect-wav FILE       the samples must be within --tolerance of this float WAV (`say --out`)
 //   --tolerance X           (default 1e-4)
 //   --expect-error REGEX    the run must fail with an error matching REGEX, shown on the page
+//   --expect-adapter TEXT   the page's adapter line must contain TEXT
 //   --no-webgpu             start Chromium without WebGPU (an unsupported browser)
 //   --again                 load the page a second time in the same browser; the second visit
 //                           must fetch no file under a mount (they come from the browser's cache)
@@ -87,6 +88,7 @@ try {
   } else {
     check(bark.error === null, `no error, got ${JSON.stringify(bark.error)}`);
   }
+  if (opt("--expect-adapter")) check(first.adapter.includes(opt("--expect-adapter")), `the adapter line has "${opt("--expect-adapter")}": ${first.adapter}`);
   if (opt("--expect-npz")) {
     const want = readNpz(opt("--expect-npz"));
     for (const key of ["semantic", "coarse", "fine"]) {
