@@ -236,7 +236,7 @@ fn chunk(t: u32, c0: u32, kmax: u32, g: u32) {
     for (var m = 0u; m < NV; m++) {
         kb[m] = kb_s[min(cg + m * CG, kmax - 1u)];
     }
-    var sc: array<vec4<f32>, NV>;
+    var sc = array<vec4<f32>, NV>();
     for (var d4 = 0u; d4 < D4; d4++) {
         var q: array<vec4<f32>, 4>;
         for (var c = 0u; c < QROWS; c++) {

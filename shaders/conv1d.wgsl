@@ -112,7 +112,7 @@ fn conv1d(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     let m0 = item.grp * cout_g + (wid.z % p.m_tiles) * BM;
     m_end = (item.grp + 1u) * cout_g;
     let n0 = (wid.x + wid.y * nwg.x) * BN;
-    var acc: array<vec4f, TM * TN4>;
+    var acc = array<vec4f, TM * TN4>();
     accumulate(item, (p.c_in / p.groups) * p.kernel, m0, n0, lid, &acc);
     store_block(&acc, item.b, m0, n0, 1u, 0u, lid);
 }

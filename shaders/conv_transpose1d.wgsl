@@ -84,7 +84,7 @@ fn conv_transpose1d(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) 
     let m0 = (wid.z % p.m_tiles) * BM;
     let q0 = (wid.x + wid.y * nwg.x) * BN;
     m_end = p.c_out;
-    var acc: array<vec4f, TM * TN4>;
+    var acc = array<vec4f, TM * TN4>();
     accumulate(item, p.c_in * p.taps, m0, q0, lid, &acc);
     // Tile column q is output time q * stride + r.
     store_block(&acc, item.b, m0, q0, p.stride, item.phase, lid);

@@ -94,7 +94,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u
     let tx = t % (BN / TN);
     let ty = t / (BN / TN);
     // acc[i][j]: row m0 + TM * ty + i, columns n0 + TN * tx + 4j .. + 4.
-    var acc: array<array<vec4<f32>, TN / 4u>, TM>;
+    var acc = array<array<vec4<f32>, TN / 4u>, TM>();
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
         load_x_tile(t, m0, k0);
         load_w_tile(t, n0, k0);

@@ -101,7 +101,7 @@ fn rvq_encode(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
             bi[pp] = NONE;
         }
         for (var j = lid; j < p.n_codes; j += WG) {
-            var dist: array<f32, P>;
+            var dist = array<f32, P>();
             for (var d4 = 0u; d4 < d4n; d4++) {
                 let e = cb4[book4 + j * d4n + d4];
                 for (var pp = 0u; pp < P; pp++) {

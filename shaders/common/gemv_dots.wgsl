@@ -160,7 +160,7 @@ struct Dots {
 // lane, lane + stride, ... of the row (K % 4 == 0 for f32, K % 8 == 0 for f16).
 fn dots4(row: u32, lane: u32, stride: u32) -> Dots {
     let xq = p.k / 4u;
-    var d: Dots;
+    var d = Dots();
     if W_F16 {
         // One vec4<u32> is 8 weights: k = 8j .. 8j + 7, matching x vec4s 2j and 2j + 1.
         let wq = p.row_words / 4u;
@@ -198,7 +198,7 @@ fn dots4(row: u32, lane: u32, stride: u32) -> Dots {
 
 // The same over single words lane, lane + stride, ... (any K).
 fn dots1(row: u32, lane: u32, stride: u32) -> Dots {
-    var d: Dots;
+    var d = Dots();
     if W_F16 {
         for (var j = lane; j < p.row_words; j += stride) {
             let w = unpack2x16float(w1[row * p.row_words + j]);

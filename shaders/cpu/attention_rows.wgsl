@@ -171,10 +171,10 @@ fn key_start(g: u32, j: u32, head: u32) -> u32 {
 // thread loads CH keys and values once and uses each for its RQ rows.
 fn attend(row0: u32, head: u32, v_shift: u32, lane: u32) {
     var m: array<f32, RQ>;
-    var l: array<f32, RQ>;
+    var l = array<f32, RQ>();
     var passed: array<bool, RQ>;
     var q: array<vec4<f32>, RQ * D4>;
-    var o: array<vec4<f32>, RQ * D4>;
+    var o = array<vec4<f32>, RQ * D4>();
     for (var r = 0u; r < RQ; r++) { // #unroll
         m[r] = NEG;
         passed[r] = nk[r] == 0u;
@@ -201,7 +201,8 @@ fn attend(row0: u32, head: u32, v_shift: u32, lane: u32) {
         }
         var kmax = 0u;
         for (var r = 0u; r < RQ; r++) { // #unroll
-            if !passed[r] && grp[r] == g {
+            // `&`, not `&&`, here and in the masks below: see there.
+            if !passed[r] & (grp[r] == g) {
                 kmax = max(kmax, nk[r]);
                 passed[r] = true;
             }
@@ -213,7 +214,10 @@ fn attend(row0: u32, head: u32, v_shift: u32, lane: u32) {
             for (var c = 0u; c < CH; c++) { // #unroll
                 at[c] = key_start(g, min(j0 + c, kmax - 1u), head);
             }
-            var s: array<f32, RQ * CH>;
+            // Zeroed by an explicit initializer, as every accumulator in shaders/: Chromium's
+            // WebGPU (Tint, then SwiftShader) kept the last chunk's values in a loop-body `var`
+            // declared without one, where WGSL zeroes it on every pass.
+            var s = array<f32, RQ * CH>();
             // Shared loads: word w of the chunk's K (key w / WK, its word w % WK) is lane
             // w % SHARE's slot w / SHARE (WK a multiple of SHARE, so a slot's key is constant).
             var kl: array<vec4<u32>, SHARED_WORDS>;
@@ -236,12 +240,16 @@ fn attend(row0: u32, head: u32, v_shift: u32, lane: u32) {
                     }
                 }
             }
-            // Masks, the running max and sum, probabilities in place of the scores.
+            // Masks, the running max and sum, probabilities in place of the scores. The mask is
+            // `&`, not the short-circuit `&&`: compilers write each `&&` as a branch, and
+            // SwiftShader's (Chrome's WebGPU fallback, Subzero build) compile time and memory
+            // double with each such branch in a loop body: the RQ * CH = 32 of RQ = 8 never
+            // finished compiling there (the GPU process died at ~12 GB and the device was lost).
             var alpha: array<f32, RQ>;
             for (var r = 0u; r < RQ; r++) { // #unroll
                 var m_new = m[r];
                 for (var c = 0u; c < CH; c++) { // #unroll
-                    let sc = select(NEG, s[r * CH + c] * p.scale, grp[r] == g && j0 + c < nk[r]);
+                    let sc = select(NEG, s[r * CH + c] * p.scale, (grp[r] == g) & (j0 + c < nk[r]));
                     s[r * CH + c] = sc;
                     m_new = max(m_new, sc);
                 }

@@ -104,7 +104,7 @@ fn direct_vec4(o: vec2u, lane: u32) {
     // The lane's share of the x loads: rows XR h + my_row of step q0 + my_step.
     let my_row = lane % XR;
     let my_step = lane / XR;
-    var acc: array<vec4<f32>, DM * DC>;
+    var acc = array<vec4<f32>, DM * DC>();
     for (var q0 = 0u; q0 < words; q0 += XS) {
         let qx = min(q0 + my_step, words - 1u);
         if W_F16 {
@@ -179,7 +179,7 @@ fn gemm_direct_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocati
     if o.y >= p.n {
         return;
     }
-    var acc: array<vec4<f32>, DM * DC>;
+    var acc = array<vec4<f32>, DM * DC>();
     for (var k = 0u; k < p.k; k++) {
         var wv: array<vec4<f32>, DC>;
         for (var c = 0u; c < DC; c++) { // #unroll

@@ -51,6 +51,8 @@ const webgpu = ["--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-web
 const browser = await puppeteer.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
+  // A page may work for many minutes (the full kernel check); puppeteer's default is 180 s.
+  protocolTimeout: 30 * 60 * 1000,
   args: ["--no-sandbox", ...(args.includes("--no-webgpu") ? ["--disable-features=WebGPU"] : webgpu)],
 });
 const failures = [];
