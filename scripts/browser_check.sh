@@ -43,6 +43,9 @@ echo "== with a voice prompt: \"$text\""
 "$bin" say --model "$model" --greedy --max-semantic-tokens 16 --voice "$voice" --text "$text" --quiet \
     --out "$out/voiced.wav" --save-prompt "$out/voiced.npz"
 page "$(query 16 "$text" "&voice=/voices/$(basename "$voice")")" --expect-npz "$out/voiced.npz" --expect-wav "$out/voiced.wav"
+echo "== the model and the voice picked from disk instead of fetched"
+page "$(query 16 "$text" | sed 's#model=/models/tiny&##; s#autorun=1&##')" --pick-model "$PWD/$model" \
+    --pick-voice "$PWD/$voice" --expect-npz "$out/voiced.npz" --expect-wav "$out/voiced.wav"
 echo "== the same under WebGPU's default limits (128 MiB bindings, 16 KiB of workgroup memory)"
 page "$(query 16 "$text" "&voice=/voices/$(basename "$voice")&webgpu_limits=1")" --expect-npz "$out/voiced.npz" \
     --expect-wav "$out/voiced.wav" --expect-adapter "128 MiB bindings"

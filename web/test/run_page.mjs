@@ -8,6 +8,9 @@
 //   --expect-wav FILE       the samples must be within --tolerance of this float WAV (`say --out`)
 //   --tolerance X           (default 1e-4)
 //   --expect-error REGEX    the run must fail with an error matching REGEX, shown on the page
+//   --pick-model DIR        pick DIR's config.json, tokenizer.json and model.safetensors in the
+//                           page's file input and press Generate (a query without autorun)
+//   --pick-voice FILE       pick FILE in the voice's file input first
 //   --expect-adapter TEXT   the page's adapter line must contain TEXT
 //   --no-webgpu             start Chromium without WebGPU (an unsupported browser)
 //   --again                 load the page a second time in the same browser; the second visit
@@ -66,6 +69,14 @@ async function visit() {
   page.on("pageerror", (e) => uncaught.push(String(e)));
   const t0 = Date.now();
   await page.goto(url);
+  if (opt("--pick-model")) {
+    await page.waitForSelector("#go:not([disabled])", { timeout: 60 * 1000 });
+    const dir = opt("--pick-model");
+    const model = await page.$("#model-files");
+    await model.uploadFile(...["config.json", "tokenizer.json", "model.safetensors"].map((f) => path.resolve(dir, f)));
+    if (opt("--pick-voice")) await (await page.$("#voice-file")).uploadFile(path.resolve(opt("--pick-voice")));
+    await page.click("#go");
+  }
   await page.waitForFunction(() => window.bark !== null && window.bark !== undefined, { timeout: 30 * 60 * 1000, polling: 250 });
   const bark = await page.evaluate(() => ({ ...window.bark, samples: window.bark.samples && Array.from(window.bark.samples) }));
   const shown = await page.evaluate(() => document.getElementById("error").textContent + " " + document.getElementById("adapter").textContent);
