@@ -4,26 +4,16 @@
 //! also compiles the kernels). `cargo bench --bench page [-- RUNS]` (default 3); the adapter is
 //! the default one (`VK_ICD_FILENAMES` picks the driver).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bark_wgpu::generate::{Bark, GenerateOptions, LoadOptions};
-use bark_wgpu::progress::{Progress, Stage};
+use bark_wgpu::progress::StageLog;
 
-/// Each stage's wall time, in the order they finished.
-#[derive(Default)]
-struct Clock(Mutex<Vec<(Stage, Instant, Option<f64>)>>);
-
-impl Progress for Clock {
-    fn start(&self, stage: Stage, _: usize) {
-        self.0.lock().unwrap().push((stage, Instant::now(), None));
-    }
-    fn advance(&self, _: Stage, _: usize) {}
-    fn finish(&self, stage: Stage) {
-        if let Some(e) = self.0.lock().unwrap().iter_mut().rev().find(|e| e.0 == stage) {
-            e.2 = Some(e.1.elapsed().as_secs_f64());
-        }
-    }
+/// Seconds since the first call: the clock of the stage log.
+fn now() -> f64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
 fn main() -> bark_wgpu::Result<()> {
@@ -31,19 +21,17 @@ fn main() -> bark_wgpu::Result<()> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
     let mut bark = Bark::load(dir, &LoadOptions::default())?;
     println!("adapter: {}", bark.context().summary().name);
-    let clock = Arc::new(Clock::default());
-    bark.set_progress(Some(clock.clone()));
+    let log = Arc::new(StageLog::new(now));
+    bark.set_progress(Some(log.clone()));
     let opts = GenerateOptions { max_semantic_tokens: 24, ..GenerateOptions::greedy() };
     for run in 1..=runs {
-        clock.0.lock().unwrap().clear();
+        log.clear();
         let start = Instant::now();
         let out = bark.generate("Hello, my name is Suno.", &opts, None)?;
-        let stages: Vec<String> = clock
-            .0
-            .lock()
-            .unwrap()
+        let stages: Vec<String> = log
+            .records()
             .iter()
-            .map(|(s, _, secs)| format!("{} {:.3} s", s.name(), secs.unwrap_or(f64::NAN)))
+            .map(|r| format!("{} {:.3} s", r.stage.name(), r.seconds.unwrap_or(f64::NAN)))
             .collect();
         println!(
             "run {run}: {} ({} semantic tokens; whole {:.3} s)",

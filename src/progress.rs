@@ -78,6 +78,61 @@ impl std::fmt::Debug for Reporter {
     }
 }
 
+/// One stage of a run as a [`StageLog`] saw it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StageRecord {
+    pub stage: Stage,
+    pub done: usize,
+    pub total: usize,
+    /// Wall time from its start to its finish; `None` while it runs.
+    pub seconds: Option<f64>,
+    started: f64,
+}
+
+/// Keeps every stage's progress and wall time, for a caller that polls (a web page) or reports
+/// after the run (a bench). `now` is a clock in seconds: a browser has no `Instant`.
+pub struct StageLog {
+    now: fn() -> f64,
+    records: std::sync::Mutex<Vec<StageRecord>>,
+}
+
+impl StageLog {
+    pub fn new(now: fn() -> f64) -> StageLog {
+        StageLog { now, records: std::sync::Mutex::new(Vec::new()) }
+    }
+    /// The stages so far, in the order they started.
+    pub fn records(&self) -> Vec<StageRecord> {
+        self.lock().clone()
+    }
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<StageRecord>> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn last(records: &mut [StageRecord], stage: Stage) -> Option<&mut StageRecord> {
+        records.iter_mut().rev().find(|r| r.stage == stage)
+    }
+}
+
+impl Progress for StageLog {
+    fn start(&self, stage: Stage, total: usize) {
+        let started = (self.now)();
+        self.lock().push(StageRecord { stage, done: 0, total, seconds: None, started });
+    }
+    fn advance(&self, stage: Stage, n: usize) {
+        if let Some(r) = Self::last(&mut self.lock(), stage) {
+            r.done += n;
+        }
+    }
+    fn finish(&self, stage: Stage) {
+        let now = (self.now)();
+        if let Some(r) = Self::last(&mut self.lock(), stage) {
+            r.seconds = Some(now - r.started);
+        }
+    }
+}
+
 /// One terminal progress bar per stage on standard error (indicatif), each replaced by the
 /// next; a finished bar stays as one summary line (stage, units done, time).
 #[cfg(not(target_arch = "wasm32"))]
@@ -124,5 +179,34 @@ impl Progress for TerminalBars {
             b.finish_and_clear();
             eprintln!("{:>9}: {done} {} in {secs:.2} s", stage.name(), stage.unit());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A clock that advances one second per reading.
+    fn ticks() -> f64 {
+        static T: AtomicU64 = AtomicU64::new(0);
+        T.fetch_add(1, Ordering::Relaxed) as f64
+    }
+
+    #[test]
+    fn a_stage_log_keeps_each_stage_its_units_and_its_time() {
+        let log = StageLog::new(ticks);
+        log.start(Stage::Semantic, 10);
+        log.advance(Stage::Semantic, 3);
+        log.advance(Stage::Semantic, 4);
+        log.finish(Stage::Semantic);
+        log.start(Stage::Coarse, 6);
+        log.advance(Stage::Coarse, 2);
+        let r = log.records();
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].stage, r[0].done, r[0].total, r[0].seconds), (Stage::Semantic, 7, 10, Some(1.0)));
+        assert_eq!((r[1].stage, r[1].done, r[1].total, r[1].seconds), (Stage::Coarse, 2, 6, None));
+        log.clear();
+        assert!(log.records().is_empty());
     }
 }

@@ -20,5 +20,5 @@ pub use policy::KernelPolicy;
 pub(crate) use pool::BufferPool;
 pub use profile::KernelTime;
 pub(crate) use profile::PassTimer;
-pub(crate) use tensor::{block_on, map_read, map_read_async, Storage};
+pub(crate) use tensor::{block_on, map_read_async, Storage};
 pub use tensor::{DType, RowSplit, Tensor};

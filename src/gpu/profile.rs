@@ -112,7 +112,7 @@ impl PassTimer {
         kernels: impl IntoIterator<Item = &'a str>,
     ) -> Result<()> {
         let profiler = ctx.profiler().ok_or_else(|| Error::Invalid("profiling is off".into()))?;
-        let words = super::map_read(ctx, &self.staging, self.staging.size(), Some(submission))?;
+        let words = super::block_on(super::map_read_async(ctx, &self.staging, self.staging.size(), Some(submission)))?;
         let tick_ns = f64::from(ctx.queue().get_timestamp_period());
         for (i, kernel) in kernels.into_iter().enumerate().take(self.passes as usize) {
             let at = |q: usize| u64::from(words[2 * q]) | (u64::from(words[2 * q + 1]) << 32);

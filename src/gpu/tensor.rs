@@ -266,17 +266,6 @@ impl Tensor {
     }
 }
 
-/// Maps `staging` and copies out its first `size` bytes as words, once submission `until`
-/// (`None`: all submitted work) is done. Blocks (see [`block_on`]).
-pub(crate) fn map_read(
-    ctx: &Context,
-    staging: &wgpu::Buffer,
-    size: u64,
-    until: Option<wgpu::SubmissionIndex>,
-) -> Result<Vec<u32>> {
-    block_on(map_read_async(ctx, staging, size, until))
-}
-
 /// Runs a future of the async core to its end on this thread: every blocking method is this
 /// over its `_async` form. A browser cannot wait for the GPU, so there it is an error that
 /// names the way out.
@@ -290,7 +279,8 @@ pub(crate) fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) 
     pollster::block_on(future)
 }
 
-/// [`map_read`] as a future: natively the device is polled until `until` is done (so the map
+/// Maps `staging` and copies out its first `size` bytes as words, once submission `until`
+/// (`None`: all submitted work) is done: natively the device is polled until then (so the map
 /// is ready when first polled); in a browser the map completes on its event loop.
 pub(crate) async fn map_read_async(
     ctx: &Context,

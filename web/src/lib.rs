@@ -2,13 +2,13 @@
 //! cannot block on the GPU).
 
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use wasm_bindgen::prelude::*;
 
 use bark_wgpu::audio::{wav_bytes, WavFormat};
 use bark_wgpu::generate::{Bark, GenerateOptions, Generation, LoadOptions, ModelFiles, VoicePrompt};
-use bark_wgpu::progress::{Progress, Stage};
+use bark_wgpu::progress::StageLog;
 use bark_wgpu::{Context, ContextOptions};
 
 fn js_err(e: impl std::fmt::Display) -> JsValue {
@@ -93,7 +93,7 @@ pub async fn check_kernels(skip: usize, at_most: usize) -> Result<String, JsValu
         |k: &bark_wgpu::gpu::Kernel| k.consts.iter().any(|(name, value)| *name == "SUBGROUPS" && value == "true");
     let subgroup_kernels = kernels.iter().filter(|k| is_twin(k)).count();
     kernels.retain(|k| subgroups || !is_twin(k));
-    let lost = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let lost = Arc::new(std::sync::Mutex::new(None::<String>));
     let on_lost = lost.clone();
     ctx.device().set_device_lost_callback(move |reason, message| {
         *on_lost.lock().unwrap() = Some(format!("{reason:?}: {message}"));
@@ -135,7 +135,7 @@ pub async fn check_kernels(skip: usize, at_most: usize) -> Result<String, JsValu
     let adapter = ctx.adapter().features().contains(wgpu::Features::SUBGROUP);
     Ok(serde_json::json!({
         "kernels": kernels.len(), "compiled": compiled, "failed": failed, "device_lost": lost.lock().unwrap().clone(), "last": last, "bad_shader_caught": caught,
-        "device_subgroups": subgroups, "subgroup_kernels": subgroup_kernels, "subgroup_kernels_tried": subgroups, "adapter_subgroups": adapter
+        "device_subgroups": subgroups, "subgroup_kernels": subgroup_kernels, "adapter_subgroups": adapter
     })
     .to_string())
 }
@@ -164,7 +164,7 @@ impl WebBark {
         let config = String::from_utf8(config).map_err(|_| js_err("config.json is not UTF-8 text"))?;
         let files = ModelFiles { config, tokenizer, weights, weights_name };
         let mut bark = Bark::load_files(&ctx, files, &LoadOptions { f16, ..LoadOptions::default() }).map_err(js_err)?;
-        let progress = Arc::new(StageLog::default());
+        let progress = Arc::new(StageLog::new(|| js_sys::Date::now() / 1000.0));
         bark.set_progress(Some(progress.clone()));
         Ok(WebBark { bark: Rc::new(bark), progress })
     }
@@ -211,10 +211,16 @@ impl WebBark {
         .to_string()
     }
 
-    /// The stages so far as JSON: `[{"stage", "done", "total", "ms"}, ...]`, `ms` once the
-    /// stage has finished (wall time, as the page sees it).
+    /// The stages so far as JSON: `[{"stage", "done", "total", "seconds"}, ...]`, `seconds`
+    /// once the stage has finished (wall time, as the page sees it).
     pub fn progress(&self) -> String {
-        self.progress.json()
+        let records: Vec<_> = self
+            .progress
+            .records()
+            .iter()
+            .map(|r| serde_json::json!({"stage": r.stage.name(), "done": r.done, "total": r.total, "seconds": r.seconds}))
+            .collect();
+        serde_json::Value::from(records).to_string()
     }
 }
 
@@ -263,52 +269,6 @@ impl WebGeneration {
     }
 }
 
-/// Records each stage's progress and wall time for the page to poll (the library calls it
-/// between GPU steps; a page cannot be called back from inside a running future safely).
-#[derive(Default)]
-struct StageLog(Mutex<Vec<StageEntry>>);
-
-struct StageEntry {
-    stage: Stage,
-    done: usize,
-    total: usize,
-    started: f64,
-    ms: Option<f64>,
-}
-
-impl StageLog {
-    fn clear(&self) {
-        self.0.lock().unwrap().clear();
-    }
-    fn json(&self) -> String {
-        let entries: Vec<_> = self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| serde_json::json!({"stage": e.stage.name(), "done": e.done, "total": e.total, "ms": e.ms}))
-            .collect();
-        serde_json::Value::from(entries).to_string()
-    }
-}
-
-impl Progress for StageLog {
-    fn start(&self, stage: Stage, total: usize) {
-        let started = js_sys::Date::now();
-        self.0.lock().unwrap().push(StageEntry { stage, done: 0, total, started, ms: None });
-    }
-    fn advance(&self, stage: Stage, n: usize) {
-        if let Some(e) = self.0.lock().unwrap().iter_mut().rev().find(|e| e.stage == stage) {
-            e.done += n;
-        }
-    }
-    fn finish(&self, stage: Stage) {
-        if let Some(e) = self.0.lock().unwrap().iter_mut().rev().find(|e| e.stage == stage) {
-            e.ms = Some(js_sys::Date::now() - e.started);
-        }
-    }
-}
-
 /// Runs the fine model's dense attention with the CPU set's rows kernel and with the tiled
 /// kernel on the same random input, for heads of `head_dim` and `seq_len` causal rows, and
 /// returns the largest difference (they agree within f32 rounding on every native driver).
@@ -319,15 +279,8 @@ pub async fn check_attention(head_dim: usize, seq_len: usize) -> Result<f64, JsV
     let ctx = context().await?;
     let heads = 2;
     let h = heads * head_dim;
-    let mut state = 0x2545_f491_u32;
-    let qkv: Vec<f32> = (0..seq_len * 3 * h)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state as f32 / u32::MAX as f32) * 4.0 - 2.0
-        })
-        .collect();
+    let mut rng = bark_wgpu::generate::rng::Rng::new(1, 0);
+    let qkv: Vec<f32> = (0..seq_len * 3 * h).map(|_| rng.uniform() * 4.0 - 2.0).collect();
     let x = Tensor::from_f32(&ctx, &qkv, &[seq_len, 3 * h], DType::F32).map_err(js_err)?;
     let mut outs = Vec::new();
     for rows_kernel in [true, false] {
