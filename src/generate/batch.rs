@@ -223,6 +223,7 @@ impl Bark {
         opts: &GenerateOptions,
         voice: Option<&VoicePrompt>,
     ) -> Result<(semantic::SemanticSeq, Option<Rng>)> {
+        opts.check()?;
         let settings = opts.semantic_settings();
         let history = semantic::history_window(voice.map(|v| v.semantic.as_slice()));
         let prompt = semantic::Prompt { text: self.text_window(text)?, history };
@@ -237,6 +238,7 @@ impl Bark {
         opts: &GenerateOptions,
         voice: Option<&VoicePrompt>,
     ) -> Result<(coarse::CoarseSeq, Option<Rng>)> {
+        opts.check()?;
         let history = voice.map(|v| (v.semantic.as_slice(), v.coarse.as_slice()));
         let base = opts.settings(opts.waveform_temp);
         let job = coarse::Job::new(semantic, history)?;
@@ -252,6 +254,7 @@ impl Bark {
         opts: &GenerateOptions,
         voice: Option<&VoicePrompt>,
     ) -> Result<(fine::Job, Option<Rng>)> {
+        opts.check()?;
         let n_cb = self.fine.config().n_codes_total;
         let job = fine::Job::new(coarse, voice.map(|v| v.fine.as_slice()), n_cb)?;
         let samples = SampleSettings::fine(opts.fine_temperature()).temperature > 0.0;

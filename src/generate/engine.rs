@@ -329,12 +329,7 @@ impl<'b> Serving<'b> {
     fn admit(&mut self, sub: Submission) {
         let checked = (|| {
             let opts = &sub.request.opts;
-            if opts.max_semantic_tokens > MAX_SEMANTIC_TOKENS {
-                return Err(Error::Invalid(format!(
-                    "max semantic tokens is {}; the engine takes at most {MAX_SEMANTIC_TOKENS}",
-                    opts.max_semantic_tokens
-                )));
-            }
+            opts.check()?;
             semantic::check_max_tokens(&self.bark.semantic, opts.max_semantic_tokens)?;
             if let Some(v) = &sub.request.voice {
                 check_voice(v)?;
@@ -407,7 +402,16 @@ impl<'b> Serving<'b> {
         let tokens = events.iter().filter(|e| matches!(e, Event::Token(..))).count();
         self.counters.semantic.record(tokens, tokens, start);
         for event in events {
-            let Event::Done(ticket, seq) = event else { continue };
+            let (ticket, seq) = match event {
+                Event::Done(ticket, seq) => (ticket, seq),
+                Event::Failed(ticket, e) => {
+                    if let Some(id) = self.owner(Stage::Semantic(ticket)) {
+                        self.finish(id, Some(e));
+                    }
+                    continue;
+                }
+                Event::Token(..) => continue,
+            };
             let Some(id) = self.owner(Stage::Semantic(ticket)) else { continue };
             let a = self.active.get_mut(&id).expect("owner is active");
             a.semantic = seq.into_tokens();
@@ -440,7 +444,16 @@ impl<'b> Serving<'b> {
         let tokens = events.iter().filter(|e| matches!(e, Event::Token(..))).count();
         self.counters.coarse.record(tokens, tokens, start);
         for event in events {
-            let Event::Done(ticket, seq) = event else { continue };
+            let (ticket, seq) = match event {
+                Event::Done(ticket, seq) => (ticket, seq),
+                Event::Failed(ticket, e) => {
+                    if let Some(id) = self.owner(Stage::Coarse(ticket)) {
+                        self.finish(id, Some(e));
+                    }
+                    continue;
+                }
+                Event::Token(..) => continue,
+            };
             let Some(id) = self.owner(Stage::Coarse(ticket)) else { continue };
             let a = self.active.get_mut(&id).expect("owner is active");
             a.coarse = seq.into_tokens();
@@ -459,15 +472,26 @@ impl<'b> Serving<'b> {
         waiting.sort_unstable();
         waiting.truncate(self.max_batch);
         let start = Instant::now();
-        let frames: usize = waiting.iter().map(|i| self.active[i].coarse.len() / N_COARSE_CODEBOOKS).sum();
         let mut jobs = Vec::new();
         let mut rngs: Vec<Option<Rng>> = Vec::new();
-        for id in &waiting {
-            let a = &self.active[id];
-            let (job, rng) = self.bark.fine_job(&a.coarse, &a.piece_opts(), a.voice())?;
-            jobs.push(job);
-            rngs.push(rng);
+        let mut ready = Vec::new();
+        for id in waiting {
+            let a = &self.active[&id];
+            match self.bark.fine_job(&a.coarse, &a.piece_opts(), a.voice()) {
+                Ok((job, rng)) => {
+                    jobs.push(job);
+                    rngs.push(rng);
+                    ready.push(id);
+                }
+                // One request's bad input ends that request, not the batch.
+                Err(e) => self.finish(id, Some(e)),
+            }
         }
+        let waiting = ready;
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let frames: usize = waiting.iter().map(|i| self.active[i].coarse.len() / N_COARSE_CODEBOOKS).sum();
         let bark = self.bark;
         let fine = fine::generate(&bark.ctx, &bark.fine, jobs, temperature, &mut rngs, self.max_batch, bark.reporter());
         let fine = block_on(fine)?;
@@ -475,12 +499,20 @@ impl<'b> Serving<'b> {
         for (id, fine) in waiting.into_iter().zip(fine) {
             let audio = block_on(bark.decode_quietly(&fine));
             bark.ctx.trim_pool();
+            let audio = match audio {
+                Ok(audio) => audio,
+                Err(e @ Error::Invalid(_)) => {
+                    self.finish(id, Some(e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let a = self.active.get_mut(&id).expect("waiting is active");
             let g = Generation {
                 semantic: std::mem::take(&mut a.semantic),
                 coarse: std::mem::take(&mut a.coarse),
                 fine,
-                audio: audio?,
+                audio,
             };
             self.deliver(id, g);
         }

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use super::coarse::CoarseMask;
 use super::rng::Rng;
 use super::semantic::MAX_SEMANTIC_TOKENS;
-use crate::ops::sampling::{EosRule, SampleSettings, SamplingOrder};
+use crate::ops::sampling::{check_temperature, check_top_k, check_unit, EosRule, SampleSettings, SamplingOrder};
 use crate::vocab::SEMANTIC_EOS;
+use crate::{Error, Result};
 
 /// How to generate. See the module docs for the two presets.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,6 +67,25 @@ impl GenerateOptions {
         }
     }
 
+    /// Checks every setting, naming the field at fault, so that a bad one is refused before
+    /// the request shares a decode step with others (where it would fail them all).
+    pub fn check(&self) -> Result<()> {
+        let temps = [("text_temp", Some(self.text_temp)), ("waveform_temp", Some(self.waveform_temp))];
+        for (name, t) in temps.into_iter().chain([("fine_temp", self.fine_temp)]) {
+            t.map_or(Ok(()), |t| check_temperature(name, t)).map_err(Error::Invalid)?;
+        }
+        check_top_k(self.top_k).map_err(Error::Invalid)?;
+        check_unit("top_p", self.top_p).map_err(Error::Invalid)?;
+        check_unit("min_eos_p", self.min_eos_p).map_err(Error::Invalid)?;
+        if !(1..=MAX_SEMANTIC_TOKENS).contains(&self.max_semantic_tokens) {
+            return Err(Error::Invalid(format!(
+                "max_semantic_tokens {} is not in 1..={MAX_SEMANTIC_TOKENS}",
+                self.max_semantic_tokens
+            )));
+        }
+        Ok(())
+    }
+
     /// Temperature, filters and rules of a stage at `temperature` (greedy: 0). Allowed ids are
     /// the stage's to set.
     pub(super) fn settings(&self, temperature: f32) -> SampleSettings {
@@ -112,7 +132,9 @@ pub struct LoadOptions {
     pub f16: bool,
     /// `tokenizer.json`; `None`: `<dir>/tokenizer.json`.
     pub tokenizer: Option<PathBuf>,
-    /// The checkpoint file; `None`: `<dir>/model.safetensors`, else `<dir>/pytorch_model.bin`.
+    /// The checkpoint file, or a sharded checkpoint's `*.index.json`; `None`: the first of
+    /// `<dir>/model.safetensors`, `model.safetensors.index.json`, `pytorch_model.bin` and
+    /// `pytorch_model.bin.index.json` (transformers' order).
     pub weights: Option<PathBuf>,
 }
 

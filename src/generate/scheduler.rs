@@ -59,6 +59,9 @@ pub(crate) enum Event<S> {
     Token(Ticket, u32),
     /// The sequence is complete and has left the scheduler.
     Done(Ticket, S),
+    /// The sequence failed on its own input (its next window, its sampling settings) and has
+    /// left the scheduler; the others go on.
+    Failed(Ticket, Error),
 }
 
 struct Entry<S> {
@@ -161,7 +164,7 @@ impl<'m, S: Sequence> Scheduler<'m, S> {
     pub async fn step(&mut self) -> Result<Vec<Event<S>>> {
         let mut events = Vec::new();
         self.admit(&mut events)?;
-        let next = self.submit()?;
+        let next = self.submit(&mut events)?;
         let queued = next.is_some();
         let read = self.in_flight.is_some();
         if let Some((run, tags)) = self.in_flight.take() {
@@ -189,6 +192,7 @@ impl<'m, S: Sequence> Scheduler<'m, S> {
                 match event {
                     Event::Token(..) => tokens += 1,
                     Event::Done(Ticket(t), seq) => done[(t - first) as usize] = Some(seq),
+                    Event::Failed(_, e) => return Err(e),
                 }
             }
             on_token(tokens);
@@ -221,7 +225,16 @@ impl<'m, S: Sequence> Scheduler<'m, S> {
                 if row.window.is_some() {
                     break;
                 }
-                match row.entry.seq.next_window()? {
+                let next = match row.entry.seq.next_window() {
+                    Ok(next) => next,
+                    Err(e) => {
+                        let row = slot.take().expect("the row is busy");
+                        self.cache.free(row.cache)?;
+                        events.push(Event::Failed(row.entry.ticket, e));
+                        continue;
+                    }
+                };
+                match next {
                     Some(w) => {
                         if w.tokens == 0 {
                             return Err(Error::Gpu("internal: a window of no tokens".into()));
@@ -246,7 +259,9 @@ impl<'m, S: Sequence> Scheduler<'m, S> {
 
     /// Queues a step for every row with a token still to make; `None` when there is none. Its
     /// first token feeds the window's given one, the rest the GPU's own previous choice.
-    fn submit(&mut self) -> Result<Option<(Run, Tags)>> {
+    /// A row whose settings are invalid leaves with [`Event::Failed`] before the step is queued.
+    fn submit(&mut self, events: &mut Vec<Event<S>>) -> Result<Option<(Run, Tags)>> {
+        self.drop_invalid(events)?;
         let mut inputs = Vec::with_capacity(self.rows.len());
         let mut tags = Vec::with_capacity(self.rows.len());
         for slot in self.rows.iter_mut() {
@@ -270,6 +285,24 @@ impl<'m, S: Sequence> Scheduler<'m, S> {
             return Ok(None);
         }
         Ok(Some((self.step.submit(&mut self.cache, &inputs)?, tags)))
+    }
+
+    /// Takes out every row whose next token's settings the sampler would refuse, so that one
+    /// sequence's bad settings never fail the step the others share.
+    fn drop_invalid(&mut self, events: &mut Vec<Event<S>>) -> Result<()> {
+        let vocab = self.model.config().output_vocab_size;
+        for slot in self.rows.iter_mut() {
+            let invalid = slot.as_ref().and_then(|r| match &r.window {
+                Some(w) if w.submitted < w.tokens => r.entry.seq.settings(w.submitted).encode(vocab).err(),
+                _ => None,
+            });
+            if let Some(e) = invalid {
+                let row = slot.take().expect("checked above");
+                self.cache.free(row.cache)?;
+                events.push(Event::Failed(row.entry.ticket, e));
+            }
+        }
+        Ok(())
     }
 
     /// Gives each row the token a step chose for it, if the row still holds that sequence and
@@ -341,9 +374,38 @@ mod tests {
                 match e {
                     Event::Token(t, id) => heard.push((t, id)),
                     Event::Done(t, s) => out.push((t, s.into_tokens())),
+                    Event::Failed(t, e) => panic!("{t:?} failed: {e}"),
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_sequence_with_bad_settings_fails_alone_and_the_others_decode_as_they_would_alone() {
+        let b = bark();
+        let want = alone(&b);
+        let mut sched = Scheduler::new(&b.ctx, &b.semantic, 4, 256 + MAX_TOKENS).unwrap();
+        let all_pages = sched.cache.free_pages();
+        let good: Vec<Ticket> = seqs(&b).into_iter().map(|s| sched.add(s, None)).collect();
+        // Settings no request can pass the engine's admission with, given straight to the scheduler.
+        let settings = SampleSettings { top_p: Some(7.0), ..GenerateOptions::greedy().semantic_settings() };
+        let prompt = Prompt { text: b.text_window("Bad.").unwrap(), history: history_window(None) };
+        let bad = sched.add(SemanticSeq::new(&b.semantic, prompt, settings, MAX_TOKENS).unwrap(), None);
+        let (mut out, mut failed) = (Vec::new(), Vec::new());
+        while !sched.is_idle() {
+            for e in block_on(sched.step()).unwrap() {
+                match e {
+                    Event::Token(t, _) => assert_ne!(t, bad, "the bad sequence took a token"),
+                    Event::Done(t, s) => out.push((t, s.into_tokens())),
+                    Event::Failed(t, e) => failed.push((t, e.to_string())),
+                }
+            }
+        }
+        assert!(failed.len() == 1 && failed[0].0 == bad && failed[0].1.contains("top_p 7"), "{failed:?}");
+        out.sort_by_key(|(t, _)| t.0);
+        let expected: Vec<(Ticket, Vec<u32>)> = good.into_iter().zip(want).collect();
+        assert_eq!(out, expected, "the good sequences beside the failed one against alone");
+        assert_eq!(sched.cache.free_pages(), all_pages, "every page came back");
     }
 
     #[test]

@@ -40,7 +40,9 @@ pub fn max_tokens_for(block_size: usize) -> usize {
 pub(crate) fn check_max_tokens(model: &CausalGpt, max_tokens: usize) -> Result<()> {
     let cap = max_tokens_for(model.config().block_size);
     if max_tokens == 0 || max_tokens > cap {
-        return Err(Error::Invalid(format!("max semantic tokens is {max_tokens}; want 1..={cap}")));
+        return Err(Error::Invalid(format!(
+            "max_semantic_tokens {max_tokens} is not in 1..={cap} (this model's context)"
+        )));
     }
     Ok(())
 }

@@ -116,6 +116,32 @@ pub struct SampleSettings {
 /// logits, and such a temperature is greedy decoding in all but name.
 pub const MIN_TEMPERATURE: f32 = 1e-4;
 
+/// A temperature named `name`: `<= 0` (greedy) or a finite value of at least [`MIN_TEMPERATURE`].
+pub fn check_temperature(name: &str, t: f32) -> std::result::Result<(), String> {
+    if t.is_nan() || t.is_infinite() || (t > 0.0 && t < MIN_TEMPERATURE) {
+        return Err(format!(
+            "{name} {t} is not usable (use <= 0 for greedy, or a finite value of at least {MIN_TEMPERATURE})"
+        ));
+    }
+    Ok(())
+}
+
+/// `top_k`, when given, keeps at least one candidate.
+pub fn check_top_k(top_k: Option<u32>) -> std::result::Result<(), String> {
+    match top_k {
+        Some(0) => Err("top_k 0 is not allowed; it must be at least 1".into()),
+        _ => Ok(()),
+    }
+}
+
+/// A probability named `name` (`top_p`, `min_eos_p`), when given, lies in `[0, 1]`.
+pub fn check_unit(name: &str, p: Option<f32>) -> std::result::Result<(), String> {
+    match p {
+        Some(p) if !(0.0..=1.0).contains(&p) => Err(format!("{name} {p} is not in [0, 1]")),
+        _ => Ok(()),
+    }
+}
+
 impl SampleSettings {
     /// Greedy argmax over `allowed`, no EOS rule.
     pub fn greedy(allowed: (u32, u32)) -> SampleSettings {
@@ -148,7 +174,8 @@ impl SampleSettings {
 
     /// Checks the settings against a vocabulary of `vocab` ids and packs them for the shader.
     pub fn encode(&self, vocab: usize) -> Result<RowSettings> {
-        let bad = |m: String| Err(Error::Invalid(format!("sampling settings: {m}")));
+        let invalid = |m: String| Error::Invalid(format!("sampling settings: {m}"));
+        let bad = |m: String| Err(invalid(m));
         let v = vocab as u64;
         if vocab == 0 || v > u32::MAX as u64 {
             return bad(format!("vocabulary size {vocab}"));
@@ -167,22 +194,12 @@ impl SampleSettings {
             return bad(format!("eos id {e} is not below {vocab}"));
         }
         let t = self.temperature;
-        if t.is_nan() || t.is_infinite() || (t > 0.0 && t < MIN_TEMPERATURE) {
-            return bad(format!("temperature {t} (use <= 0 for greedy, or at least {MIN_TEMPERATURE})"));
-        }
-        if self.top_k == Some(0) {
-            return bad("top_k must be at least 1".into());
-        }
-        if let Some(p) = self.top_p.filter(|p| !(0.0..=1.0).contains(p)) {
-            return bad(format!("top_p {p} is not in [0, 1]"));
-        }
-        if let Some(m) = self.min_eos_p {
-            if !(0.0..=1.0).contains(&m) {
-                return bad(format!("min_eos_p {m} is not in [0, 1]"));
-            }
-            if self.eos.is_none() {
-                return bad("min_eos_p needs an eos id".into());
-            }
+        check_temperature("temperature", t).map_err(invalid)?;
+        check_top_k(self.top_k).map_err(invalid)?;
+        check_unit("top_p", self.top_p).map_err(invalid)?;
+        check_unit("min_eos_p", self.min_eos_p).map_err(invalid)?;
+        if self.min_eos_p.is_some() && self.eos.is_none() {
+            return bad("min_eos_p needs an eos id".into());
         }
         let mut flags = 0;
         if self.order == SamplingOrder::Original {

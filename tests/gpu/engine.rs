@@ -105,7 +105,9 @@ fn a_bad_request_gets_its_error_and_the_engine_goes_on() {
         }
     };
     assert!(bad("   ", opts.clone()).contains("empty"));
-    assert!(bad("Hi.", GenerateOptions { max_semantic_tokens: 0, ..opts.clone() }).contains("max semantic tokens"));
+    assert!(bad("Hi.", GenerateOptions { max_semantic_tokens: 0, ..opts.clone() }).contains("max_semantic_tokens 0"));
+    assert!(bad("Hi.", GenerateOptions { top_p: Some(7.0), ..opts.clone() }).contains("top_p 7"));
+    assert!(bad("Hi.", GenerateOptions { fine_temp: Some(f32::NAN), ..opts.clone() }).contains("fine_temp NaN"));
     let ok: Vec<_> = engine.submit(Request { text: "Hi.".into(), opts, voice: None }).unwrap().collect();
     assert!(ok.len() == 1 && ok[0].as_ref().is_ok_and(|c| !c.is_empty()));
 }
