@@ -97,6 +97,15 @@ struct ServeArgs {
     /// On SIGINT or SIGTERM, the seconds the requests in flight have to finish.
     #[arg(long, default_value_t = 30)]
     shutdown_timeout: u64,
+    /// The largest request body in bytes; a larger one is refused with 413 before it is read.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Seconds a client may take to send a request's headers; a slower one is disconnected.
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Seconds a client may take to send a request's body; a slower one gets 408.
+    #[arg(long, default_value_t = 10.0)]
+    body_timeout: f64,
 }
 
 /// Where the models of cloning come from: a directory/file or a hub repo id each.
@@ -411,13 +420,19 @@ fn print_profile(ctx: &Context) {
 #[cfg(feature = "serve")]
 fn serve(a: ServeArgs) -> Result<()> {
     use bark_wgpu::generate::Engine;
-    use bark_wgpu::serve::{openai_voice_map, read_voice_map, router, ServeConfig, Server};
+    use bark_wgpu::serve::{openai_voice_map, read_voice_map, router, serve_http, ServeConfig, Server};
     if let Some(dir) = a.voices.as_ref().filter(|d| !d.is_dir()) {
         bail!("--voices {}: not a directory", dir.display());
     }
     if !(a.request_timeout.is_finite() && a.request_timeout >= 0.0) {
         bail!("--request-timeout {}: give seconds, 0 or more", a.request_timeout);
     }
+    let seconds = |flag: &str, s: f64| match s.is_finite() && s > 0.0 && s < 1e9 {
+        true => Ok(std::time::Duration::from_secs_f64(s)),
+        false => Err(anyhow::anyhow!("--{flag} {s}: give seconds, more than 0")),
+    };
+    let (header_timeout, body_timeout) =
+        (seconds("header-timeout", a.header_timeout)?, seconds("body-timeout", a.body_timeout)?);
     let voice_map = match &a.voice_map {
         Some(path) => read_voice_map(path)?,
         None => openai_voice_map(),
@@ -441,6 +456,9 @@ fn serve(a: ServeArgs) -> Result<()> {
         max_input_chars: a.max_input_chars,
         voice_map,
         request_timeout: (a.request_timeout > 0.0).then(|| std::time::Duration::from_secs_f64(a.request_timeout)),
+        max_body_bytes: a.max_body_bytes,
+        header_timeout,
+        body_timeout,
         ..ServeConfig::new(a.model_name.clone().unwrap_or_else(|| a.model.clone()), dir)
     };
     let server = Server::new(engine, config)?;
@@ -453,10 +471,9 @@ fn serve(a: ServeArgs) -> Result<()> {
         eprintln!("listening on http://{}", listener.local_addr()?);
         let stop = std::sync::Arc::new(tokio::sync::Notify::new());
         let stopping = stop.clone();
-        let serving = axum::serve(listener, router(server)).with_graceful_shutdown(async move {
+        let serving = serve_http(listener, router(server), header_timeout, async move {
             stopping.notified().await;
         });
-        let serving = std::future::IntoFuture::into_future(serving);
         tokio::pin!(serving);
         tokio::select! {
             done = &mut serving => done?,

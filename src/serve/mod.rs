@@ -15,6 +15,7 @@
 //! started, a body cut short).
 
 mod flac;
+mod listen;
 mod sse;
 mod voices;
 mod wav_stream;
@@ -36,6 +37,7 @@ use serde_json::json;
 use crate::audio::{pcm16, pcm16_le_bytes, SAMPLE_RATE};
 use crate::generate::{Engine, EngineMetrics, GenerateOptions, Request, StageMetrics, Stream, Wait};
 use crate::{Error, Result};
+pub use listen::serve_http;
 pub use voices::{openai_voice_map, read_voice_map, VoiceTable, OPENAI_VOICES};
 
 /// How the server answers.
@@ -57,6 +59,12 @@ pub struct ServeConfig {
     pub voice_map: Vec<(String, String)>,
     /// How long a request may take, from its arrival to its last byte.
     pub request_timeout: Option<Duration>,
+    /// The largest request body, in bytes; a larger one is refused with 413 unread.
+    pub max_body_bytes: usize,
+    /// How long a client may take to send a request's headers ([`serve_http`] cuts it off).
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body once its headers are in (408).
+    pub body_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -71,6 +79,9 @@ impl ServeConfig {
             max_input_chars: 4096,
             voice_map: openai_voice_map(),
             request_timeout: Some(Duration::from_secs(600)),
+            max_body_bytes: 1 << 20,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -120,6 +131,12 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .with_state(server)
+}
+
+/// Compares in time that depends on the lengths only, so the answer's timing tells nothing about
+/// how much of a guessed key was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// OpenAI's error JSON with `status`, and a line on standard error for the operator.
@@ -214,9 +231,14 @@ impl Format {
     }
 }
 
-async fn speech(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn speech(State(server): State<Arc<Server>>, headers: HeaderMap, body: Body) -> Response {
     server.requests.fetch_add(1, Ordering::Relaxed);
-    let response = speak(&server, &headers, &body).await;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    let config = &server.config;
+    let response = match listen::read_body(body, declared, config.max_body_bytes, config.body_timeout).await {
+        Ok(body) => speak(&server, &headers, &body).await,
+        Err(e) => error(e.status(), e.message()),
+    };
     match response.status() {
         StatusCode::TOO_MANY_REQUESTS => server.rejected.fetch_add(1, Ordering::Relaxed),
         StatusCode::GATEWAY_TIMEOUT => server.timed_out.fetch_add(1, Ordering::Relaxed),
@@ -230,7 +252,7 @@ async fn speak(server: &Arc<Server>, headers: &HeaderMap, body: &[u8]) -> Respon
     let deadline = server.config.request_timeout.map(|t| Instant::now() + t);
     if let Some(key) = &server.config.api_key {
         let sent = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        if sent != Some(&format!("Bearer {key}")) {
+        if !sent.is_some_and(|s| same_secret(s.as_bytes(), format!("Bearer {key}").as_bytes())) {
             return error(StatusCode::UNAUTHORIZED, "missing or wrong API key (Authorization: Bearer KEY)");
         }
     }
@@ -272,6 +294,12 @@ async fn speak(server: &Arc<Server>, headers: &HeaderMap, body: &[u8]) -> Respon
             format!("input is {chars} characters; this server takes at most {}", server.config.max_input_chars),
         );
     }
+    // Every setting is checked here, so a bad one is a 400 naming its field and never reaches
+    // the decode steps other requests share.
+    let opts = req.options();
+    if let Err(e) = opts.check() {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
     if server.in_flight.fetch_add(1, Ordering::Relaxed) >= server.config.max_queue {
         server.in_flight.fetch_sub(1, Ordering::Relaxed);
         let mut r = error(StatusCode::TOO_MANY_REQUESTS, "the server is busy; try again shortly");
@@ -279,7 +307,6 @@ async fn speak(server: &Arc<Server>, headers: &HeaderMap, body: &[u8]) -> Respon
         return r;
     }
     let guard = InFlight(server.clone());
-    let opts = req.options();
     let (srv, name) = (server.clone(), req.voice.clone());
     let voice = match tokio::task::spawn_blocking(move || srv.voices.resolve(&name)).await {
         Ok(Ok(v)) => v,
@@ -483,4 +510,18 @@ async fn metrics(State(server): State<Arc<Server>>) -> String {
     };
     metric("bark_batch_occupancy", "gauge", "Mean rows per step over the capacity.", &per_stage(&occupancy));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn same_secret_is_equality_of_bytes() {
+        assert!(same_secret(b"Bearer sesame", b"Bearer sesame"));
+        assert!(!same_secret(b"Bearer sesamf", b"Bearer sesame"));
+        assert!(!same_secret(b"Bearer sesam", b"Bearer sesame"));
+        assert!(!same_secret(b"", b"Bearer sesame"));
+        assert!(same_secret(b"", b""));
+    }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bark_wgpu::audio::pcm16_le_bytes;
 use bark_wgpu::generate::{Bark, Engine, GenerateOptions, LoadOptions};
-use bark_wgpu::serve::{read_voice_map, router, ServeConfig, Server};
+use bark_wgpu::serve::{read_voice_map, router, serve_http, ServeConfig, Server};
 use bark_wgpu::Context;
 
 use crate::common::{ctx, generation, private_ctx};
@@ -37,11 +37,12 @@ fn start(config: impl FnOnce(&mut ServeConfig)) -> Running {
 fn start_with(bark: Bark, batch: usize, config: impl FnOnce(&mut ServeConfig)) -> Running {
     let mut cfg = ServeConfig { max_queue: 16, ..ServeConfig::new("bark-tiny", Path::new(TINY)) };
     config(&mut cfg);
+    let header_timeout = cfg.header_timeout;
     let server: Arc<Server> = Server::new(Engine::start(bark, batch).unwrap(), cfg).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
-    runtime.spawn(async move { axum::serve(listener, router(server)).await });
+    runtime.spawn(serve_http(listener, router(server), header_timeout, std::future::pending()));
     Running { addr, _runtime: runtime }
 }
 
@@ -145,6 +146,19 @@ fn concurrent_requests_over_http_each_equal_their_solo_run() {
                 })
             })
             .collect();
+        // While all four decode, clients send settings the sampler cannot take: each gets a 400
+        // naming its field, and the four in flight go on untouched.
+        let since = Instant::now();
+        while metric(server.addr, "bark_requests_in_flight", "") < texts.len() as f64 {
+            assert!(since.elapsed() < Duration::from_secs(60), "the requests never were in flight together");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for (field, value) in [("top_p", "7"), ("top_k", "0"), ("waveform_temp", "1e-30")] {
+            let body = speech("Hi.", "pcm", 0).replace("\"seed\"", &format!("\"{field}\":{value},\"seed\""));
+            let (status, _, answer) = http(server.addr, "POST", "/v1/audio/speech", &[], &body);
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(status == 400 && answer.contains(field), "{field} {value}: {status} {answer}");
+        }
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (i, ((status, body), want)) in got.iter().zip(&want).enumerate() {
@@ -172,8 +186,11 @@ fn bad_requests_get_openai_errors_and_the_server_goes_on() {
         (speech("Hi.", "pcm", 0).replace("\"seed\"", "\"speed\":2.0,\"seed\""), "speed"),
         (
             speech("Hi.", "pcm", 0).replace("\"max_semantic_tokens\":6", "\"max_semantic_tokens\":0"),
-            "max semantic tokens",
+            "max_semantic_tokens 0",
         ),
+        (speech("Hi.", "pcm", 0).replace("\"seed\"", "\"top_p\":7,\"seed\""), "top_p 7"),
+        (speech("Hi.", "pcm", 0).replace("\"seed\"", "\"top_k\":0,\"seed\""), "top_k 0"),
+        (speech("Hi.", "pcm", 0).replace("\"seed\"", "\"text_temp\":1e-9,\"seed\""), "text_temp"),
     ];
     for (body, needle) in &cases {
         let (status, message) = err(&key, body);
@@ -189,6 +206,78 @@ fn bad_requests_get_openai_errors_and_the_server_goes_on() {
     assert_eq!(status, 429);
     assert!(headers.iter().any(|(k, _)| k == "retry-after"));
     assert_eq!(metric(full.addr, "bark_requests_rejected_total", ""), 1.0);
+}
+
+#[test]
+fn large_and_slow_clients_are_refused_before_they_reach_the_engine() {
+    let limits = |c: &mut ServeConfig| {
+        c.max_body_bytes = 4096;
+        c.header_timeout = Duration::from_millis(400);
+        c.body_timeout = Duration::from_millis(400);
+    };
+    let server = start(limits);
+    let message = |body: &[u8]| {
+        let v: serde_json::Value = serde_json::from_slice(body).expect("an error JSON");
+        v["error"]["message"].as_str().unwrap_or_default().to_string()
+    };
+    // A body over the limit: 413, read no further than the limit.
+    let big = speech(&"a".repeat(5000), "pcm", 0);
+    let (status, _, body) = http(server.addr, "POST", "/v1/audio/speech", &[], &big);
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    assert!(message(&body).contains("4096 bytes"));
+    // A length over the limit is refused at once, before any of its body is sent.
+    let head = "POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1000000000\r\n\r\n";
+    let since = Instant::now();
+    let (status, body) = raw_exchange(server.addr, head.as_bytes(), &[]);
+    assert_eq!(status, Some(413), "{}", String::from_utf8_lossy(&body));
+    assert!(since.elapsed() < Duration::from_millis(400), "413 took {:?}", since.elapsed());
+    // Headers a byte every 100 ms: the connection is closed within the header timeout, long
+    // before the 40 bytes are through.
+    let since = Instant::now();
+    let trickle = vec![b'X'; 40];
+    let (status, _) = raw_exchange(server.addr, b"POST /v1/audio/speech HTTP/1.1\r\nX-Slow: ", &trickle);
+    assert!(status.is_none() || status == Some(408), "a slow header got {status:?}");
+    assert!(since.elapsed() < Duration::from_secs(3), "cut off after {:?}", since.elapsed());
+    // A body a byte every 100 ms: 408, and the engine never saw it.
+    let body = speech("Hi.", "pcm", 0);
+    let head = format!(
+        "POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let (status, answer) = raw_exchange(server.addr, head.as_bytes(), body.as_bytes());
+    assert_eq!(status, Some(408), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(metric(server.addr, "bark_engine_requests", ""), 0.0);
+    assert_eq!(metric(server.addr, "bark_requests_in_flight", ""), 0.0);
+    // And the server goes on.
+    let (status, _, body) = http(server.addr, "POST", "/v1/audio/speech", &[], &speech("Hi.", "pcm", 0));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+/// Sends `head` at once, then `trickle` a byte every 100 ms while reading the answer; the
+/// answer's status (`None` when the server closed without one) and its raw bytes.
+fn raw_exchange(addr: SocketAddr, head: &[u8], trickle: &[u8]) -> (Option<u16>, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(head).unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let trickle = trickle.to_vec();
+    let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = answered.clone();
+    let sender = std::thread::spawn(move || {
+        for b in trickle {
+            std::thread::sleep(Duration::from_millis(100));
+            if stop.load(std::sync::atomic::Ordering::Relaxed) || writer.write_all(&[b]).is_err() {
+                return;
+            }
+        }
+    });
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    answered.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(s);
+    sender.join().unwrap();
+    let status = std::str::from_utf8(&raw).ok().and_then(|t| t.split(' ').nth(1)?.parse().ok());
+    (status, raw)
 }
 
 /// One figure of `/metrics`: `name` with `labels` (`""` or `{stage="fine"}`).
