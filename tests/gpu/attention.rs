@@ -354,7 +354,9 @@ fn shared_loads_match_each_thread_loading_its_own() {
     let own = &Context::new(&opts).unwrap();
     // What the device offers decides it: subgroups of exactly a workgroup's 8 lanes.
     let one_subgroup = shared.policy().subgroups_are(8);
-    eprintln!("loads shared on this device where the words split: {one_subgroup}");
+    if !one_subgroup {
+        crate::common::skipped("attention: shared loads", "the device has no subgroups of exactly 8 lanes");
+    }
     for (d, t) in [(32, 64), (64, 128), (128, 37)] {
         for f16 in [false, true] {
             let splits = d % 64 == 0 || !f16;

@@ -211,7 +211,7 @@ fn gemv_variants(ctx: &Context) -> Vec<Variant> {
     if ctx.policy().has_subgroups() {
         vec![Variant::Gemv, Variant::GemvSubgroup]
     } else {
-        eprintln!("note: this device has no SUBGROUP; the subgroup GEMV is not exercised");
+        crate::common::skipped("matmul: subgroup GEMV", "the device has no SUBGROUP");
         vec![Variant::Gemv]
     }
 }

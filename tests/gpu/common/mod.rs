@@ -17,6 +17,19 @@ pub fn ctx() -> &'static Context {
     })
 }
 
+/// Records that part of `test` did not run on this device and why. It goes to standard error and,
+/// when `BARK_TEST_SKIPS` names a file, onto a line of it: `.ci/run` prints that file after each
+/// leg (cargo hides a passing test's output), so a leg that silently tests less shows.
+pub fn skipped(test: &str, reason: &str) {
+    eprintln!("skipped: {test}: {reason}");
+    if let Some(path) = std::env::var_os("BARK_TEST_SKIPS") {
+        use std::io::Write;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
+        let written = file.and_then(|mut f| writeln!(f, "{test}: {reason}"));
+        written.unwrap_or_else(|e| panic!("cannot record a skip in {path:?}: {e}"));
+    }
+}
+
 /// A context of its own, for a test that reads the counters (`Context::stats`): the tests share
 /// one binary and run at once, and no other test's buffers may show in them.
 pub fn private_ctx() -> Context {
