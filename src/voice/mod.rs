@@ -58,9 +58,11 @@ impl VoicePrompt {
         Self::read_npz(name.as_ref(), std::io::Cursor::new(bytes))
     }
 
-    fn read_npz(path: &Path, reader: impl Read + std::io::Seek) -> Result<VoicePrompt> {
+    fn read_npz(path: &Path, mut reader: impl Read + std::io::Seek) -> Result<VoicePrompt> {
         let fail = |message: String| Error::File { path: path.into(), message };
-        let mut zip = zip::ZipArchive::new(reader).map_err(|e| fail(format!("not a valid .npz (zip) file: {e}")))?;
+        let kind = not_a_zip_hint(&mut reader);
+        let mut zip =
+            zip::ZipArchive::new(reader).map_err(|e| fail(format!("not a valid .npz (zip) file{kind}: {e}")))?;
         let mut load = |key: &str| -> Result<IntArray> {
             let entry_name = [format!("{key}.npy"), key.to_string()]
                 .into_iter()
@@ -138,6 +140,22 @@ impl VoicePrompt {
             }
         }
         Ok(())
+    }
+}
+
+/// What a file that fails as a zip is instead, when its first bytes say: a lone `.npy` array or a
+/// pickle (`np.save` / `pickle.dump` of a dict), which is never unpickled. Empty when unknown.
+fn not_a_zip_hint(reader: &mut (impl Read + std::io::Seek)) -> &'static str {
+    let mut head = [0u8; 6];
+    let read = reader.read_exact(&mut head).is_ok();
+    if reader.rewind().is_err() || !read {
+        return "";
+    }
+    match head {
+        [0x93, b'N', b'U', b'M', b'P', b'Y'] => " (it is a single .npy array; a voice prompt is an .npz of three)",
+        // Pickle protocols 2 and later begin with the PROTO opcode.
+        [0x80, 2..=5, ..] => " (it is a Python pickle, which bark-wgpu never unpickles; save the voice with np.savez)",
+        _ => "",
     }
 }
 

@@ -1,7 +1,9 @@
-//! NumPy's `.npy` format, for integer arrays only: enough to read Suno's voice prompts and to
-//! write them back. The header is a Python dict literal; it is parsed strictly (the three keys
-//! `descr`, `fortran_order`, `shape`, nothing else) and every length is checked before use, so a
-//! bad file gives an error message, never a panic or a huge allocation.
+//! NumPy's `.npy` format, for integer arrays only: enough to read every voice prompt NumPy and
+//! Suno write (any integer or bool dtype, either byte order, C or Fortran order: Suno's presets
+//! keep `coarse_prompt` in Fortran order) and to write them back. The header is a Python dict
+//! literal; it is parsed strictly (the three keys `descr`, `fortran_order`, `shape`, nothing else)
+//! and every length is checked before use, so a bad file gives an error message, never a panic or
+//! a huge allocation. Object arrays (pickles) are refused, never unpickled.
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
@@ -12,12 +14,13 @@ pub struct IntArray {
     pub values: Vec<i64>,
 }
 
-/// The element types this reader accepts.
+/// The element types this reader accepts: NumPy's integer kinds and bool (`|b1`, read as 0/1).
 #[derive(Clone, Copy, Debug)]
 struct IntType {
     bytes: usize,
     signed: bool,
     big_endian: bool,
+    boolean: bool,
 }
 
 /// Parses a whole `.npy` file (versions 1.0, 2.0 and 3.0) holding an integer array.
@@ -44,9 +47,6 @@ pub fn parse_npy(bytes: &[u8]) -> Result<IntArray, String> {
     let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not UTF-8".to_string())?;
     let (descr, fortran_order, shape) = parse_header(header)?;
     let ty = parse_descr(&descr)?;
-    if fortran_order {
-        return Err("the array is stored in Fortran order; only C order is supported".into());
-    }
     let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or("the .npy shape overflows")?;
     let data = &bytes[data_start..];
     let expected = count.checked_mul(ty.bytes).ok_or("the .npy shape overflows")?;
@@ -58,7 +58,40 @@ pub fn parse_npy(bytes: &[u8]) -> Result<IntArray, String> {
         ));
     }
     let values = data.chunks_exact(ty.bytes).map(|c| decode(c, ty)).collect::<Result<Vec<_>, _>>()?;
+    let values = if fortran_order { fortran_to_c(&values, &shape) } else { values };
     Ok(IntArray { shape, values })
+}
+
+/// Reorders column-major values (first index fastest) into row-major order (last index fastest).
+fn fortran_to_c(values: &[i64], shape: &[usize]) -> Vec<i64> {
+    if shape.len() < 2 {
+        return values.to_vec();
+    }
+    // Where one step along each axis moves in the Fortran-ordered data: the shape's prefix
+    // products, which the caller's element count computed without overflow.
+    let mut strides = Vec::with_capacity(shape.len());
+    let mut step = 1;
+    for &d in shape {
+        strides.push(step);
+        step *= d;
+    }
+    let mut index = vec![0usize; shape.len()];
+    let mut offset = 0;
+    let mut out = Vec::with_capacity(values.len());
+    for _ in 0..values.len() {
+        out.push(values[offset]);
+        // Advance the C-order index like an odometer, last axis first, keeping `offset` in step.
+        for axis in (0..shape.len()).rev() {
+            index[axis] += 1;
+            offset += strides[axis];
+            if index[axis] < shape[axis] {
+                break;
+            }
+            offset -= strides[axis] * shape[axis];
+            index[axis] = 0;
+        }
+    }
+    out
 }
 
 /// Serialises an int64 array as a version 1.0 `.npy` file, header padded to 64 bytes as NumPy does.
@@ -93,6 +126,9 @@ pub fn shape_to_string(shape: &[usize]) -> String {
 }
 
 fn decode(c: &[u8], ty: IntType) -> Result<i64, String> {
+    if ty.boolean {
+        return Ok(i64::from(c[0] != 0));
+    }
     let mut le = [0u8; 8];
     le[..ty.bytes].copy_from_slice(c);
     if ty.big_endian {
@@ -114,13 +150,31 @@ fn parse_descr(descr: &str) -> Result<IntType, String> {
     let mut chars = descr.chars();
     let order = chars.next().ok_or_else(unsupported)?;
     let kind = chars.next().ok_or_else(unsupported)?;
-    let bytes: usize = chars.as_str().parse().map_err(|_| unsupported())?;
-    let signed = match kind {
-        'i' => true,
-        'u' => false,
+    let other = |what: &str| {
+        format!(
+            "the array holds {what} (dtype '{descr}'), but voice prompts hold integer codes; \
+             save it as integers (`.astype(np.int64)`)"
+        )
+    };
+    let (signed, boolean) = match kind {
+        'i' => (true, false),
+        'u' => (false, false),
+        'b' => (false, true),
+        'O' => {
+            return Err(format!(
+                "the array holds Python objects (a pickle, dtype '{descr}'); bark-wgpu never unpickles a \
+                 voice; save it with integer arrays (`np.savez(path, semantic_prompt=..., coarse_prompt=..., \
+                 fine_prompt=...)` of `.astype(np.int64)` arrays)"
+            ))
+        }
+        'f' => return Err(other("floating-point numbers")),
+        'c' => return Err(other("complex numbers")),
+        'U' | 'S' | 'a' => return Err(other("text")),
+        'M' | 'm' => return Err(other("dates or times")),
         _ => return Err(unsupported()),
     };
-    if ![1, 2, 4, 8].contains(&bytes) {
+    let bytes: usize = chars.as_str().parse().map_err(|_| unsupported())?;
+    if ![1, 2, 4, 8].contains(&bytes) || (boolean && bytes != 1) {
         return Err(unsupported());
     }
     let big_endian = match order {
@@ -130,7 +184,7 @@ fn parse_descr(descr: &str) -> Result<IntType, String> {
         '|' if bytes == 1 => false,
         _ => return Err(unsupported()),
     };
-    Ok(IntType { bytes, signed, big_endian })
+    Ok(IntType { bytes, signed, big_endian, boolean })
 }
 
 /// Parses `{'descr': '<i8', 'fortran_order': False, 'shape': (2, 5), }` followed by padding.
@@ -146,7 +200,14 @@ fn parse_header(header: &str) -> Result<(String, bool, Vec<usize>), String> {
         let key = p.string().ok_or_else(|| bad("key"))?;
         p.expect(':').map_err(|_| bad("colon"))?;
         match key.as_str() {
-            "descr" if descr.is_none() => descr = Some(p.string().ok_or_else(|| bad("descr"))?),
+            "descr" if descr.is_none() => {
+                if p.rest.trim_start().starts_with('[') {
+                    return Err(
+                        "the array has a structured (record) dtype; voice prompts are plain integer arrays".into()
+                    );
+                }
+                descr = Some(p.string().ok_or_else(|| bad("descr"))?)
+            }
             "fortran_order" if fortran.is_none() => fortran = Some(p.boolean().ok_or_else(|| bad("fortran_order"))?),
             "shape" if shape.is_none() => shape = Some(p.tuple().ok_or_else(|| bad("shape"))?),
             _ => return Err(bad(&format!("unexpected key '{key}'"))),

@@ -215,3 +215,28 @@ fn bad_voices_and_codes_are_errors() {
     assert!(b.decode(&vec![vec![1024; 3]; 8]).is_err());
     assert!(b.decode(&vec![vec![0; 3]; 7]).is_err());
 }
+
+#[test]
+fn a_long_suno_preset_equals_transformers() {
+    // de_speaker_7 of Suno's bark 0.1.5 (tests/fixtures/voices/suno; reference made by
+    // scripts/make_preset_fixtures.py with transformers reading the same .npz): coarse in Fortran
+    // order, 731 semantic tokens and 1098 frames, longer than every history window (semantic 256,
+    // coarse 630, fine 512), so it is read as NumPy reads it and cut where transformers cuts it.
+    let suno = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/voices/suno");
+    let json = std::fs::read_to_string(suno.join("parity.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let voice = VoicePrompt::load_npz(suno.join(json["preset"].as_str().unwrap())).unwrap();
+    assert!(voice.semantic.len() > 256 && voice.frames() > 630, "the preset must outgrow every window");
+    let want = bark_wgpu::weights::WeightSource::open(suno.join("parity.safetensors")).unwrap();
+    let ids = |name: &str| -> Vec<u32> {
+        want.to_i64(name).unwrap().into_iter().map(|v| u32::try_from(v).unwrap()).collect()
+    };
+    let cap = json["semantic_max_new_tokens"].as_u64().unwrap() as usize;
+    let opts = GenerateOptions { max_semantic_tokens: cap, ..GenerateOptions::greedy() };
+    let g = bark().generate(json["text"].as_str().unwrap(), &opts, Some(&voice)).unwrap();
+    assert_eq!(g.semantic, ids("semantic"), "semantic tokens");
+    assert_eq!(g.coarse, ids("coarse"), "coarse tokens");
+    assert_eq!(g.fine.concat(), ids("fine"), "fine codes");
+    // Equal codes leave only the codec's f32 arithmetic: the codec parity bound, as above.
+    assert_close("suno preset: audio", &g.audio.samples, &want.to_f32("audio").unwrap(), 1e-4, 0.0);
+}

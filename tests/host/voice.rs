@@ -195,7 +195,9 @@ fn npy_reader_rejects_malformed_headers_without_panicking() {
         "{'descr': '<i8', 'fortran_order': False, 'shape': (99999999999999999999,), }",
         "{'descr': '<i8', 'fortran_order': False, 'shape': (4294967296, 4294967296), }",
         "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }",
-        "{'descr': '<i8', 'fortran_order': True, 'shape': (2,), }",
+        "{'descr': '<i8', 'fortran_order': True, 'shape': (3, 1), }",
+        "{'descr': '|b2', 'fortran_order': False, 'shape': (2,), }",
+        "{'descr': [('a', '<i8')], 'fortran_order': False, 'shape': (2,), }",
         "{'descr': '<i3', 'fortran_order': False, 'shape': (2,), }",
         "{'descr': '|i8', 'fortran_order': False, 'shape': (2,), }",
         "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), } trailing",
@@ -248,9 +250,9 @@ fn bad_npz_files_give_errors_naming_file_and_key() {
     let err = load_error(&dir, "float.npz", &spoil(0, float));
     assert!(err.contains("semantic_prompt") && err.contains("<f8"), "{err}");
 
-    let fortran = hand_npy(1, "{'descr': '<i8', 'fortran_order': True, 'shape': (8, 9), }\n", &[0; 576]);
-    let err = load_error(&dir, "fortran.npz", &spoil(2, fortran));
-    assert!(err.contains("fine_prompt") && err.contains("Fortran"), "{err}");
+    let object = hand_npy(1, "{'descr': '|O', 'fortran_order': False, 'shape': (8, 9), }\n", &[0x80; 40]);
+    let err = load_error(&dir, "object.npz", &spoil(2, object));
+    assert!(err.contains("fine_prompt") && err.contains("never unpickles"), "{err}");
 
     let mut short = good_entries()[2].1.clone();
     short.truncate(short.len() - 3);
@@ -326,9 +328,15 @@ fn unwritable_or_invalid_saves_fail_and_leave_nothing_behind() {
 #[test]
 fn presets_list_and_resolve() {
     let model = fixtures().join("presets");
-    assert_eq!(list_voices(&model).unwrap(), vec!["announcer", "en_speaker_1", "v2/de_speaker_3", "v2/en_speaker_6"]);
-    // scripts/make_voice_fixtures.py gives the presets seeds 2, 3, 4, 5 in this order.
-    for (name, seed) in [("announcer", 2), ("en_speaker_1", 3), ("v2/en_speaker_6", 4), ("v2/de_speaker_3", 5)] {
+    let names = ["announcer", "en_speaker_1", "fortran_order", "v2/de_speaker_3", "v2/en_speaker_6"];
+    assert_eq!(list_voices(&model).unwrap(), names);
+    // scripts/make_voice_fixtures.py gives the presets seeds 2..=6 in this order; `fortran_order`
+    // keeps its coarse and fine arrays in Fortran order, as Suno's presets and the hub's do.
+    let seeds =
+        [("announcer", 2), ("en_speaker_1", 3), ("v2/en_speaker_6", 4), ("v2/de_speaker_3", 5), ("fortran_order", 6)];
+    let header = std::fs::read(model.join("speaker_embeddings/fortran_order_coarse_prompt.npy")).unwrap();
+    assert!(String::from_utf8_lossy(&header[..128]).contains("'fortran_order': True"));
+    for (name, seed) in seeds {
         assert_eq!(resolve_voice(&model, name).unwrap(), formula_prompt(seed), "{name}");
     }
     // An existing file wins over preset lookup.
@@ -391,4 +399,191 @@ fn broken_presets_name_the_offending_file() {
     }
     std::fs::write(model.join("speaker_embeddings_path.json"), "[1, 2]").unwrap();
     assert!(list_voices(&model).unwrap_err().to_string().contains("speaker_embeddings_path.json"));
+}
+
+/// What scripts/make_voice_fixtures.py stores at C-order flat index `i` of a `descr` array.
+fn layout_value(descr: &str, i: i64) -> i64 {
+    let bytes: u32 = descr[2..].parse().unwrap();
+    match &descr[1..2] {
+        "b" => i64::from(i % 3 == 0),
+        kind => {
+            let lead = if kind == "i" { 5 * i - 7 } else { 5 * i };
+            lead * (1i64 << (8 * (bytes - 1))) + if bytes > 1 { i } else { 0 }
+        }
+    }
+}
+
+#[test]
+fn every_integer_layout_numpy_writes_reads_as_numpy_wrote_it() {
+    let dir = fixtures().join("numpy");
+    let types = [
+        ("int8", "i1"),
+        ("uint8", "u1"),
+        ("bool", "b1"),
+        ("int16", "i2"),
+        ("uint16", "u2"),
+        ("int32", "i4"),
+        ("uint32", "u4"),
+        ("int64", "i8"),
+        ("uint64", "u8"),
+    ];
+    let mut checked = 0;
+    for (name, code) in types {
+        let endians: &[(&str, &str)] = if code.ends_with('1') { &[("", "|")] } else { &[("_le", "<"), ("_be", ">")] };
+        for (tag, order_char) in endians {
+            for order in ["C", "F"] {
+                let file = format!("{name}{tag}_{order}.npy");
+                let bytes = std::fs::read(dir.join(&file)).unwrap();
+                // The file is the layout its name says (so a Fortran case is really one).
+                let header = String::from_utf8_lossy(&bytes[10..100]).to_string();
+                assert!(header.contains(&format!("'descr': '{order_char}{code}'")), "{file}: {header}");
+                assert!(
+                    header.contains(&format!("'fortran_order': {}", if order == "F" { "True" } else { "False" })),
+                    "{file}: {header}"
+                );
+                let a = parse_npy(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+                let want: Vec<i64> = (0..24).map(|i| layout_value(&format!("{order_char}{code}"), i)).collect();
+                assert_eq!((a.shape, a.values), (vec![2, 3, 4], want), "{file}");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 30);
+}
+
+#[test]
+fn numpy_fortran_order_prompts_load_from_savez_and_savez_compressed() {
+    // savez: int64 semantic, Fortran-order int64 coarse, int32 fine (as Suno's presets are).
+    assert_eq!(VoicePrompt::load_npz(fixtures().join("numpy_savez_fortran.npz")).unwrap(), formula_prompt(8));
+    // savez_compressed, big-endian, coarse and fine in Fortran order.
+    let p = VoicePrompt::load_npz(fixtures().join("numpy_savez_compressed_fortran.npz")).unwrap();
+    assert_eq!(p, formula_prompt(9));
+}
+
+#[test]
+fn arrays_that_are_not_integers_give_one_sentence_errors() {
+    let dir = fixtures().join("numpy");
+    for (file, says) in [
+        ("object.npy", "never unpickles"),
+        ("dict_np_save.npy", "never unpickles"),
+        ("float64.npy", "floating-point"),
+        ("float16.npy", "floating-point"),
+        ("complex64.npy", "complex"),
+        ("str.npy", "text"),
+        ("bytes.npy", "text"),
+        ("datetime.npy", "dates"),
+        ("structured.npy", "structured"),
+    ] {
+        let err = parse_npy(&std::fs::read(dir.join(file)).unwrap()).expect_err(file);
+        assert!(err.contains(says) && !err.contains('\n'), "{file}: {err}");
+    }
+    // Files that are not an .npz of three arrays say what they are instead.
+    for (file, says) in [
+        ("object_coarse.npz", "`coarse_prompt`: the array holds Python objects"),
+        ("dict_np_save.npy", "single .npy array"),
+        ("dict.pkl", "never unpickles"),
+    ] {
+        let err = VoicePrompt::load_npz(dir.join(file)).expect_err(file).to_string();
+        assert!(err.contains(says) && err.contains(file) && !err.contains('\n'), "{file}: {err}");
+    }
+}
+
+/// scripts/make_preset_fixtures.py's NumPy view of every preset of bark 0.1.5: shapes and, per
+/// array, the sum over the C-order flat index i of (i + 1) * code.
+fn suno_reference() -> serde_json::Map<String, serde_json::Value> {
+    let text = std::fs::read_to_string(fixtures().join("suno/presets.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Loads one preset and compares it with NumPy's view; the error names the file.
+fn check_suno_preset(path: &Path, want: Option<&serde_json::Value>) -> Result<(), String> {
+    let p = VoicePrompt::load_npz(path).map_err(|e| e.to_string())?;
+    let Some(want) = want else { return Ok(()) };
+    let m = p.frames();
+    let arrays =
+        [(vec![p.semantic.len()], p.semantic.clone()), (vec![2, m], p.coarse.concat()), (vec![8, m], p.fine.concat())];
+    let got_shapes: Vec<Vec<usize>> = arrays.iter().map(|(s, _)| s.clone()).collect();
+    let got_sums: Vec<u64> =
+        arrays.iter().map(|(_, v)| v.iter().zip(1u64..).map(|(&c, i)| u64::from(c) * i).sum()).collect();
+    let want_shapes: Vec<Vec<usize>> = serde_json::from_value(want["shapes"].clone()).unwrap();
+    let want_sums: Vec<u64> = serde_json::from_value(want["sums"].clone()).unwrap();
+    if (&got_shapes, &got_sums) != (&want_shapes, &want_sums) {
+        return Err(format!(
+            "{}: read shapes {got_shapes:?} sums {got_sums:?}, NumPy reads {want_shapes:?} {want_sums:?}",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Every .npz under `dir`, as paths relative to it with `/` separators, sorted.
+fn npz_files(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let entry = entry.unwrap();
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        if entry.file_type().unwrap().is_dir() {
+            npz_files(&entry.path(), &format!("{name}/"), out);
+        } else if name.ends_with(".npz") {
+            out.push(name);
+        }
+    }
+    out.sort();
+}
+
+#[test]
+fn suno_presets_read_as_numpy_reads_them() {
+    let reference = suno_reference();
+    assert_eq!(reference.len(), 271, "presets.json covers bark 0.1.5's 271 presets");
+    // The committed presets (tests/fixtures/voices/suno, from bark 0.1.5 on PyPI, MIT): what
+    // 270 of the 271 are (coarse in Fortran order), the one in uint16, and the longest.
+    let committed = fixtures().join("suno");
+    let mut names = Vec::new();
+    npz_files(&committed, "", &mut names);
+    assert_eq!(names, ["announcer.npz", "de_speaker_7.npz", "en_speaker_6.npz"]);
+    for name in &names {
+        check_suno_preset(&committed.join(name), Some(&reference[name])).unwrap();
+    }
+    let entry_header = |file: &str, key: &str| {
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(committed.join(file)).unwrap()).unwrap();
+        let mut bytes = vec![0; 128];
+        std::io::Read::read_exact(&mut zip.by_name(&format!("{key}.npy")).unwrap(), &mut bytes).unwrap();
+        String::from_utf8_lossy(&bytes).to_string()
+    };
+    assert!(entry_header("en_speaker_6.npz", "coarse_prompt").contains("'fortran_order': True"));
+    assert!(entry_header("announcer.npz", "fine_prompt").contains("'descr': '<u2'"));
+    let longest = VoicePrompt::load_npz(committed.join("de_speaker_7.npz")).unwrap();
+    assert_eq!((longest.semantic.len(), longest.frames()), (731, 1098));
+
+    // All 271, where scripts/suno_presets_check.sh (or the caller) has put them.
+    let Some(dir) = std::env::var_os("BARK_SUNO_PRESETS") else {
+        eprintln!(
+            "BARK_SUNO_PRESETS is not set: checked the 3 committed Suno presets only \
+             (scripts/suno_presets_check.sh checks all 271)"
+        );
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let mut all = Vec::new();
+    npz_files(&dir, "", &mut all);
+    let failures: Vec<String> =
+        all.iter().filter_map(|name| check_suno_preset(&dir.join(name), reference.get(name)).err()).collect();
+    let missing: Vec<&String> = reference.keys().filter(|name| !all.contains(name)).collect();
+    assert!(failures.is_empty(), "{} of {} presets fail:\n{}", failures.len(), all.len(), failures.join("\n"));
+    let first = &missing[..missing.len().min(5)];
+    assert!(
+        missing.is_empty(),
+        "{}: {} of bark 0.1.5's presets are not there: {first:?}...",
+        dir.display(),
+        missing.len()
+    );
+    eprintln!("BARK_SUNO_PRESETS: all {} presets under {} read as NumPy reads them", all.len(), dir.display());
+}
+
+#[test]
+fn a_real_preset_saved_by_us_reads_back_equal() {
+    // de_speaker_7 (Fortran-order coarse, int32 fine) through our int64 C-order writer.
+    let dir = temp_dir("suno-roundtrip");
+    let p = VoicePrompt::load_npz(fixtures().join("suno/de_speaker_7.npz")).unwrap();
+    p.save_npz(dir.join("saved.npz")).unwrap();
+    assert_eq!(VoicePrompt::load_npz(dir.join("saved.npz")).unwrap(), p);
 }
