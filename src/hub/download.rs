@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use hf_hub::api::sync::{Api, ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 
-use super::{check_dir, fetch_error, missing_files, repo_dir, ResolveOptions, WEIGHT_FILES};
+use super::{
+    check_dir, checkpoint_complete, fetch_error, missing_files, repo_dir, ResolveOptions, SLOW_TOKENIZER_EXTRAS,
+    TOKENIZER_FILES, WEIGHT_FILES,
+};
 use crate::voice::PRESET_INDEX;
 use crate::{Error, Result};
 
@@ -141,17 +144,51 @@ pub(super) fn fetch_model(repo: &str, revision: &str, cache: &Path, opts: &Resol
             Failure::Other(reason) => job.fail(&reason, Some(snapshot)),
         })
     };
-    need("the repo has no tokenizer.json", pinned.fetch("tokenizer.json"))?;
-    if !WEIGHT_FILES.iter().any(|f| snapshot.join(f).is_file()) {
-        // Safetensors when the repo has them (faster to load); a 404 means the pickle is the one.
-        let weights = match pinned.fetch(WEIGHT_FILES[0]) {
-            Err(Failure::NotFound) => pinned.fetch(WEIGHT_FILES[1]),
+    if !TOKENIZER_FILES.iter().any(|f| snapshot.join(f).is_file()) {
+        // A fast tokenizer when the repo has one; else a slow BERT one and its optional settings.
+        let tokenizer = match pinned.fetch(TOKENIZER_FILES[0]) {
+            Err(Failure::NotFound) => pinned.fetch(TOKENIZER_FILES[1]).and_then(|()| {
+                SLOW_TOKENIZER_EXTRAS.iter().try_for_each(|f| match pinned.fetch(f) {
+                    Err(Failure::NotFound) => Ok(()),
+                    other => other,
+                })
+            }),
             other => other,
         };
-        need("the repo has neither model.safetensors nor pytorch_model.bin", weights)?;
+        need("the repo has neither tokenizer.json nor vocab.txt", tokenizer)?;
+    }
+    if !WEIGHT_FILES.iter().any(|f| checkpoint_complete(snapshot, f)) {
+        need(
+            "the repo has neither model.safetensors nor pytorch_model.bin (nor a sharded checkpoint's index)",
+            fetch_checkpoint(&pinned),
+        )?;
     }
     job.fetch_index(&pinned)?;
     check_dir(snapshot)
+}
+
+/// Fetches the first checkpoint of [`WEIGHT_FILES`] the repo has (a 404 means: try the next),
+/// and for an index every shard it names.
+fn fetch_checkpoint(pinned: &Pinned) -> Result<(), Failure> {
+    for file in WEIGHT_FILES {
+        match pinned.fetch(file) {
+            Err(Failure::NotFound) => continue,
+            Err(other) => return Err(other),
+            Ok(()) if !file.ends_with(".index.json") => return Ok(()),
+            Ok(()) => {
+                let index = pinned.snapshot.join(file);
+                let shards = crate::weights::shard_files(&index).map_err(|e| Failure::Other(e.to_string()))?;
+                for shard in shards {
+                    pinned.fetch(&shard).map_err(|f| match f {
+                        Failure::NotFound => Failure::Other(format!("the repo lacks shard {shard} named by {file}")),
+                        other => other,
+                    })?;
+                }
+                return Ok(());
+            }
+        }
+    }
+    Err(Failure::NotFound)
 }
 
 /// Downloads only config.json and the preset index of `repo` at `revision` (enough to list its

@@ -17,9 +17,18 @@ use crate::{Error, Result};
 /// The model a plain `bark-wgpu say` uses.
 pub const DEFAULT_MODEL: &str = "suno/bark-small";
 
-/// Files a Bark model directory must hold (one of the two weight files is enough).
-pub const REQUIRED_FILES: [&str; 2] = ["config.json", "tokenizer.json"];
-pub const WEIGHT_FILES: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];
+/// Files a Bark model directory must hold: these, a tokenizer and a checkpoint.
+pub const REQUIRED_FILES: [&str; 1] = ["config.json"];
+/// A tokenizer is `tokenizer.json` (fast), else `vocab.txt` (a slow BERT tokenizer), which may
+/// come with these two.
+pub const TOKENIZER_FILES: [&str; 2] = ["tokenizer.json", "vocab.txt"];
+pub const SLOW_TOKENIZER_EXTRAS: [&str; 2] = ["tokenizer_config.json", "special_tokens_map.json"];
+/// A checkpoint: one file or a sharded one's index (with every shard it names), in the order
+/// transformers' `from_pretrained` looks for them.
+pub const WEIGHT_FILES: [&str; 4] = crate::weights::CHECKPOINT_FILES;
+
+const TOKENIZER_NEEDED: &str = "tokenizer.json (or vocab.txt)";
+const WEIGHTS_NEEDED: &str = "model.safetensors (or pytorch_model.bin, or a sharded checkpoint's index and shards)";
 
 const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
@@ -98,18 +107,34 @@ pub fn hub_cache() -> Option<PathBuf> {
         .or_else(|| hf_home().map(|h| h.join("hub")))
 }
 
-/// What is missing from `dir` for it to be a Bark model directory (empty: nothing).
+/// What is missing from `dir` for it to be a Bark model directory (empty: nothing). A sharded
+/// checkpoint counts once every shard its index names is there.
 pub fn missing_files(dir: &Path) -> Vec<&'static str> {
     let mut missing: Vec<&'static str> = REQUIRED_FILES.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
-    if !WEIGHT_FILES.iter().any(|f| dir.join(f).is_file()) {
-        missing.push("model.safetensors (or pytorch_model.bin)");
+    if !TOKENIZER_FILES.iter().any(|f| dir.join(f).is_file()) {
+        missing.push(TOKENIZER_NEEDED);
+    }
+    if !WEIGHT_FILES.iter().any(|f| checkpoint_complete(dir, f)) {
+        missing.push(WEIGHTS_NEEDED);
     }
     missing
 }
 
+/// `file` is in `dir`, and when it is an index, so is every shard it names.
+fn checkpoint_complete(dir: &Path, file: &str) -> bool {
+    let path = dir.join(file);
+    if !path.is_file() {
+        return false;
+    }
+    if !file.ends_with(".index.json") {
+        return true;
+    }
+    crate::weights::shard_files(&path).is_ok_and(|shards| shards.iter().all(|s| dir.join(s).is_file()))
+}
+
 /// Everything [`missing_files`] can name: what an absent model lacks.
 fn all_model_files() -> Vec<&'static str> {
-    vec![REQUIRED_FILES[0], REQUIRED_FILES[1], "model.safetensors (or pytorch_model.bin)"]
+    vec![REQUIRED_FILES[0], TOKENIZER_NEEDED, WEIGHTS_NEEDED]
 }
 
 /// A spec's repo id and revision: `owner/name` or `owner/name@rev`; `None` when it is not one.
@@ -157,7 +182,9 @@ fn any_complete_snapshot(cache: &Path, repo: &str) -> Option<PathBuf> {
 
 /// Resolves `--model`: an existing directory; else a repo id (`owner/name`, optionally
 /// `@revision`) whose complete snapshot in the hub cache is used without any request; else the
-/// repo's config.json, tokenizer.json, weights (model.safetensors, else pytorch_model.bin) and
+/// repo's config.json, tokenizer (tokenizer.json, else vocab.txt with tokenizer_config.json and
+/// special_tokens_map.json where the repo has them), checkpoint (model.safetensors, else a sharded
+/// safetensors index and its shards, else the same for pytorch_model.bin) and
 /// speaker_embeddings_path.json are downloaded into the cache. The error when that cannot be done
 /// names the repo, the files to fetch and where to put them.
 pub fn resolve_model_with(model: &str, opts: &ResolveOptions) -> Result<PathBuf> {

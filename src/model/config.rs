@@ -2,8 +2,11 @@
 //!
 //! A field the file leaves out takes transformers' library default, exactly as
 //! `BarkConfig.from_pretrained` does (save_pretrained writes every field, so a real file names them
-//! all). A missing sub-config, a value of the wrong type and a value no model can have (zero
-//! sizes, a hidden size the heads do not divide, ...) are errors naming the file and the field.
+//! all), and so does a sub-config left out or `null` (transformers builds it from `{}`). Keys this
+//! reader does not use (`torch_dtype` or `dtype`, `transformers_version`, the generation keys
+//! transformers 4.x writes into every sub-config, ...) are ignored, as they change no weight. A
+//! value of the wrong type and a value no model can have (zero sizes, a hidden size the heads do
+//! not divide, ...) are errors naming the file and the field.
 
 use std::path::Path;
 
@@ -254,10 +257,15 @@ struct Section<'a> {
     obj: &'a Map<String, Value>,
 }
 
+/// What a sub-config left out or `null` reads as: every field at its default.
+static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+
 impl<'a> Section<'a> {
     fn new(path: &'a Path, root: &'a Map<String, Value>, key: &'a str) -> Result<Section<'a>> {
-        let value = root.get(key).ok_or_else(|| err(path, format!("missing `{key}`")))?;
-        let obj = value.as_object().ok_or_else(|| err(path, format!("`{key}` is not an object")))?;
+        let obj = match root.get(key) {
+            None | Some(Value::Null) => &*EMPTY,
+            Some(value) => value.as_object().ok_or_else(|| err(path, format!("`{key}` is not an object")))?,
+        };
         Ok(Section { path, key, obj })
     }
     /// `field` (or the first of `aliases` present, transformers' attribute_map names), else `default`.

@@ -1,16 +1,18 @@
 //! Loading checkpoint weights: [`WeightSource`] reads one file (safetensors or a torch.save zip)
-//! as named tensors; [`Weights`] is the Bark view of it, with every naming convention of the
+//! as named tensors; [`Weights`] is the Bark view of it (or of a sharded checkpoint's files), with every naming convention of the
 //! published files resolved (weight norm folded, tied fine heads, mask buffers dropped) and
 //! uploads straight from the memory map to the GPU.
 
 mod convert;
 mod pickle;
+mod shards;
 mod source;
 mod upload;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+pub use shards::shard_files;
 pub use source::WeightSource;
 
 use source::file_err;
@@ -90,89 +92,138 @@ enum Entry {
 
 /// A Bark checkpoint's tensors under the names transformers' BarkModel uses after loading:
 /// `*.conv.weight` for weight-normed convolutions (from `weight_g`/`weight_v` or
-/// `parametrizations.weight.original0/1`), `fine_acoustics.lm_heads.{j}.weight` always present
-/// (the file's own, or `input_embeds_layers.{j+1}` it is tied to), and no `*.attn.bias` masks.
+/// `parametrizations.weight.original0/1`), `fine_acoustics.lm_heads.{j}.weight` and
+/// `input_embeds_layers.{j+1}.weight` both present when the file stores either (they are tied),
+/// and no `*.attn.bias` masks. One file, or the shards of a sharded checkpoint.
 #[derive(Debug)]
 pub struct Weights {
-    source: WeightSource,
+    /// The file, or the index of a sharded checkpoint: what whole-checkpoint errors name.
+    path: PathBuf,
+    sources: Vec<WeightSource>,
+    /// Each file tensor name and the source holding it.
+    located: BTreeMap<String, usize>,
     entries: BTreeMap<String, Entry>,
 }
 
 const WEIGHT_NORM_SUFFIXES: [(&str, &str); 2] =
     [(".weight_g", ".weight_v"), (".parametrizations.weight.original0", ".parametrizations.weight.original1")];
 
+/// A directory's checkpoint files in the order transformers' `from_pretrained` looks for them.
+pub const CHECKPOINT_FILES: [&str; 4] =
+    ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"];
+
+/// The checkpoint `dir` holds: the first of [`CHECKPOINT_FILES`] present.
+pub fn checkpoint_in(dir: &Path) -> Option<PathBuf> {
+    CHECKPOINT_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file())
+}
+
 /// Buffers of the causal attention (its tril mask) that hold no weights.
 fn is_mask_buffer(name: &str) -> bool {
     name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias")
 }
 
+/// The fine model's tied pairs: `lm_heads.{j}` is `input_embeds_layers.{j+1}`. Returns the other
+/// name of the pair `name` belongs to.
+fn tied_partner(name: &str) -> Option<String> {
+    let (prefix, rest) = name.rsplit_once("fine_acoustics.").map(|(p, r)| (format!("{p}fine_acoustics."), r))?;
+    let k = |s: &str| s.strip_suffix(".weight").and_then(|k| k.parse::<usize>().ok());
+    if let Some(k) = rest.strip_prefix("input_embeds_layers.").and_then(k) {
+        return (k >= 1).then(|| format!("{prefix}lm_heads.{}.weight", k - 1));
+    }
+    let j = rest.strip_prefix("lm_heads.").and_then(k)?;
+    Some(format!("{prefix}input_embeds_layers.{}.weight", j + 1))
+}
+
 impl Weights {
-    /// Opens a checkpoint file (safetensors or torch zip, told apart by content).
+    /// Opens a checkpoint file (safetensors or torch zip, told apart by content), or a sharded
+    /// checkpoint by its index (`*.index.json`).
     pub fn open(path: impl AsRef<Path>) -> Result<Weights> {
+        let path = path.as_ref();
+        if path.to_string_lossy().ends_with(".index.json") {
+            let (sources, located) = shards::open_sharded(path)?;
+            return Weights::build(path, sources, located);
+        }
         Weights::from_source(WeightSource::open(path)?)
     }
 
-    /// Opens `model.safetensors` in `dir`, else `pytorch_model.bin`.
+    /// Opens the first of [`CHECKPOINT_FILES`] that `dir` holds.
     pub fn open_dir(dir: impl AsRef<Path>) -> Result<Weights> {
         let dir = dir.as_ref();
-        for name in ["model.safetensors", "pytorch_model.bin"] {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Weights::open(p);
-            }
+        match checkpoint_in(dir) {
+            Some(p) => Weights::open(p),
+            None => Err(file_err(
+                dir,
+                "holds no checkpoint (model.safetensors, pytorch_model.bin, or the index of a sharded one)",
+            )),
         }
-        Err(file_err(dir, "holds neither model.safetensors nor pytorch_model.bin"))
     }
 
     pub fn from_source(source: WeightSource) -> Result<Weights> {
+        let located = source.names().map(|n| (n.to_string(), 0)).collect();
+        let path = source.path().to_path_buf();
+        Weights::build(&path, vec![source], located)
+    }
+
+    fn build(path: &Path, sources: Vec<WeightSource>, located: BTreeMap<String, usize>) -> Result<Weights> {
+        let mut w = Weights { path: path.to_path_buf(), sources, located, entries: BTreeMap::new() };
         let mut entries = BTreeMap::new();
         let mut insert = |name: String, e: Entry, from: &str| {
             if entries.insert(name.clone(), e).is_some() {
-                return Err(file_err(source.path(), format!("`{name}` is given twice (again by `{from}`)")));
+                return Err(file_err(path, format!("`{name}` is given twice (again by `{from}`)")));
             }
             Ok(())
         };
-        'names: for name in source.names() {
+        'names: for name in w.located.keys() {
             if is_mask_buffer(name) {
                 continue;
             }
             for (g_suffix, v_suffix) in WEIGHT_NORM_SUFFIXES {
                 if let Some(base) = name.strip_suffix(v_suffix) {
-                    if !source.contains(&format!("{base}{g_suffix}")) {
-                        return Err(file_err(source.path(), format!("`{name}` has no `{base}{g_suffix}`")));
+                    if !w.located.contains_key(&format!("{base}{g_suffix}")) {
+                        return Err(file_err(path, format!("`{name}` has no `{base}{g_suffix}`")));
                     }
                     continue 'names;
                 }
                 if let Some(base) = name.strip_suffix(g_suffix) {
                     let v = format!("{base}{v_suffix}");
-                    let last = check_weight_norm(&source, name, &v)?;
+                    let last = w.check_weight_norm(name, &v)?;
                     insert(format!("{base}.weight"), Entry::WeightNorm { g: name.to_string(), v, last }, name)?;
                     continue 'names;
                 }
             }
             insert(name.to_string(), Entry::Stored(name.to_string()), name)?;
         }
-        // Tied fine heads: lm_heads.{j} is input_embeds_layers.{j+1} where the file omits it.
-        let mut tied = Vec::new();
-        for (name, e) in &entries {
-            let Some((prefix, rest)) = name.split_once("input_embeds_layers.") else { continue };
-            let Some(k) = rest.strip_suffix(".weight").and_then(|k| k.parse::<usize>().ok()) else { continue };
-            if k >= 1 {
-                let head = format!("{prefix}lm_heads.{}.weight", k - 1);
-                if !entries.contains_key(&head) {
-                    tied.push((head, e.clone()));
-                }
-            }
-        }
+        // Tied fine heads: whichever of the pair the file stores stands for both (transformers
+        // fills the missing one from it); where both are stored each keeps its own values, as
+        // transformers does when they differ.
+        let tied: Vec<(String, Entry)> = entries
+            .iter()
+            .filter_map(|(name, e)| tied_partner(name).map(|other| (other, e.clone())))
+            .filter(|(other, _)| !entries.contains_key(other))
+            .collect();
         entries.extend(tied);
-        Ok(Weights { source, entries })
+        w.entries = entries;
+        Ok(w)
     }
 
-    pub fn source(&self) -> &WeightSource {
-        &self.source
+    /// The source holding file tensor `name`.
+    fn src(&self, name: &str) -> Result<&WeightSource> {
+        self.located
+            .get(name)
+            .and_then(|&i| self.sources.get(i))
+            .ok_or_else(|| file_err(&self.path, format!("missing tensor `{name}`")))
     }
+
+    /// The (first) file; a sharded checkpoint has several: [`Weights::sources`].
+    pub fn source(&self) -> &WeightSource {
+        &self.sources[0]
+    }
+    pub fn sources(&self) -> &[WeightSource] {
+        &self.sources
+    }
+    /// The file, or a sharded checkpoint's index.
     pub fn path(&self) -> &Path {
-        self.source.path()
+        &self.path
     }
     /// Bark tensor names in sorted order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -192,7 +243,7 @@ impl Weights {
             Entry::Stored(n) => n,
             Entry::WeightNorm { v, .. } => v,
         };
-        Ok(self.source.raw(file_name)?.info.clone())
+        Ok(self.src(file_name)?.raw(file_name)?.info.clone())
     }
 
     /// The tensor's info if it exists as a floating-point tensor of exactly `shape`, else an error
@@ -214,9 +265,9 @@ impl Weights {
     /// The values as f32, folding weight norm.
     pub fn to_f32(&self, name: &str) -> Result<Vec<f32>> {
         match self.entry(name)? {
-            Entry::Stored(n) => self.source.to_f32(n),
+            Entry::Stored(n) => self.src(n)?.to_f32(n),
             Entry::WeightNorm { g, v, last } => {
-                let (gs, mut vs) = (self.source.to_f32(g)?, self.source.to_f32(v)?);
+                let (gs, mut vs) = (self.src(g)?.to_f32(g)?, self.src(v)?.to_f32(v)?);
                 if *last {
                     fold_weight_norm_last(&gs, &mut vs);
                 } else {
@@ -249,31 +300,35 @@ impl Weights {
     }
 }
 
-/// Checks g's shape is (v.shape[0], 1, 1, ...) (dim=0), or (1, ..., 1, v.shape[-1]) (the last
-/// dim; returns true) when building the table, so folding cannot fail.
-fn check_weight_norm(source: &WeightSource, g: &str, v: &str) -> Result<bool> {
-    let gi = source.info(g).ok_or_else(|| file_err(source.path(), format!("missing tensor `{g}`")))?;
-    let vi = source.info(v).ok_or_else(|| file_err(source.path(), format!("`{g}` has no `{v}`")))?;
-    let ok = gi.dtype.is_float()
-        && vi.dtype.is_float()
-        && !vi.shape.is_empty()
-        && !vi.shape.is_empty()
-        && vi.numel() > 0
-        && gi.shape.len() == vi.shape.len();
-    let n = vi.shape.len();
-    let first = ok && gi.shape[0] == vi.shape[0] && gi.shape[1..].iter().all(|&d| d == 1);
-    let last = ok && n > 1 && gi.shape[n - 1] == vi.shape[n - 1] && gi.shape[..n - 1].iter().all(|&d| d == 1);
-    if !first && !last {
-        return Err(file_err(
-            source.path(),
-            format!(
-                "weight norm `{g}` {:?} {:?} does not fit `{v}` {:?} {:?} \
+impl Weights {
+    /// Checks g's shape is (v.shape[0], 1, 1, ...) (dim=0), or (1, ..., 1, v.shape[-1]) (the last
+    /// dim; returns true) when building the table, so folding cannot fail.
+    fn check_weight_norm(&self, g: &str, v: &str) -> Result<bool> {
+        let path = self.path.as_path();
+        let gi = self.src(g)?.info(g).ok_or_else(|| file_err(path, format!("missing tensor `{g}`")))?;
+        let vi =
+            self.src(v).ok().and_then(|s| s.info(v)).ok_or_else(|| file_err(path, format!("`{g}` has no `{v}`")))?;
+        let ok = gi.dtype.is_float()
+            && vi.dtype.is_float()
+            && !vi.shape.is_empty()
+            && !vi.shape.is_empty()
+            && vi.numel() > 0
+            && gi.shape.len() == vi.shape.len();
+        let n = vi.shape.len();
+        let first = ok && gi.shape[0] == vi.shape[0] && gi.shape[1..].iter().all(|&d| d == 1);
+        let last = ok && n > 1 && gi.shape[n - 1] == vi.shape[n - 1] && gi.shape[..n - 1].iter().all(|&d| d == 1);
+        if !first && !last {
+            return Err(file_err(
+                path,
+                format!(
+                    "weight norm `{g}` {:?} {:?} does not fit `{v}` {:?} {:?} \
                  (want g of shape (v.shape[0], 1, ...) or (1, ..., v.shape[-1]))",
-                gi.dtype, gi.shape, vi.dtype, vi.shape
-            ),
-        ));
+                    gi.dtype, gi.shape, vi.dtype, vi.shape
+                ),
+            ));
+        }
+        Ok(!first)
     }
-    Ok(!first)
 }
 
 /// `v[i, ...] *= g[i] / ||v[i, ...]||` as torch's `_weight_norm(v, g, dim=0)` computes it

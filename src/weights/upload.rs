@@ -61,7 +61,7 @@ impl Weights {
             Entry::Stored(file_name) => {
                 let t = Tensor::empty(ctx, shape, dtype)?;
                 let cols = shape.last().copied().unwrap_or(1);
-                write_rows(ctx, &t, 0, self.source.bytes(file_name)?, info.dtype, cols)?;
+                write_rows(ctx, &t, 0, self.src(file_name)?.bytes(file_name)?, info.dtype, cols)?;
                 Ok(t)
             }
         }
@@ -76,7 +76,7 @@ impl Weights {
             Entry::WeightNorm { .. } => return RowSplit::from_f32(ctx, &self.to_f32(name)?, rows, cols, dtype),
             Entry::Stored(n) => n,
         };
-        let bytes = self.source.bytes(file_name)?;
+        let bytes = self.src(file_name)?.bytes(file_name)?;
         let row_bytes = cols * info.dtype.size();
         let per_part = (ctx.max_binding_bytes() / (dtype.row_words(cols) as u64 * 4).max(1)).max(1) as usize;
         let mut parts = Vec::new();

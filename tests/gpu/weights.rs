@@ -4,6 +4,8 @@
 
 use crate::common;
 
+mod checkpoints;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -184,7 +186,7 @@ fn open_dir_prefers_safetensors() {
     let w = Weights::open_dir(fixture("tiny")).unwrap();
     assert!(w.path().ends_with("model.safetensors"));
     let s = Scratch::new("dir");
-    assert_file_err(Weights::open_dir(&s.0), &s.0, &["neither"]);
+    assert_file_err(Weights::open_dir(&s.0), &s.0, &["holds no checkpoint"]);
 }
 
 #[test]

@@ -124,9 +124,6 @@ fn bad_json_and_missing_sections() {
     assert!(e.contains("not an object"), "{e}");
 
     let mut j = raw_json("tiny");
-    j.as_object_mut().unwrap().remove("fine_acoustics_config");
-    assert!(error_of(&j).contains("missing `fine_acoustics_config`"));
-    let mut j = raw_json("tiny");
     j["codec_config"] = serde_json::json!(7);
     assert!(error_of(&j).contains("`codec_config` is not an object"));
     let mut j = raw_json("tiny");
@@ -197,5 +194,67 @@ fn hubert_config_defaults_are_base_and_unsupported_variants_are_refused() {
         let err = HubertConfig::from_json(&json.to_string(), path).err().unwrap_or_else(|| panic!("{key} accepted"));
         let msg = err.to_string();
         assert!(msg.contains("hubert-config.json") && msg.contains(needle), "{key}: {msg}");
+    }
+}
+
+fn checkpoint_config(name: &str) -> PathBuf {
+    fixture("checkpoints/configs").join(name)
+}
+
+#[test]
+fn a_config_written_by_transformers_4_31_reads_as_todays() {
+    // scripts/make_checkpoint_fixtures.py wrote it with transformers 4.31.0: `torch_dtype`, and
+    // every PretrainedConfig key of that version (generation settings, id2label, ...) in each
+    // sub-config.
+    let path = checkpoint_config("transformers-4.31.json");
+    let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(raw["torch_dtype"], "float32");
+    assert_eq!(raw["semantic_config"]["transformers_version"], "4.31.0");
+    assert!(raw.get("dtype").is_none() && raw["fine_acoustics_config"].get("num_beams").is_some());
+    assert_eq!(BarkConfig::load(&path).unwrap(), BarkConfig::load(fixture("tiny")).unwrap());
+}
+
+#[test]
+fn a_config_of_only_the_non_default_keys_takes_transformers_defaults() {
+    // The script checked that transformers' from_pretrained reads this file to the tiny sizes.
+    let path = checkpoint_config("minimal.json");
+    let raw = std::fs::read_to_string(&path).unwrap();
+    assert!(!raw.contains("block_size") && !raw.contains("n_codes_total") && !raw.contains("model_type"), "{raw}");
+    assert_eq!(BarkConfig::load(&path).unwrap(), BarkConfig::load(fixture("tiny")).unwrap());
+}
+
+#[test]
+fn dtype_keys_and_unknown_keys_change_nothing() {
+    let want = BarkConfig::load(fixture("tiny")).unwrap();
+    let path = Path::new("/somewhere/config.json");
+    for (key, value) in [("torch_dtype", "bfloat16"), ("dtype", "float16"), ("torch_dtype", "float32")] {
+        let mut j = raw_json("tiny");
+        let o = j.as_object_mut().unwrap();
+        o.remove("dtype");
+        o.insert(key.into(), value.into());
+        o.insert("some_future_key".into(), serde_json::json!({"nested": [1, 2]}));
+        j["semantic_config"]["attn_implementation"] = "sdpa".into();
+        j["codec_config"]["torch_dtype"] = serde_json::Value::Null;
+        assert_eq!(BarkConfig::from_json(&j.to_string(), path).unwrap(), want, "{key}={value}");
+    }
+}
+
+#[test]
+fn a_sub_config_left_out_or_null_takes_transformers_defaults() {
+    use bark_wgpu::model::{FineConfig, SubModelConfig};
+    let path = Path::new("/somewhere/config.json");
+    for absent in [None, Some(serde_json::Value::Null)] {
+        let mut j = raw_json("tiny");
+        let o = j.as_object_mut().unwrap();
+        match &absent {
+            None => o.remove("fine_acoustics_config"),
+            Some(v) => o.insert("fine_acoustics_config".into(), v.clone()),
+        };
+        let c = BarkConfig::from_json(&j.to_string(), path).unwrap();
+        // BarkFineConfig(): the BarkSubModelConfig defaults, 8 codebooks, 1 given.
+        let want = FineConfig { model: SubModelConfig::default(), n_codes_total: 8, n_codes_given: 1 };
+        assert_eq!(c.fine_acoustics_config, want, "{absent:?}");
+        assert_eq!((want.model.hidden_size, want.model.num_layers, want.model.block_size), (768, 12, 1024));
+        assert_eq!(c.semantic_config, BarkConfig::load(fixture("tiny")).unwrap().semantic_config);
     }
 }

@@ -93,6 +93,11 @@ fn directory_needs_config_tokenizer_and_weights() {
     std::fs::remove_file(d.join("model.safetensors")).unwrap();
     std::fs::write(d.join("pytorch_model.bin"), "x").unwrap();
     assert!(missing_files(&d).is_empty());
+    // A slow tokenizer's vocab.txt stands for tokenizer.json.
+    std::fs::remove_file(d.join("tokenizer.json")).unwrap();
+    assert_eq!(missing_files(&d), ["tokenizer.json (or vocab.txt)"]);
+    std::fs::write(d.join("vocab.txt"), "x").unwrap();
+    assert!(missing_files(&d).is_empty());
     std::fs::remove_dir_all(&d).ok();
 }
 
@@ -158,7 +163,7 @@ fn without_safetensors_the_pickle_is_downloaded() {
     assert!(!dir.join("model.safetensors").exists());
     let got = std::fs::read(dir.join("pytorch_model.bin")).unwrap();
     assert_eq!(got, std::fs::read(Path::new(TINY).join("pytorch_model.bin")).unwrap());
-    let asked: Vec<String> = hub.requests().into_iter().filter(|p| p.contains("model.safetensors")).collect();
+    let asked: Vec<String> = hub.requests().into_iter().filter(|p| p.ends_with("/model.safetensors")).collect();
     assert_eq!(asked.len(), 1, "safetensors are asked for once, first: {asked:?}");
     std::fs::remove_dir_all(&cache).ok();
 }
@@ -186,7 +191,7 @@ fn a_repo_without_weights_is_never_taken_for_a_model() {
     let err = resolve_model_with("test/noweights", &opts).unwrap_err().to_string();
     assert!(err.contains("neither model.safetensors nor pytorch_model.bin"), "{err}");
     // The error lists only what is still missing.
-    assert!(err.contains("fetch model.safetensors (or pytorch_model.bin)"), "{err}");
+    assert!(err.contains("fetch model.safetensors (or pytorch_model.bin, or a sharded"), "{err}");
     let offline = ResolveOptions { offline: true, ..opts };
     assert!(resolve_model_with("test/noweights", &offline).is_err(), "an incomplete snapshot was used");
     std::fs::remove_dir_all(&cache).ok();
@@ -334,5 +339,100 @@ fn cli_say_downloads_the_model_and_voice_then_runs_offline() {
         "{err}"
     );
     assert_eq!(hub.requests().len(), before, "offline made requests");
+    std::fs::remove_dir_all(&cache).ok();
+}
+
+/// A repo of the tiny config and tokenizer with a sharded checkpoint `{stem}.index.json` over two
+/// shards (their bytes do not matter to resolving), and the index text.
+fn sharded_repo(stem: &str, ext: &str) -> (FakeRepo, String) {
+    let mut repo = FakeRepo::from_dir(COMMIT, Path::new(TINY), &["config.json", "tokenizer.json"]);
+    let shards = [format!("{stem}-00001-of-00002.{ext}"), format!("{stem}-00002-of-00002.{ext}")];
+    let index = format!(
+        r#"{{"metadata":{{"total_size":8}},"weight_map":{{"a.weight":"{}","b.weight":"{}","c.weight":"{}"}}}}"#,
+        shards[0], shards[1], shards[1]
+    );
+    repo.files.insert(format!("{stem}.{ext}.index.json"), index.clone().into_bytes());
+    for (i, s) in shards.iter().enumerate() {
+        repo.files.insert(s.clone(), format!("shard {i}").into_bytes());
+    }
+    (repo, index)
+}
+
+#[test]
+fn a_sharded_checkpoint_is_downloaded_index_then_shards_and_later_served_offline() {
+    for (stem, ext) in [("model", "safetensors"), ("pytorch_model", "bin")] {
+        let (repo, index) = sharded_repo(stem, ext);
+        let hub = FakeHub::start(vec![("test/sharded", repo)]);
+        let cache = scratch(&format!("sharded-{ext}"));
+        let opts = options(&cache, &hub.endpoint);
+        let dir = resolve_model_with("test/sharded", &opts).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join(format!("{stem}.{ext}.index.json"))).unwrap(), index);
+        for (i, n) in ["00001", "00002"].iter().enumerate() {
+            let shard = dir.join(format!("{stem}-{n}-of-00002.{ext}"));
+            assert_eq!(std::fs::read_to_string(&shard).unwrap(), format!("shard {i}"), "{}", shard.display());
+        }
+        let asked = hub.requests();
+        let pos = |needle: &str| asked.iter().position(|p| p.contains(needle)).unwrap_or(usize::MAX);
+        assert!(pos(".index.json") < pos("-00001-of-00002.") && pos("-00002-of-00002.") < usize::MAX, "{asked:?}");
+        // The second shard is fetched like the first (hf-hub asks twice per file), though the
+        // index names it twice.
+        let count = |n: &str| asked.iter().filter(|p| p.ends_with(&format!("-{n}-of-00002.{ext}"))).count();
+        assert_eq!(count("00002"), count("00001"), "{asked:?}");
+
+        let before = hub.requests().len();
+        assert_eq!(resolve_model_with("test/sharded", &opts).unwrap(), dir);
+        let offline = ResolveOptions { offline: true, ..opts.clone() };
+        assert_eq!(resolve_model_with("test/sharded", &offline).unwrap(), dir);
+        assert_eq!(hub.requests().len(), before, "a cached sharded model made requests");
+        std::fs::remove_dir_all(&cache).ok();
+    }
+}
+
+#[test]
+fn an_index_without_all_its_shards_is_not_a_model() {
+    let d = scratch("shards-missing");
+    std::fs::write(d.join("config.json"), "x").unwrap();
+    std::fs::write(d.join("tokenizer.json"), "x").unwrap();
+    let (repo, _) = sharded_repo("model", "safetensors");
+    std::fs::write(d.join("model.safetensors.index.json"), &repo.files["model.safetensors.index.json"]).unwrap();
+    std::fs::write(d.join("model-00001-of-00002.safetensors"), "x").unwrap();
+    assert_eq!(missing_files(&d).len(), 1, "{:?}", missing_files(&d));
+    let err = resolve_model_with(d.to_str().unwrap(), &options(&d, "http://127.0.0.1:1")).unwrap_err().to_string();
+    assert!(err.contains("not a Bark model directory") && err.contains("sharded"), "{err}");
+    std::fs::write(d.join("model-00002-of-00002.safetensors"), "x").unwrap();
+    assert!(missing_files(&d).is_empty(), "{:?}", missing_files(&d));
+
+    // Offline, a cached snapshot that lacks a shard is not used.
+    let cache = scratch("shards-missing-cache");
+    let snap = cache.join("models--test--sharded/snapshots").join(COMMIT);
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(cache.join("models--test--sharded/refs")).unwrap();
+    std::fs::write(cache.join("models--test--sharded/refs/main"), COMMIT).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors"] {
+        std::fs::copy(d.join(f), snap.join(f)).unwrap();
+    }
+    let offline = ResolveOptions { offline: true, ..options(&cache, "http://127.0.0.1:1") };
+    let err = resolve_model_with("test/sharded", &offline).unwrap_err().to_string();
+    assert!(err.contains("HF_HUB_OFFLINE"), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::remove_dir_all(&cache).ok();
+}
+
+#[test]
+fn a_repo_with_a_slow_tokenizer_downloads_vocab_and_its_settings() {
+    const TOKENIZER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tokenizer");
+    let mut repo = FakeRepo::from_dir(COMMIT, Path::new(TINY), &["config.json", "model.safetensors"]);
+    let slow = FakeRepo::from_dir(COMMIT, Path::new(TOKENIZER), &["vocab.txt", "tokenizer_config.json"]);
+    repo.files.extend(slow.files);
+    let hub = FakeHub::start(vec![("test/slow", repo)]);
+    let cache = scratch("slow-tokenizer");
+    let dir = resolve_model_with("test/slow", &options(&cache, &hub.endpoint)).unwrap();
+    for f in ["vocab.txt", "tokenizer_config.json"] {
+        assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(Path::new(TOKENIZER).join(f)).unwrap(), "{f}");
+    }
+    // special_tokens_map.json is optional: asked for, absent, no error.
+    assert!(hub.requests().iter().any(|p| p.ends_with("special_tokens_map.json")), "{:?}", hub.requests());
+    assert!(!dir.join("tokenizer.json").exists() && !dir.join("special_tokens_map.json").exists());
+    assert!(missing_files(&dir).is_empty());
     std::fs::remove_dir_all(&cache).ok();
 }
