@@ -123,7 +123,7 @@ struct ClonerArgs {
 
 #[derive(Args)]
 struct CloneArgs {
-    /// The recording: WAV, FLAC, MP3 or Ogg/Vorbis, any rate, 1 to 60 s of speech.
+    /// The recording: WAV, FLAC, MP3, Ogg/Vorbis or M4A/AAC, any rate, 1 to 60 s of speech.
     #[arg(long)]
     audio: PathBuf,
     /// The voice prompt to write (.npz, as Bark's presets).

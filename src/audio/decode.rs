@@ -1,21 +1,31 @@
-//! Recordings in: WAV, FLAC, MP3 and Ogg/Vorbis decoded by `symphonia` (pure Rust) to one f32
-//! vector per channel, integers scaled so that full scale is 1.0 (as `torchaudio.load` does).
+//! Recordings in: WAV, FLAC, MP3, Ogg/Vorbis and M4A/AAC decoded by `symphonia` (pure Rust) to
+//! one f32 vector per channel, integers scaled so that full scale is 1.0 (as `torchaudio.load`
+//! does). Codecs with no decoder here (Opus, ALAC, ...) get a sentence saying how to convert.
 
 use std::io::Cursor;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::codecs::{self, CodecType, DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as Decode;
 use symphonia::core::formats::FormatOptions;
 use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
+use super::mp4;
 use crate::{Error, Result};
 
 /// What the decoder reads, for error messages.
-pub const FORMATS: &str = "WAV, FLAC, MP3 and Ogg/Vorbis";
+pub const FORMATS: &str = "WAV, FLAC, MP3, Ogg/Vorbis and M4A/AAC (AAC-LC)";
+
+/// How to make a file this decoder reads, for the formats and codecs it does not; `ext` is the
+/// file's own (when known) so that the command can be pasted.
+fn convert(ext: Option<&str>) -> String {
+    let ext = ext.filter(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_alphanumeric())).unwrap_or("opus");
+    format!("convert it to WAV first, for example with `ffmpeg -i recording.{ext} recording.wav`")
+}
 
 /// A decoded recording: `channels[c][i]` is sample i of channel c.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,7 +64,21 @@ pub fn read_audio(path: impl AsRef<Path>) -> Result<Audio> {
 /// Decodes a recording held in memory (`extension`, e.g. "flac", is a hint). The error is a
 /// sentence without the file's name.
 pub fn decode_audio(bytes: Vec<u8>, extension: Option<&str>) -> Result<Audio, String> {
+    // symphonia 0.5's MP4 reader unwraps on some damaged boxes (esds): a damaged file, which
+    // is the user's error to hear about, not a crash.
+    std::panic::catch_unwind(AssertUnwindSafe(|| decode(bytes, extension)))
+        .unwrap_or_else(|_| Err(format!("cannot be decoded (it is damaged); the formats read are {FORMATS}")))
+}
+
+fn decode(bytes: Vec<u8>, extension: Option<&str>) -> Result<Audio, String> {
     let unreadable = |e: Decode| format!("cannot be decoded ({e}); the formats read are {FORMATS}");
+    // Browsers' recorders write WebM (Matroska), which symphonia is not built to read here.
+    if bytes.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]) {
+        let convert = convert(extension.or(Some("webm")));
+        return Err(format!("is a WebM/Matroska file, which is not read ({FORMATS} are); {convert}"));
+    }
+    mp4::check_index(&bytes)?;
+    let edit = mp4::sound_edit(&bytes);
     let source = MediaSourceStream::new(Box::new(Cursor::new(bytes)), MediaSourceStreamOptions::default());
     let mut hint = Hint::new();
     if let Some(ext) = extension {
@@ -77,8 +101,12 @@ pub fn decode_audio(bytes: Vec<u8>, extension: Option<&str>) -> Result<Audio, St
         .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
         .ok_or_else(|| format!("holds no audio track ({FORMATS} are read)"))?;
     let (track_id, declared) = (track.id, track.codec_params.n_frames);
-    let mut decoder =
-        symphonia::default::get_codecs().make(&track.codec_params, &DecoderOptions::default()).map_err(unreadable)?;
+    let registry = symphonia::default::get_codecs();
+    if registry.get_codec(track.codec_params.codec).is_none() {
+        let (codec, convert) = (codec_name(track.codec_params.codec), convert(extension));
+        return Err(format!("holds {codec} audio, which has no decoder here ({FORMATS} are read); {convert}"));
+    }
+    let mut decoder = registry.make(&track.codec_params, &DecoderOptions::default()).map_err(unreadable)?;
     let mut channels: Vec<Vec<f32>> = Vec::new();
     let mut sample_rate = track.codec_params.sample_rate.unwrap_or(0);
     loop {
@@ -112,8 +140,33 @@ pub fn decode_audio(bytes: Vec<u8>, extension: Option<&str>) -> Result<Audio, St
     if let Some(want) = declared.filter(|&want| got < want) {
         return Err(format!("is cut short: its header promises {want} samples per channel, it holds {got}"));
     }
+    // Gapless for MP4: the edit list cuts the AAC encoder's priming and padding.
+    if let Some((skip, keep)) = edit.map(|e| e.in_samples(sample_rate)) {
+        for c in &mut channels {
+            c.drain(..skip.min(c.len()));
+            c.truncate(keep);
+        }
+    }
+    let got = channels.first().map_or(0, Vec::len) as u64;
     if got == 0 || sample_rate == 0 {
         return Err("holds no audio samples".into());
     }
     Ok(Audio { channels, sample_rate })
+}
+
+/// A codec's name for messages, for those symphonia knows of but this build cannot decode.
+fn codec_name(codec: CodecType) -> String {
+    let name = match codec {
+        codecs::CODEC_TYPE_OPUS => "Opus",
+        codecs::CODEC_TYPE_ALAC => "ALAC (Apple Lossless)",
+        codecs::CODEC_TYPE_SPEEX => "Speex",
+        codecs::CODEC_TYPE_EAC3 => "E-AC-3",
+        codecs::CODEC_TYPE_AC4 => "AC-4",
+        codecs::CODEC_TYPE_WMA => "WMA",
+        codecs::CODEC_TYPE_WAVPACK => "WavPack",
+        codecs::CODEC_TYPE_MP1 => "MPEG Layer I",
+        codecs::CODEC_TYPE_MP2 => "MPEG Layer II",
+        _ => return format!("codec {codec}"),
+    };
+    name.into()
 }

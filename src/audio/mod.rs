@@ -1,6 +1,7 @@
-//! Audio on the host: recordings in (WAV, FLAC, MP3, Ogg/Vorbis), WAV out, and resampling.
+//! Audio on the host: recordings in (WAV, FLAC, MP3, Ogg/Vorbis, M4A/AAC), WAV out, and resampling.
 
 mod decode;
+mod mp4;
 mod resample;
 mod wav;
 

@@ -86,7 +86,7 @@ impl Bark {
     pub fn load_on(ctx: &Context, dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Bark> {
         let dir = dir.as_ref();
         let config = BarkConfig::load(dir.join("config.json"))?;
-        let tokenizer = TextTokenizer::load(opts.tokenizer.clone().unwrap_or_else(|| dir.join("tokenizer.json")))?;
+        let tokenizer = TextTokenizer::load(opts.tokenizer.as_deref().unwrap_or(dir))?;
         let weights = match &opts.weights {
             Some(p) => Weights::open(p)?,
             None => Weights::open_dir(dir)?,

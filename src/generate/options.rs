@@ -130,7 +130,8 @@ pub struct LoadOptions {
     /// Keep the GPTs' large matrices and the semantic and coarse KV caches in f16 (halves memory
     /// and bandwidth; not bit-exact).
     pub f16: bool,
-    /// `tokenizer.json`; `None`: `<dir>/tokenizer.json`.
+    /// `tokenizer.json`, a slow tokenizer's `vocab.txt`, or a directory with either; `None`: the
+    /// model directory (its `tokenizer.json`, else its `vocab.txt` and `tokenizer_config.json`).
     pub tokenizer: Option<PathBuf>,
     /// The checkpoint file, or a sharded checkpoint's `*.index.json`; `None`: the first of
     /// `<dir>/model.safetensors`, `model.safetensors.index.json`, `pytorch_model.bin` and

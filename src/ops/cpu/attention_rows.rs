@@ -16,7 +16,7 @@ pub(crate) const WG: u32 = 8;
 /// out per row and column, and a compiler's time and memory can grow much faster than its size:
 /// up to 8 rows and rows x head_dim 512 where a workgroup is one subgroup (the lanes then also
 /// share their loads; lavapipe), else up to 4 rows and 256, which every driver tried compiles
-/// (BENCHMARKS.md, "Driver matrix").
+/// (BENCHMARKS.md, "Compile time on SwiftShader").
 pub fn rows_per_thread(policy: &KernelPolicy, head_dim: u32) -> u32 {
     rows_within(policy.subgroups_are(WG), head_dim)
 }
