@@ -1,6 +1,9 @@
 //! Downloads into the Hugging Face cache with hf-hub's blocking client. hf-hub writes each file to
 //! `blobs/<etag>.part`, renames it to `blobs/<etag>` once complete, and only then links
-//! `snapshots/<commit>/<file>` to it, so a snapshot never shows a half-downloaded file.
+//! `snapshots/<commit>/<file>` to it, so a snapshot never shows a half-downloaded file. A hub repo
+//! is untrusted: each file's size is asked for first and refused over what any real Bark file
+//! could be ([`size_limit`]), and a file whose bytes differ in length from that size is removed
+//! again (hf-hub checks neither).
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +27,82 @@ enum Failure {
 
 /// Retries of an interrupted file: hf-hub resumes from the `.part` file with a range request.
 const RETRIES: usize = 3;
+
+const MIB: u64 = 1 << 20;
+
+/// The most bytes `file` may have: far above any real one, so that a repo listing an absurd size
+/// is refused before the download starts rather than filling the disk. Real sizes: Bark's
+/// config.json about 9 KB, tokenizer.json 2.9 MB and vocab.txt 1 MB (bert-base-multilingual-cased),
+/// speaker_embeddings_path.json under 100 KB, a preset .npy under 60 KB, bark large's
+/// pytorch_model.bin 4.5 GB (f32), HuBERT base 380 MB.
+fn size_limit(file: &str) -> u64 {
+    let name = file.rsplit('/').next().unwrap_or(file);
+    match name {
+        "config.json" | "tokenizer_config.json" | "special_tokens_map.json" | "generation_config.json" => MIB,
+        "tokenizer.json" | "vocab.txt" => 64 * MIB,
+        // Checkpoint indexes, the preset index, voice presets.
+        _ if name.ends_with(".json") || name.ends_with(".npy") => 16 * MIB,
+        // Checkpoints and shards: 3.5 times bark large in f32.
+        _ => 16 << 30,
+    }
+}
+
+/// `bytes` as the limits are written: whole MiB or GiB.
+fn in_units(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{} GiB", bytes >> 30)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}
+
+/// The size the hub gives for `url`: the total of the `Content-Range` answering a one-byte range
+/// request (what hf-hub's own metadata request reads), else the `Content-Length` of a whole answer.
+/// Redirects (to a CDN for large files) are followed, as hf-hub follows them.
+fn listed_size(url: &str, token: Option<&str>) -> Result<Option<u64>, ApiError> {
+    let agent = ureq::builder().try_proxy_from_env(true).build();
+    let mut request = agent.get(url).set("Range", "bytes=0-0");
+    if let Some(token) = token {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    let response = request.call().map_err(Box::new)?;
+    let total = response.header("content-range").and_then(|r| r.rsplit('/').next()).and_then(|t| t.parse().ok());
+    let whole = (response.status() == 200).then(|| response.header("content-length")).flatten();
+    Ok(total.or_else(|| whole.and_then(|l| l.parse().ok())))
+}
+
+/// Downloads `file` of `repo` at `revision` with `api` into the cache and returns its snapshot
+/// path, refusing a file listed over [`size_limit`] before its download and removing one whose
+/// bytes differ in length from the listed size (snapshot link and blob both).
+fn download(api: &Api, opts: &ResolveOptions, repo: &str, revision: &str, file: &str) -> Result<PathBuf, Failure> {
+    let url = format!("{}/{repo}/resolve/{}/{file}", opts.endpoint, revision.replace('/', "%2F"));
+    let listed = listed_size(&url, opts.token.as_deref()).map_err(|e| describe(e, &opts.endpoint, file))?;
+    let limit = size_limit(file);
+    if let Some(size) = listed.filter(|&s| s > limit) {
+        return Err(Failure::Other(format!(
+            "the hub lists {file} at {size} bytes, over the {} limit for it (no real Bark {file} comes near), \
+             so it was not downloaded",
+            in_units(limit)
+        )));
+    }
+    let repo_at = Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string());
+    let path = api.repo(repo_at).download(file).map_err(|e| describe(e, &opts.endpoint, file))?;
+    let got = std::fs::metadata(&path).map(|m| m.len()).ok();
+    match listed {
+        Some(size) if got != Some(size) => {
+            let blob = std::fs::canonicalize(&path).ok();
+            std::fs::remove_file(&path).ok();
+            if let Some(blob) = blob.filter(|b| *b != path) {
+                std::fs::remove_file(blob).ok();
+            }
+            let got = got.map_or_else(|| "an unreadable file".into(), |g| format!("{g} bytes"));
+            Err(Failure::Other(format!(
+                "the hub said {file} has {size} bytes but sent {got}, so it was removed from the cache again"
+            )))
+        }
+        _ => Ok(path),
+    }
+}
 
 fn api_for(cache: &Path, opts: &ResolveOptions) -> Result<Api, String> {
     ApiBuilder::from_cache(Cache::new(cache.to_path_buf()))
@@ -60,7 +139,7 @@ struct Pinned<'a> {
     api: Api,
     repo: &'a str,
     snapshot: PathBuf,
-    endpoint: &'a str,
+    opts: &'a ResolveOptions,
 }
 
 impl Pinned<'_> {
@@ -74,8 +153,7 @@ impl Pinned<'_> {
         // Python's huggingface_hub writes none for it, so one that was not there is removed again.
         let ref_file = self.snapshot.parent().and_then(Path::parent).map(|base| base.join("refs").join(&commit));
         let had_ref = ref_file.as_ref().is_some_and(|r| r.exists());
-        let repo = Repo::with_revision(self.repo.to_string(), RepoType::Model, commit.clone());
-        let result = self.api.repo(repo).download(file);
+        let result = download(&self.api, self.opts, self.repo, &commit, file);
         if let Some(r) = ref_file.filter(|_| !had_ref) {
             std::fs::remove_file(r).ok();
         }
@@ -84,7 +162,7 @@ impl Pinned<'_> {
             Ok(path) => {
                 Err(Failure::Other(format!("the hub put {file} at {} instead of the snapshot", path.display())))
             }
-            Err(e) => Err(describe(e, self.endpoint, file)),
+            Err(failure) => Err(failure),
         }
     }
 }
@@ -106,19 +184,17 @@ impl Job<'_> {
     /// Downloads config.json at `revision`: the answer names the commit (and so the snapshot)
     /// every other file is pinned to.
     fn open(&self, revision: &str) -> Result<Pinned<'_>> {
-        let (repo, endpoint) = (self.repo, self.opts.endpoint.as_str());
-        let api = api_for(self.cache, self.opts).map_err(|reason| self.fail(&reason, None))?;
-        let asked = Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string());
-        let config =
-            api.repo(asked).download("config.json").map_err(|e| match describe(e, endpoint, "config.json") {
-                Failure::NotFound => {
-                    self.fail(&format!("the hub has no config.json in {repo} at revision {revision}"), None)
-                }
-                Failure::Other(reason) => self.fail(&reason, None),
-            })?;
+        let (repo, opts) = (self.repo, self.opts);
+        let api = api_for(self.cache, opts).map_err(|reason| self.fail(&reason, None))?;
+        let config = download(&api, opts, repo, revision, "config.json").map_err(|f| match f {
+            Failure::NotFound => {
+                self.fail(&format!("the hub has no config.json in {repo} at revision {revision}"), None)
+            }
+            Failure::Other(reason) => self.fail(&reason, None),
+        })?;
         let snapshot =
             config.parent().map(Path::to_path_buf).ok_or_else(|| self.fail("unexpected cache layout", None))?;
-        Ok(Pinned { api, repo, snapshot, endpoint })
+        Ok(Pinned { api, repo, snapshot, opts })
     }
 
     /// Fetches the preset index if the repo has one (a repo without presets is still a model).
@@ -204,8 +280,7 @@ pub(super) fn fetch_index(repo: &str, revision: &str, cache: &Path, opts: &Resol
 /// The error is the reason in words.
 pub(super) fn fetch_files(repo: &str, snapshot: &Path, files: &[String], opts: &ResolveOptions) -> Result<(), String> {
     let cache = snapshot.ancestors().nth(3).ok_or("the model directory is not in a hub cache")?;
-    let pinned =
-        Pinned { api: api_for(cache, opts)?, repo, snapshot: snapshot.to_path_buf(), endpoint: &opts.endpoint };
+    let pinned = Pinned { api: api_for(cache, opts)?, repo, snapshot: snapshot.to_path_buf(), opts };
     for file in files {
         pinned.fetch(file).map_err(|f| match f {
             Failure::NotFound => format!("the repo has no {file}"),
@@ -228,22 +303,21 @@ pub(super) fn fetch_needed(
         eprintln!("downloading {repo} into {}", repo_dir(cache, repo).display());
     }
     let api = api_for(cache, opts)?;
-    let asked = || Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string());
     let mut pinned: Option<Pinned> = None;
     for alternatives in need {
         let mut found = false;
         for file in alternatives.iter() {
             let result = match &pinned {
                 Some(p) => p.fetch(file),
-                None => match api.repo(asked()).download(file) {
+                None => match download(&api, opts, repo, revision, file) {
                     Ok(path) => {
                         // `file` may lie in folders: the snapshot is that many levels up.
                         let depth = Path::new(file).components().count();
                         let snapshot = path.ancestors().nth(depth).ok_or("unexpected cache layout")?.to_path_buf();
-                        pinned = Some(Pinned { api: api.clone(), repo, snapshot, endpoint: &opts.endpoint });
+                        pinned = Some(Pinned { api: api.clone(), repo, snapshot, opts });
                         Ok(())
                     }
-                    Err(e) => Err(describe(e, &opts.endpoint, file)),
+                    Err(failure) => Err(failure),
                 },
             };
             match result {

@@ -18,6 +18,37 @@ use crate::{Error, Result};
 /// Bound on every size, so that products of sizes (tensor shapes) cannot overflow.
 const MAX_SIZE: usize = 1 << 24;
 
+// What a GPT of Bark may claim, checked before anything is allocated. Each is far above bark
+// large (hidden 1024, 24 layers, 16 heads, block 1024, vocabularies 129600, 10048, 12096 and
+// 1056), yet low enough that a buffer sized from them cannot overflow or ask for terabytes.
+const MAX_HIDDEN: usize = 16_384;
+const MAX_LAYERS: usize = 256;
+const MAX_HEADS: usize = 256;
+const MAX_BLOCK: usize = 16_384;
+const MAX_VOCAB: usize = 1 << 20;
+/// Weights in one embedding or head table (bark large's largest: 129600 x 1024, about 2^27).
+const MAX_TABLE: u64 = 1 << 30;
+/// Codebooks the fine model may have: EnCodec 24 kHz has 32 quantizers (Bark uses 8).
+const MAX_CODEBOOKS: usize = 32;
+// The codec: EnCodec 24 kHz has hidden 128, 32 filters, 2 LSTM layers, 1 residual layer, kernels
+// of 7 and 3, 1024 codes per book, 1 channel at 24000 Hz; 48 kHz has 2 channels.
+const MAX_CODEC_HIDDEN: usize = 4096;
+const MAX_FILTERS: usize = 1024;
+const MAX_CODEC_LAYERS: usize = 16;
+const MAX_KERNEL: usize = 64;
+const MAX_CODEBOOK_SIZE: usize = 1 << 16;
+const MAX_SAMPLING_RATE: usize = 384_000;
+const MAX_CHANNELS: usize = 8;
+const MAX_QUANTIZERS: usize = 1024;
+
+/// `v` within 1..=`max`, else an error naming `field` and the limit.
+fn in_range(field: &str, v: usize, max: usize) -> std::result::Result<(), String> {
+    if v == 0 || v > max {
+        return Err(format!("{field} is {v} (want 1..={max})"));
+    }
+    Ok(())
+}
+
 /// A causal (semantic, coarse) or non-causal (fine) GPT of Bark.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SubModelConfig {
@@ -51,20 +82,25 @@ impl SubModelConfig {
         self.hidden_size / self.num_heads.max(1)
     }
     fn validate(&self) -> std::result::Result<(), String> {
-        for (field, v) in [
-            ("block_size", self.block_size),
-            ("input_vocab_size", self.input_vocab_size),
-            ("output_vocab_size", self.output_vocab_size),
-            ("num_layers", self.num_layers),
-            ("num_heads", self.num_heads),
-            ("hidden_size", self.hidden_size),
+        for (field, v, max) in [
+            ("block_size", self.block_size, MAX_BLOCK),
+            ("input_vocab_size", self.input_vocab_size, MAX_VOCAB),
+            ("output_vocab_size", self.output_vocab_size, MAX_VOCAB),
+            ("num_layers", self.num_layers, MAX_LAYERS),
+            ("num_heads", self.num_heads, MAX_HEADS),
+            ("hidden_size", self.hidden_size, MAX_HIDDEN),
         ] {
-            if v == 0 || v > MAX_SIZE {
-                return Err(format!("{field} is {v} (want 1..={MAX_SIZE})"));
-            }
+            in_range(field, v, max)?;
         }
         if !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(format!("hidden_size {} is not divisible by num_heads {}", self.hidden_size, self.num_heads));
+        }
+        let vocab = self.input_vocab_size.max(self.output_vocab_size);
+        if vocab as u64 * self.hidden_size as u64 > MAX_TABLE {
+            return Err(format!(
+                "a vocabulary of {vocab} by hidden_size {} is over {MAX_TABLE} weights in one table",
+                self.hidden_size
+            ));
         }
         Ok(())
     }
@@ -88,6 +124,7 @@ impl FineConfig {
     }
     fn validate(&self) -> std::result::Result<(), String> {
         self.model.validate()?;
+        in_range("n_codes_total", self.n_codes_total, MAX_CODEBOOKS)?;
         if self.n_codes_given == 0 || self.n_codes_given >= self.n_codes_total {
             return Err(format!(
                 "n_codes_given {} must be at least 1 and below n_codes_total {}",
@@ -193,29 +230,35 @@ impl CodecConfig {
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
-        for (field, v) in [
-            ("sampling_rate", self.sampling_rate),
-            ("audio_channels", self.audio_channels),
-            ("hidden_size", self.hidden_size),
-            ("num_filters", self.num_filters),
-            ("kernel_size", self.kernel_size),
-            ("last_kernel_size", self.last_kernel_size),
-            ("residual_kernel_size", self.residual_kernel_size),
-            ("dilation_growth_rate", self.dilation_growth_rate),
-            ("compress", self.compress),
-            ("codebook_size", self.codebook_size),
-            ("codebook_dim", self.codebook_dim()),
+        for (field, v, max) in [
+            ("sampling_rate", self.sampling_rate, MAX_SAMPLING_RATE),
+            ("audio_channels", self.audio_channels, MAX_CHANNELS),
+            ("hidden_size", self.hidden_size, MAX_CODEC_HIDDEN),
+            ("num_filters", self.num_filters, MAX_FILTERS),
+            ("kernel_size", self.kernel_size, MAX_KERNEL),
+            ("last_kernel_size", self.last_kernel_size, MAX_KERNEL),
+            ("residual_kernel_size", self.residual_kernel_size, MAX_KERNEL),
+            ("dilation_growth_rate", self.dilation_growth_rate, MAX_KERNEL),
+            ("compress", self.compress, MAX_KERNEL),
+            ("codebook_size", self.codebook_size, MAX_CODEBOOK_SIZE),
+            ("codebook_dim", self.codebook_dim(), MAX_CODEC_HIDDEN),
         ] {
-            if v == 0 || v > MAX_SIZE {
-                return Err(format!("{field} is {v} (want 1..={MAX_SIZE})"));
+            in_range(field, v, max)?;
+        }
+        for (field, v) in [("num_residual_layers", self.num_residual_layers), ("num_lstm_layers", self.num_lstm_layers)]
+        {
+            if v > MAX_CODEC_LAYERS {
+                return Err(format!("{field} is {v} (want at most {MAX_CODEC_LAYERS})"));
             }
         }
-        if self.num_residual_layers > MAX_SIZE || self.num_lstm_layers > MAX_SIZE {
-            return Err("num_residual_layers or num_lstm_layers is absurdly large".into());
-        }
+
         let ratios = &self.upsampling_ratios;
         if ratios.is_empty() || ratios.len() > 8 || ratios.iter().any(|&r| r == 0 || r > 1024) {
             return Err(format!("upsampling_ratios {ratios:?} must be 1 to 8 values in 1..=1024"));
+        }
+        // The hop (their product) is samples per code frame: 320 at 24 kHz.
+        if ratios.iter().try_fold(1usize, |p, &r| p.checked_mul(r)).is_none_or(|hop| hop > MAX_SAMPLING_RATE) {
+            return Err(format!("upsampling_ratios {ratios:?} multiply to over {MAX_SAMPLING_RATE} samples per frame"));
         }
         if self.num_filters << ratios.len() > MAX_SIZE {
             return Err(format!("num_filters {} gives too many decoder channels", self.num_filters));
@@ -232,6 +275,16 @@ impl CodecConfig {
         }
         if self.target_bandwidths.is_empty() {
             return Err("target_bandwidths is empty".into());
+        }
+        if self.target_bandwidths.iter().any(|b| !b.is_finite() || *b <= 0.0) {
+            return Err(format!("target_bandwidths {:?} must be positive kbps", self.target_bandwidths));
+        }
+        if self.num_quantizers() > MAX_QUANTIZERS {
+            return Err(format!(
+                "target_bandwidths {:?} give {} quantizers (want at most {MAX_QUANTIZERS})",
+                self.target_bandwidths,
+                self.num_quantizers()
+            ));
         }
         Ok(())
     }

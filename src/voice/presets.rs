@@ -95,7 +95,13 @@ fn preset_names(index: &Index) -> Vec<String> {
 
 fn load_preset(model_dir: &Path, index_path: &Path, name: &str, files: &serde_json::Value) -> Result<VoicePrompt> {
     let load = |key: &str| -> Result<_> {
-        let path: PathBuf = model_dir.join(preset_path(index_path, name, files, key)?);
+        let rel = preset_path(index_path, name, files, key)?;
+        let path: PathBuf = model_dir.join(rel);
+        if !stays_inside(model_dir, &path) {
+            let message =
+                format!("preset `{name}`: `{key}` path {rel:?} leads out of the model directory through a symlink");
+            return Err(Error::File { path: index_path.into(), message });
+        }
         Ok((path.clone(), read_npy_file(&path)?))
     };
     let (semantic, coarse, fine) = (load(KEYS[0])?, load(KEYS[1])?, load(KEYS[2])?);
@@ -108,6 +114,16 @@ fn load_preset(model_dir: &Path, index_path: &Path, name: &str, files: &serde_js
             .map_or_else(|| index_path.to_path_buf(), |(p, _)| p.clone());
         Error::File { path, message: format!("preset `{name}`: {message}") }
     })
+}
+
+/// Whether `path`, with its symlinks followed, lies inside `model_dir`, or for a hub snapshot
+/// (`.../snapshots/<commit>`, whose files link to `../../blobs/`) inside its repo's cache folder.
+/// A path that does not resolve (a missing file) passes: reading it says what is wrong.
+fn stays_inside(model_dir: &Path, path: &Path) -> bool {
+    let Ok(target) = path.canonicalize() else { return true };
+    let in_snapshots = model_dir.parent().and_then(Path::file_name).is_some_and(|n| n == "snapshots");
+    let root = if in_snapshots { model_dir.ancestors().nth(2).unwrap_or(model_dir) } else { model_dir };
+    root.canonicalize().is_ok_and(|root| target.starts_with(root))
 }
 
 /// The `count` names nearest to `query` by edit distance, nearest first.

@@ -258,3 +258,46 @@ fn a_sub_config_left_out_or_null_takes_transformers_defaults() {
         assert_eq!(c.semantic_config, BarkConfig::load(fixture("tiny")).unwrap().semantic_config);
     }
 }
+
+#[test]
+fn absurd_sizes_are_refused_naming_the_key_and_the_limit() {
+    // Each far past bark large (hidden 1024, 24 layers, 16 heads, block 1024, vocabularies up to
+    // 129600, 8 codebooks), refused at load, before any buffer is sized from it.
+    let cases: [(&str, &str, serde_json::Value, &str); 14] = [
+        (
+            "semantic_config",
+            "hidden_size",
+            serde_json::json!(1_000_000_000),
+            "hidden_size is 1000000000 (want 1..=16384)",
+        ),
+        ("semantic_config", "num_layers", serde_json::json!(1_000_000), "num_layers is 1000000 (want 1..=256)"),
+        ("coarse_acoustics_config", "num_heads", serde_json::json!(1024), "num_heads is 1024 (want 1..=256)"),
+        ("coarse_acoustics_config", "output_vocab_size", serde_json::json!(1u64 << 40), "(want 1..=1048576)"),
+        ("semantic_config", "block_size", serde_json::json!(0), "block_size is 0 (want 1..=16384)"),
+        ("semantic_config", "block_size", serde_json::json!(1_000_000_000), "block_size is 1000000000"),
+        ("fine_acoustics_config", "hidden_size", serde_json::json!(1001), "not divisible by num_heads"),
+        ("fine_acoustics_config", "n_codes_total", serde_json::json!(1000), "n_codes_total is 1000 (want 1..=32)"),
+        ("fine_acoustics_config", "n_codes_total", serde_json::json!(64), "n_codes_total is 64"),
+        ("semantic_config", "input_vocab_size", serde_json::json!(1 << 20), "over 1073741824 weights"),
+        ("codec_config", "num_lstm_layers", serde_json::json!(1 << 20), "num_lstm_layers is 1048576 (want at most 16)"),
+        ("codec_config", "upsampling_ratios", serde_json::json!(vec![1024; 8]), "multiply to over 384000"),
+        ("codec_config", "target_bandwidths", serde_json::json!([1e300]), "(want at most 1024)"),
+        (
+            "codec_config",
+            "sampling_rate",
+            serde_json::json!(1u64 << 40),
+            "sampling_rate is 1099511627776 (want 1..=384000)",
+        ),
+    ];
+    for (section, field, value, needle) in cases {
+        let mut j = raw_json("tiny");
+        j[section][field] = value.clone();
+        if field == "input_vocab_size" {
+            // Under each limit alone, over the one on a table's weights.
+            j[section]["hidden_size"] = serde_json::json!(2048);
+            j[section]["num_heads"] = serde_json::json!(16);
+        }
+        let e = error_of(&j);
+        assert!(e.contains(section) && e.contains(needle), "{section}.{field} = {value}: {e}");
+    }
+}

@@ -436,3 +436,115 @@ fn a_repo_with_a_slow_tokenizer_downloads_vocab_and_its_settings() {
     assert!(missing_files(&dir).is_empty());
     std::fs::remove_dir_all(&cache).ok();
 }
+
+/// Every file under `dir` (at any depth) whose bytes are `bytes`.
+fn files_holding(dir: &Path, bytes: &[u8]) -> Vec<PathBuf> {
+    files_ending(dir, "").into_iter().filter(|p| std::fs::read(p).is_ok_and(|b| b == bytes)).collect()
+}
+
+#[test]
+fn a_file_longer_or_shorter_than_the_hub_said_is_refused_and_nothing_of_it_stays_cached() {
+    let tokenizer = std::fs::read(Path::new(TINY).join("tokenizer.json")).unwrap();
+    let config = std::fs::read(Path::new(TINY).join("config.json")).unwrap();
+    let cases = [
+        ("tokenizer.json", tokenizer.len() as u64 + 100, &tokenizer),
+        ("tokenizer.json", tokenizer.len() as u64 - 10, &tokenizer),
+        ("config.json", config.len() as u64 * 2, &config),
+    ];
+    for (i, (file, claimed, bytes)) in cases.into_iter().enumerate() {
+        let mut repo = tiny_repo("model.safetensors");
+        repo.claimed_sizes.insert(file.into(), claimed);
+        let hub = FakeHub::start(vec![("test/liar", repo)]);
+        let cache = scratch(&format!("liar-{i}"));
+        let opts = options(&cache, &hub.endpoint);
+        let err = resolve_model_with("test/liar", &opts).unwrap_err().to_string();
+        let sizes = [format!("said {file} has {claimed} bytes"), format!("sent {} bytes", bytes.len())];
+        assert!(sizes.iter().all(|s| err.contains(s)), "{file}, {claimed}: {err}");
+        assert!(!snapshot_of(&cache, "test/liar").join(file).exists(), "{file} stayed in the snapshot");
+        assert!(files_holding(&cache, bytes).is_empty(), "{file} stayed in the cache");
+
+        // The same cache then takes the honest repo whole.
+        let honest = FakeHub::start(vec![("test/liar", tiny_repo("model.safetensors"))]);
+        let dir = resolve_model_with("test/liar", &options(&cache, &honest.endpoint)).unwrap();
+        assert_eq!(&std::fs::read(dir.join(file)).unwrap(), bytes, "{file}");
+        std::fs::remove_dir_all(&cache).ok();
+    }
+}
+
+#[test]
+fn a_file_listed_larger_than_any_real_bark_file_is_refused_before_its_download() {
+    let cases = [
+        ("config.json", 100 << 20, "1 MiB"),
+        ("tokenizer.json", 2 << 30, "64 MiB"),
+        ("model.safetensors", 1 << 40, "16 GiB"),
+        ("speaker_embeddings_path.json", 1 << 30, "16 MiB"),
+    ];
+    for (i, (file, claimed, limit)) in cases.into_iter().enumerate() {
+        let mut repo = tiny_repo("model.safetensors");
+        repo.claimed_sizes.insert(file.into(), claimed);
+        let hub = FakeHub::start(vec![("test/huge", repo)]);
+        let cache = scratch(&format!("huge-{i}"));
+        let err = resolve_model_with("test/huge", &options(&cache, &hub.endpoint)).unwrap_err().to_string();
+        let said = format!("lists {file} at {claimed} bytes, over the {limit} limit");
+        assert!(err.contains(&said) && err.contains("not downloaded"), "{file}: {err}");
+        let fetched: Vec<String> = hub.downloads().into_iter().filter(|p| p.ends_with(&format!("/{file}"))).collect();
+        assert!(fetched.is_empty(), "{file} was downloaded: {fetched:?}");
+        std::fs::remove_dir_all(&cache).ok();
+    }
+}
+
+/// An index whose one preset `bad` names `semantic` for its semantic prompt and real files else.
+fn index_naming(semantic: &str) -> String {
+    format!(
+        r#"{{"repo_or_path":"x","bad":{{"semantic_prompt":{semantic:?},"coarse_prompt":"{}","fine_prompt":"{}"}}}}"#,
+        PRESET_FILES[1], PRESET_FILES[2]
+    )
+}
+
+const ESCAPES: [&str; 4] =
+    ["../../etc/passwd", "/etc/passwd", "speaker_embeddings/../../../x.npy", "speaker_embeddings/v2/../../../x.npy"];
+
+#[test]
+fn preset_paths_out_of_the_model_directory_are_refused_locally_and_from_the_hub() {
+    for (i, escape) in ESCAPES.into_iter().enumerate() {
+        let d = scratch(&format!("escape-local-{i}"));
+        std::fs::write(d.join("speaker_embeddings_path.json"), index_naming(escape)).unwrap();
+        let err = bark_wgpu::voice::resolve_voice(&d, "bad").unwrap_err().to_string();
+        assert!(err.contains("leaves the model directory") && err.contains(escape), "{escape}: {err}");
+        std::fs::remove_dir_all(&d).ok();
+
+        let mut repo = tiny_repo("model.safetensors");
+        repo.files.insert("speaker_embeddings_path.json".into(), index_naming(escape).into_bytes());
+        let hub = FakeHub::start(vec![("test/escape", repo)]);
+        let cache = scratch(&format!("escape-hub-{i}"));
+        let opts = options(&cache, &hub.endpoint);
+        let dir = resolve_model_with("test/escape", &opts).unwrap();
+        let before = hub.requests().len();
+        let err = fetch_voice_preset("test/escape", &dir, "bad", &opts).unwrap_err().to_string();
+        assert!(err.contains("leaves the model directory") && err.contains(escape), "{escape}: {err}");
+        assert_eq!(hub.requests().len(), before, "{escape}: a request was made");
+        std::fs::remove_dir_all(&cache).ok();
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_in_a_model_directory_cannot_lead_a_preset_out_of_it() {
+    let outside = scratch("symlink-outside");
+    for f in PRESET_FILES {
+        let to = outside.join(Path::new(f).strip_prefix("speaker_embeddings").unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(Path::new(PRESETS).join(f), to).unwrap();
+    }
+    let d = scratch("symlink-model");
+    std::fs::copy(Path::new(PRESETS).join("speaker_embeddings_path.json"), d.join("speaker_embeddings_path.json"))
+        .unwrap();
+    std::os::unix::fs::symlink(&outside, d.join("speaker_embeddings")).unwrap();
+    let err = bark_wgpu::voice::resolve_voice(&d, PRESET).unwrap_err().to_string();
+    assert!(err.contains("leads out of the model directory through a symlink"), "{err}");
+    // The same files in the directory itself load.
+    std::fs::remove_file(d.join("speaker_embeddings")).unwrap();
+    std::fs::rename(&outside, d.join("speaker_embeddings")).unwrap();
+    assert!(bark_wgpu::voice::resolve_voice(&d, PRESET).is_ok());
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -72,3 +72,29 @@ fn repos_download_into_the_cache_once_and_then_resolve_offline() {
     assert!(err.contains("absent.pth"), "{err}");
     std::fs::remove_dir_all(&cache).ok();
 }
+
+#[test]
+fn a_quantizer_of_another_size_than_listed_or_of_an_absurd_one_is_refused() {
+    let bytes = std::fs::read(Path::new(CLONE).join("quantizer.pth")).unwrap();
+    let cases = [
+        (
+            bytes.len() as u64 + 1,
+            format!("said {DEFAULT_QUANTIZER_FILE} has {} bytes but sent {}", bytes.len() + 1, bytes.len()),
+        ),
+        (1 << 40, format!("lists {DEFAULT_QUANTIZER_FILE} at {} bytes, over the 16 GiB limit", 1u64 << 40)),
+    ];
+    for (i, (claimed, needle)) in cases.into_iter().enumerate() {
+        let mut repo = FakeRepo::from_dir(COMMIT, Path::new(CLONE), &[]);
+        repo.files.insert(DEFAULT_QUANTIZER_FILE.into(), bytes.clone());
+        repo.claimed_sizes.insert(DEFAULT_QUANTIZER_FILE.into(), claimed);
+        let hub = FakeHub::start(vec![("GitMylo/bark-voice-cloning", repo)]);
+        let cache = scratch(&format!("quantizer-size-{i}"));
+        let err = resolve_quantizer("GitMylo/bark-voice-cloning", &options(&cache, &hub.endpoint, false))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&needle), "{err}");
+        let snapshot = cache.join("models--GitMylo--bark-voice-cloning/snapshots").join(COMMIT);
+        assert!(!snapshot.join(DEFAULT_QUANTIZER_FILE).exists(), "the refused file stayed in the snapshot");
+        std::fs::remove_dir_all(&cache).ok();
+    }
+}

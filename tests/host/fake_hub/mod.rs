@@ -1,7 +1,8 @@
 //! A stand-in for the Hugging Face hub on 127.0.0.1, for tests without internet: it answers the
 //! `/{owner}/{name}/resolve/{revision}/{file}` requests hf-hub makes the way huggingface.co does
 //! (`x-repo-commit`, `etag`, `Range` answered with 206 and `content-range`, 404 with
-//! `x-error-code`), and records every request so a test can tell whether the network was used.
+//! `x-error-code`), and records every request so a test can tell whether the network was used. A
+//! repo may state a size for a file other than its true one, as an untrusted hub might.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -14,19 +15,23 @@ use std::sync::{Arc, Mutex};
 pub struct FakeRepo {
     pub commit: String,
     pub files: BTreeMap<String, Vec<u8>>,
+    /// Sizes the hub states (in `content-range`) instead of the true ones, by path.
+    pub claimed_sizes: BTreeMap<String, u64>,
 }
 
 impl FakeRepo {
     /// A repo of `files` copied from `dir` (paths relative to it).
     pub fn from_dir(commit: &str, dir: &Path, files: &[&str]) -> FakeRepo {
         let files = files.iter().map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap())).collect();
-        FakeRepo { commit: commit.into(), files }
+        FakeRepo { commit: commit.into(), files, claimed_sizes: BTreeMap::new() }
     }
 }
 
 struct State {
     repos: BTreeMap<String, FakeRepo>,
     requests: Mutex<Vec<String>>,
+    /// The paths whose bytes were asked for (any request but a one-byte probe).
+    downloads: Mutex<Vec<String>>,
     /// While set, every file body stops half-way, as a dropped connection does.
     cut_bodies: AtomicBool,
 }
@@ -44,6 +49,7 @@ impl FakeHub {
         let state = Arc::new(State {
             repos: repos.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             requests: Mutex::new(Vec::new()),
+            downloads: Mutex::new(Vec::new()),
             cut_bodies: AtomicBool::new(false),
         });
         let shared = state.clone();
@@ -59,6 +65,11 @@ impl FakeHub {
     /// The paths requested so far, in order.
     pub fn requests(&self) -> Vec<String> {
         self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The paths whose bytes (more than a one-byte size probe) were asked for, in order.
+    pub fn downloads(&self) -> Vec<String> {
+        self.state.downloads.lock().unwrap().clone()
     }
 
     pub fn cut_bodies(&self, on: bool) {
@@ -93,6 +104,9 @@ fn serve(state: &State, stream: TcpStream) {
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
     state.requests.lock().unwrap().push(path.clone());
+    if range.as_deref() != Some("bytes=0-0") {
+        state.downloads.lock().unwrap().push(path.clone());
+    }
     let mut out = stream;
     let reply = answer(state, &path, range.as_deref());
     let (status, headers, body) = match reply {
@@ -136,6 +150,7 @@ fn answer(state: &State, path: &str, range: Option<&str>) -> Result<Reply, (u16,
         return Err((416, "RangeNotSatisfiable"));
     }
     let end: usize = if end.is_empty() { bytes.len() - 1 } else { end.parse::<usize>().unwrap().min(bytes.len() - 1) };
-    headers.push(("content-range".to_string(), format!("bytes {start}-{end}/{}", bytes.len())));
+    let total = repo.claimed_sizes.get(file).map_or(bytes.len() as u64, |&s| s);
+    headers.push(("content-range".to_string(), format!("bytes {start}-{end}/{total}")));
     Ok((206, headers, bytes[start..=end].to_vec()))
 }
