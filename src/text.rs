@@ -36,9 +36,9 @@ impl TextTokenizer {
         if !path.is_file() {
             return Err(Error::File { path: path.into(), message: "no such tokenizer file".into() });
         }
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| Error::File { path: path.into(), message: format!("not a valid tokenizer.json: {e}") })?;
-        Ok(TextTokenizer { inner })
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::File { path: path.into(), message: format!("cannot read: {e}") })?;
+        TextTokenizer::from_bytes(path, &bytes)
     }
 
     /// A model directory's tokenizer: `tokenizer.json` when there is one, else `vocab.txt` with
@@ -100,6 +100,7 @@ impl TextTokenizer {
     /// A `tokenizer.json` already in memory (a browser's fetch); `name` stands for its path in
     /// messages.
     pub fn from_bytes(name: impl AsRef<Path>, bytes: &[u8]) -> Result<TextTokenizer> {
+        check_tokenizer_json(bytes).map_err(|message| Error::File { path: name.as_ref().into(), message })?;
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| Error::File {
             path: name.as_ref().into(),
             message: format!("not a valid tokenizer.json: {e}"),
@@ -251,6 +252,24 @@ fn bert_from_files(
     let added: Vec<AddedToken> = opts.specials.iter().map(|t| AddedToken::from(t.as_str(), true)).collect();
     inner.add_special_tokens(&added);
     Ok(TextTokenizer { inner })
+}
+
+/// tokenizers 0.22 panics (an `expect`) instead of returning an error on two kinds of bad file
+/// (see FUZZING.md): a JSON syntax error inside `decoder` (found by fuzzing), and a `Precompiled`
+/// normalizer with wrong fields (huggingface/tokenizers#1645). Both are refused here, first.
+fn check_tokenizer_json(bytes: &[u8]) -> std::result::Result<(), String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not a valid tokenizer.json: {e}"))?;
+    fn precompiled(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => m.get("type").is_some_and(|t| t == "Precompiled") || m.values().any(precompiled),
+            Value::Array(items) => items.iter().any(precompiled),
+            _ => false,
+        }
+    }
+    if value.get("normalizer").is_some_and(precompiled) {
+        return Err("not a BERT tokenizer.json: its normalizer is `Precompiled` (SentencePiece's)".into());
+    }
+    Ok(())
 }
 
 /// The original Bark's clean-up before tokenizing: runs of whitespace become one space and the

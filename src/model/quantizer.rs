@@ -35,6 +35,7 @@ impl Quantizer {
     }
 
     pub fn from_weights(ctx: &Context, w: &Weights) -> Result<Quantizer> {
+        Quantizer::check_weights(w)?;
         let bad = |m: String| Error::File { path: w.path().to_path_buf(), message: m };
         let shape = |name: &str| -> Result<Vec<usize>> { Ok(w.info(name)?.shape) };
         let up = |name: &str| -> Result<Tensor> { w.upload(ctx, name, &shape(name)?, DType::F32) };
@@ -70,6 +71,47 @@ impl Quantizer {
         let fc = pair("fc", Some(fc_in))?;
         let classes = fc.0.shape()[0];
         Ok(Quantizer { lstm, intermediate, fc, input, classes })
+    }
+
+    /// Checks on the host, before any upload, that a checkpoint's tensors are a quantizer's: the
+    /// LSTM layers' shapes chain, `intermediate` (if any) and `fc` take the previous layer's
+    /// output, and every tensor is floating point. Returns (input features, classes).
+    pub fn check_weights(w: &Weights) -> Result<(usize, usize)> {
+        let bad = |m: String| Error::File { path: w.path().to_path_buf(), message: m };
+        let shape = |name: &str| -> Result<Vec<usize>> { Ok(w.info(name)?.shape) };
+        let [four_h, input] = shape("lstm.weight_ih_l0")
+            .map_err(|_| bad("no `lstm.weight_ih_l0`: not a semantic quantizer checkpoint".into()))?[..]
+        else {
+            return Err(bad("lstm.weight_ih_l0 is not a matrix".into()));
+        };
+        if four_h == 0 || four_h % 4 != 0 {
+            return Err(bad(format!("lstm.weight_ih_l0 has {four_h} rows, not 4 x a hidden size")));
+        }
+        let hidden = four_h / 4;
+        let mut layer_input = input;
+        let mut layers = 0;
+        while w.contains(&format!("lstm.weight_ih_l{layers}")) {
+            let l = layers;
+            w.expect(&format!("lstm.weight_ih_l{l}"), &[four_h, layer_input])?;
+            w.expect(&format!("lstm.weight_hh_l{l}"), &[four_h, hidden])?;
+            w.expect(&format!("lstm.bias_ih_l{l}"), &[four_h])?;
+            w.expect(&format!("lstm.bias_hh_l{l}"), &[four_h])?;
+            layer_input = hidden;
+            layers += 1;
+        }
+        let linear = |name: &str, k: usize| -> Result<usize> {
+            let ws = shape(&format!("{name}.weight"))?;
+            let [n, cols] = ws[..] else { return Err(bad(format!("{name}.weight {ws:?} is not a matrix"))) };
+            if cols != k {
+                return Err(bad(format!("{name}.weight {ws:?} does not take the previous layer's {k} values")));
+            }
+            w.expect(&format!("{name}.weight"), &ws)?;
+            w.expect(&format!("{name}.bias"), &[n])?;
+            Ok(n)
+        };
+        let fc_in = if w.contains("intermediate.weight") { linear("intermediate", hidden)? } else { hidden };
+        let classes = linear("fc", fc_in)?;
+        Ok((input, classes))
     }
 
     /// Feature width it reads (768 for hubert-base).

@@ -38,7 +38,7 @@ use crate::audio::{pcm16, pcm16_le_bytes, SAMPLE_RATE};
 use crate::generate::{Engine, EngineMetrics, GenerateOptions, Request, StageMetrics, Stream, Wait};
 use crate::{Error, Result};
 pub use listen::serve_http;
-pub use voices::{openai_voice_map, read_voice_map, VoiceTable, OPENAI_VOICES};
+pub use voices::{openai_voice_map, parse_voice_map, read_voice_map, VoiceTable, OPENAI_VOICES};
 
 /// How the server answers.
 #[derive(Clone, Debug)]
@@ -248,6 +248,54 @@ async fn speech(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bod
     response
 }
 
+/// A speech request's body, parsed and every field checked.
+struct Checked {
+    req: SpeechBody,
+    opts: GenerateOptions,
+    format: Format,
+    sse: bool,
+}
+
+/// Parses and checks a speech request's body; the error is the message of its 400.
+fn read_speech(body: &[u8], max_input_chars: usize) -> std::result::Result<Checked, String> {
+    let req: SpeechBody =
+        serde_json::from_slice(body).map_err(|e| format!("the request body is not a valid speech request: {e}"))?;
+    let requested = req.response_format.as_deref().unwrap_or("wav");
+    let Some(format) = Format::parse(requested) else {
+        return Err(format!("response_format {requested:?} is not supported; use \"wav\", \"pcm\" or \"flac\""));
+    };
+    if req.speed.is_some_and(|s| (s - 1.0).abs() > 1e-6) {
+        return Err("speed is not supported (Bark speaks at its own pace); send 1 or omit it".into());
+    }
+    let sse = match req.stream_format.as_deref() {
+        None | Some("audio") => false,
+        Some("sse") if format != Format::Flac => true,
+        Some("sse") => return Err("stream_format \"sse\" takes \"pcm\" or \"wav\" audio".into()),
+        Some(_) => return Err("stream_format must be \"audio\" or \"sse\"".into()),
+    };
+    if req.instructions.is_some() {
+        return Err("instructions are not supported; Bark takes cues in the text itself".into());
+    }
+    if req.input.trim().is_empty() {
+        return Err("input is empty".into());
+    }
+    let chars = req.input.chars().count();
+    if chars > max_input_chars {
+        return Err(format!("input is {chars} characters; this server takes at most {max_input_chars}"));
+    }
+    // Every setting is checked here, so a bad one is a 400 naming its field and never reaches
+    // the decode steps other requests share.
+    let opts = req.options();
+    opts.check().map_err(|e| e.to_string())?;
+    Ok(Checked { req, opts, format, sse })
+}
+
+/// Checks a speech request's JSON body as the server does before any work (with at most
+/// `max_input_chars` characters of input); the error is the message its 400 would carry.
+pub fn check_speech_body(body: &[u8], max_input_chars: usize) -> std::result::Result<(), String> {
+    read_speech(body, max_input_chars).map(drop)
+}
+
 async fn speak(server: &Arc<Server>, headers: &HeaderMap, body: &[u8]) -> Response {
     let deadline = server.config.request_timeout.map(|t| Instant::now() + t);
     if let Some(key) = &server.config.api_key {
@@ -256,50 +304,10 @@ async fn speak(server: &Arc<Server>, headers: &HeaderMap, body: &[u8]) -> Respon
             return error(StatusCode::UNAUTHORIZED, "missing or wrong API key (Authorization: Bearer KEY)");
         }
     }
-    let req: SpeechBody = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(StatusCode::BAD_REQUEST, format!("the request body is not a valid speech request: {e}"))
-        }
+    let Checked { req, opts, format, sse } = match read_speech(body, server.config.max_input_chars) {
+        Ok(checked) => checked,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    let requested = req.response_format.as_deref().unwrap_or("wav");
-    let Some(format) = Format::parse(requested) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("response_format {requested:?} is not supported; use \"wav\", \"pcm\" or \"flac\""),
-        );
-    };
-    if req.speed.is_some_and(|s| (s - 1.0).abs() > 1e-6) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "speed is not supported (Bark speaks at its own pace); send 1 or omit it",
-        );
-    }
-    let sse = match req.stream_format.as_deref() {
-        None | Some("audio") => false,
-        Some("sse") if format != Format::Flac => true,
-        Some("sse") => return error(StatusCode::BAD_REQUEST, "stream_format \"sse\" takes \"pcm\" or \"wav\" audio"),
-        Some(_) => return error(StatusCode::BAD_REQUEST, "stream_format must be \"audio\" or \"sse\""),
-    };
-    if req.instructions.is_some() {
-        return error(StatusCode::BAD_REQUEST, "instructions are not supported; Bark takes cues in the text itself");
-    }
-    if req.input.trim().is_empty() {
-        return error(StatusCode::BAD_REQUEST, "input is empty");
-    }
-    let chars = req.input.chars().count();
-    if chars > server.config.max_input_chars {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("input is {chars} characters; this server takes at most {}", server.config.max_input_chars),
-        );
-    }
-    // Every setting is checked here, so a bad one is a 400 naming its field and never reaches
-    // the decode steps other requests share.
-    let opts = req.options();
-    if let Err(e) = opts.check() {
-        return error(StatusCode::BAD_REQUEST, e.to_string());
-    }
     if server.in_flight.fetch_add(1, Ordering::Relaxed) >= server.config.max_queue {
         server.in_flight.fetch_sub(1, Ordering::Relaxed);
         let mut r = error(StatusCode::TOO_MANY_REQUESTS, "the server is busy; try again shortly");

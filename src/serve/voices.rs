@@ -33,20 +33,23 @@ pub fn openai_voice_map() -> Vec<(String, String)> {
 /// `{"alloy": "v2/en_speaker_3", "narrator": "my_clone"}`. Its names are added to the default
 /// map, replacing those it repeats; a name mapped to `null` is taken out.
 pub fn read_voice_map(path: &Path) -> Result<Vec<(String, String)>> {
-    let file = |message: String| Error::File { path: path.into(), message };
-    let text = std::fs::read_to_string(path).map_err(|e| file(format!("cannot read the voice map: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::File { path: path.into(), message: format!("cannot read the voice map: {e}") })?;
+    parse_voice_map(&text).map_err(|message| Error::File { path: path.into(), message })
+}
+
+/// [`read_voice_map`] of a map's JSON text; the error is a sentence without the file's name.
+pub fn parse_voice_map(text: &str) -> std::result::Result<Vec<(String, String)>, String> {
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| file(format!("the voice map is not valid JSON: {e}")))?;
-    let entries = value.as_object().ok_or_else(|| file("the voice map must be a JSON object of names".into()))?;
+        serde_json::from_str(text).map_err(|e| format!("the voice map is not valid JSON: {e}"))?;
+    let entries = value.as_object().ok_or("the voice map must be a JSON object of names")?;
     let mut map = openai_voice_map();
     for (name, target) in entries {
         map.retain(|(n, _)| n != name);
         match target {
             serde_json::Value::Null => {}
             serde_json::Value::String(t) if !t.is_empty() => map.push((name.clone(), t.clone())),
-            other => {
-                return Err(file(format!("{name:?} maps to {other}; a voice name (a string) or null was expected")))
-            }
+            other => return Err(format!("{name:?} maps to {other}; a voice name (a string) or null was expected")),
         }
     }
     Ok(map)

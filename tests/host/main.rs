@@ -7,6 +7,8 @@ mod audio;
 mod config;
 mod contract;
 mod decode;
+#[cfg(feature = "serve")]
+mod fuzz_regressions;
 mod hub;
 mod hub_clone;
 mod naga_shaders;

@@ -1,0 +1,6 @@
+//! Fuzz target `voice_map`: see FUZZING.md and `fuzz/src/run.rs` for the entry point it drives.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = bark_wgpu_fuzz::run("voice_map", data);
+});
