@@ -334,7 +334,7 @@ fn clone_bad_input_is_one_clear_error_and_no_file() {
         (&silent, "quantizer.pth", &["silent.wav", "silent", "-60 dBFS"]),
         (&short, "quantizer.pth", &["short.wav", "0.50 s", "1 to 60 s"]),
         (&long, "quantizer.pth", &["long.wav", "61.00 s", "1 to 60 s"]),
-        (&text, "quantizer.pth", &["notes.wav", "WAV, FLAC, MP3 and Ogg/Vorbis"]),
+        (&text, "quantizer.pth", &["notes.wav", "WAV, FLAC, MP3, Ogg/Vorbis and M4A/AAC"]),
         (&recording, "quantizer_wide.pth", &["quantizer_wide.pth", "24", "32"]),
     ];
     for (audio, quantizer, needles) in cases {
