@@ -401,18 +401,7 @@ impl<'b> Serving<'b> {
         let events = block_on(sched.step())?;
         let tokens = events.iter().filter(|e| matches!(e, Event::Token(..))).count();
         self.counters.semantic.record(tokens, tokens, start);
-        for event in events {
-            let (ticket, seq) = match event {
-                Event::Done(ticket, seq) => (ticket, seq),
-                Event::Failed(ticket, e) => {
-                    if let Some(id) = self.owner(Stage::Semantic(ticket)) {
-                        self.finish(id, Some(e));
-                    }
-                    continue;
-                }
-                Event::Token(..) => continue,
-            };
-            let Some(id) = self.owner(Stage::Semantic(ticket)) else { continue };
+        for (id, seq) in self.completed(events, Stage::Semantic) {
             let a = self.active.get_mut(&id).expect("owner is active");
             a.semantic = seq.into_tokens();
             let started = (|| {
@@ -437,24 +426,31 @@ impl<'b> Serving<'b> {
         Ok(())
     }
 
+    /// The sequences a step completed, with their requests; a sequence that failed on its own
+    /// input ends its request here.
+    fn completed<S>(&mut self, events: Vec<Event<S>>, stage: fn(Ticket) -> Stage) -> Vec<(Id, S)> {
+        let mut done = Vec::new();
+        for event in events {
+            match event {
+                Event::Done(ticket, seq) => done.extend(self.owner(stage(ticket)).map(|id| (id, seq))),
+                Event::Failed(ticket, e) => {
+                    if let Some(id) = self.owner(stage(ticket)) {
+                        self.finish(id, Some(e));
+                    }
+                }
+                Event::Token(..) => {}
+            }
+        }
+        done
+    }
+
     fn step_coarse(&mut self) -> Result<()> {
         let Some(sched) = self.coarse.as_mut().filter(|s| !s.is_idle()) else { return Ok(()) };
         let start = Instant::now();
         let events = block_on(sched.step())?;
         let tokens = events.iter().filter(|e| matches!(e, Event::Token(..))).count();
         self.counters.coarse.record(tokens, tokens, start);
-        for event in events {
-            let (ticket, seq) = match event {
-                Event::Done(ticket, seq) => (ticket, seq),
-                Event::Failed(ticket, e) => {
-                    if let Some(id) = self.owner(Stage::Coarse(ticket)) {
-                        self.finish(id, Some(e));
-                    }
-                    continue;
-                }
-                Event::Token(..) => continue,
-            };
-            let Some(id) = self.owner(Stage::Coarse(ticket)) else { continue };
+        for (id, seq) in self.completed(events, Stage::Coarse) {
             let a = self.active.get_mut(&id).expect("owner is active");
             a.coarse = seq.into_tokens();
             a.at = Stage::Fine;
