@@ -4,7 +4,7 @@
 # the native build's tokens and audio within 1e-4 (with and without a voice, under WebGPU's
 # default limits, with f16 weights), that a second visit loads from the browser's cache, and
 # that a bad model URL and a browser without WebGPU show a clear message; also that the browser
-# compiles every kernel the library can choose there, and runs the rows attention right.
+# accepts every kernel the library can choose there, and runs the rows attention right.
 # Usage: scripts/browser_check.sh BARK_WGPU_BINARY OUTDIR
 # Needs chromium, node and npm (.ci/run installs them); the native binary runs on the default
 # adapter (CI gives it lavapipe).
@@ -24,7 +24,7 @@ voice=tests/fixtures/voices/numpy_savez.npz
 page() { (cd web && node test/run_page.mjs "$out/page" "$@" --mount /models/tiny="../$model" --mount /voices=../tests/fixtures/voices); }
 query() { printf 'model=/models/tiny&greedy=1&autorun=1&max_semantic_tokens=%s&text=%s%s' "$1" "$(node -e 'process.stdout.write(encodeURIComponent(process.argv[1]))' "$2")" "${3:-}"; }
 
-echo "== every kernel the library can choose on this device, compiled by the browser (minutes)"
+echo "== every kernel the library can choose on this device, its module validated by the browser"
 page "check=kernels"
 
 echo "== the rows attention kernel (the CPU set's) against the tiled one, in the browser's compiler"

@@ -324,10 +324,14 @@ fn direct_gemm_shares_x_loads_and_agrees_bit_for_bit_without() {
     let shared = ctx();
     // What the device offers decides it: subgroups of exactly a workgroup's 8 lanes.
     assert_eq!(gemm_direct::shares_x_loads(shared.policy()), shared.policy().subgroups_are(8));
-    eprintln!("x loads shared on this device: {}", gemm_direct::shares_x_loads(shared.policy()));
     let opts = ContextOptions { no_optional_features: true, cpu_kernels: Some(true), ..Default::default() };
     let own = &Context::new(&opts).unwrap();
     assert!(!gemm_direct::shares_x_loads(own.policy()));
+    // Without them both contexts run the same loads: the direct GEMM's own tests cover that.
+    if !gemm_direct::shares_x_loads(shared.policy()) {
+        crate::common::skipped("matmul: shared x loads", "the device has no subgroups of exactly 8 lanes");
+        return;
+    }
     let shapes = [
         (1, 24, 259, true),
         (1, 768, 40, true),
