@@ -43,9 +43,20 @@ impl Kernel {
         self.contract = Some(contract);
         self
     }
-    /// Sets a module-scope `const`/`alias` to `value` (WGSL text, e.g. `"64u"`, `"true"`).
-    pub fn with(mut self, name: &'static str, value: impl ToString) -> Kernel {
-        self.consts.push((name, value.to_string()));
+    /// Sets the module-scope `const NAME: u32` to `value`.
+    pub fn with_u32(self, name: &'static str, value: u32) -> Kernel {
+        self.set(name, format!("{value}u"))
+    }
+    /// Sets the module-scope `const NAME: bool` to `value` (also what `// #if NAME` reads).
+    pub fn with_bool(self, name: &'static str, value: bool) -> Kernel {
+        self.set(name, value.to_string())
+    }
+    /// Sets the module-scope `alias NAME` to the WGSL type `ty` (`"f32"`, `"vec4<u32>"`).
+    pub fn with_alias(self, name: &'static str, ty: &'static str) -> Kernel {
+        self.set(name, ty.to_string())
+    }
+    fn set(mut self, name: &'static str, text: String) -> Kernel {
+        self.consts.push((name, text));
         self
     }
 }

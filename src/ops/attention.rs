@@ -201,20 +201,20 @@ impl AttentionKernel {
                 let (word, col) = if block_rows > 4 { ("vec4<u32>", "vec4<f32>") } else { ("u32", "f32") };
                 Kernel::new("attention", entry(paged))
                     .contract(if paged { &PAGED } else { &DENSE })
-                    .with("D", format!("{head_dim}u"))
-                    .with("BQ", format!("{block_rows}u"))
-                    .with("KV_F16", kv_f16)
-                    .with("APPEND", append)
-                    .with("VWord", word)
-                    .with("VCol", col)
+                    .with_u32("D", head_dim)
+                    .with_u32("BQ", block_rows)
+                    .with_bool("KV_F16", kv_f16)
+                    .with_bool("APPEND", append)
+                    .with_alias("VWord", word)
+                    .with_alias("VCol", col)
             }
             AttentionKernel::Merge { head_dim, append: None } => {
-                Kernel::new("attention", "combine").contract(&COMBINE).with("D", format!("{head_dim}u"))
+                Kernel::new("attention", "combine").contract(&COMBINE).with_u32("D", head_dim)
             }
             AttentionKernel::Merge { head_dim, append: Some(kv_f16) } => Kernel::new("attention", "combine_append")
                 .contract(&COMBINE_APPEND)
-                .with("D", format!("{head_dim}u"))
-                .with("KV_F16", kv_f16),
+                .with_u32("D", head_dim)
+                .with_bool("KV_F16", kv_f16),
             AttentionKernel::Rows { paged, head_dim, kv_f16, rows_per_thread, shared_loads } => {
                 attention_rows::kernel(paged, head_dim, kv_f16, rows_per_thread, shared_loads)
             }

@@ -78,11 +78,11 @@ impl Tile {
     pub(crate) fn kernel(self, shader: &'static str, contract: &'static Contract) -> Kernel {
         Kernel::new(shader, shader)
             .contract(contract)
-            .with("WG_M", format!("{}u", self.wg_m))
-            .with("WG_N", format!("{}u", self.wg_n))
-            .with("TM", format!("{}u", self.tm))
-            .with("TN", format!("{}u", self.tn))
-            .with("BK", format!("{}u", self.bk))
+            .with_u32("WG_M", self.wg_m)
+            .with_u32("WG_N", self.wg_n)
+            .with_u32("TM", self.tm)
+            .with_u32("TN", self.tn)
+            .with_u32("BK", self.bk)
     }
 }
 

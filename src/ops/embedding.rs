@@ -57,8 +57,8 @@ enum Source {
 fn kernel(range: bool, dtype: DType) -> Kernel {
     Kernel::new("embedding", "gather")
         .contract(if range { &GATHER_RANGE } else { &GATHER })
-        .with("TABLE_F16", dtype == DType::F16)
-        .with("RANGE", range)
+        .with_bool("TABLE_F16", dtype == DType::F16)
+        .with_bool("RANGE", range)
 }
 
 /// Fails with [`Error::Invalid`] naming the first id that is not a row of a `rows`-row table.

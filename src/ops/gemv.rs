@@ -24,12 +24,12 @@ pub(crate) fn m_tile(m: usize) -> u32 {
 /// The specialisation of [`LinearKernel::Gemv`].
 pub(crate) fn kernel(subgroup: bool, vec4: bool, w_f16: bool, m_tile: u32, norm: bool) -> Kernel {
     Kernel::new("gemv", "gemv")
-        .with("SUBGROUPS", subgroup)
-        .with("VEC4", vec4)
+        .with_bool("SUBGROUPS", subgroup)
+        .with_bool("VEC4", vec4)
         .contract(&GEMV)
-        .with("W_F16", w_f16)
-        .with("MT", format!("{m_tile}u"))
-        .with("LN", norm)
+        .with_bool("W_F16", w_f16)
+        .with_u32("MT", m_tile)
+        .with_bool("LN", norm)
 }
 
 /// Records the GEMV `key` (a [`LinearKernel::Gemv`]) for a checked problem.

@@ -87,7 +87,7 @@ pub fn append(g: &mut Graph, kv: &KvVals, layer: usize, qkv: Val) -> Result<()> 
 
 /// The append kernel for pools of f16 pairs (`f16`) or f32.
 fn kernel(f16: bool) -> Kernel {
-    Kernel::new("kv_cache", "append").contract(&APPEND).with("KV_F16", f16)
+    Kernel::new("kv_cache", "append").contract(&APPEND).with_bool("KV_F16", f16)
 }
 
 /// Every specialisation this module dispatches.

@@ -85,10 +85,9 @@ impl LayerNormKernel {
         debug_assert!(LayerNormKernel::all().contains(&self), "{self:?} is not enumerated");
         match self {
             LayerNormKernel::Rows => layernorm_rows::kernel(),
-            LayerNormKernel::Workgroup { wg, per } => Kernel::new("layernorm", "layernorm")
-                .contract(&CONTRACT)
-                .with("WG", format!("{wg}u"))
-                .with("PER", format!("{per}u")),
+            LayerNormKernel::Workgroup { wg, per } => {
+                Kernel::new("layernorm", "layernorm").contract(&CONTRACT).with_u32("WG", wg).with_u32("PER", per)
+            }
         }
     }
 }

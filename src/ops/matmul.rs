@@ -222,7 +222,7 @@ impl LinearKernel {
     pub fn kernel(self) -> Kernel {
         debug_assert!(LinearKernel::all().contains(&self), "{self:?} is not enumerated by LinearKernel::all");
         match self {
-            LinearKernel::Gemm { w_f16 } => Kernel::new("matmul", "gemm").contract(&GEMM).with("W_F16", w_f16),
+            LinearKernel::Gemm { w_f16 } => Kernel::new("matmul", "gemm").contract(&GEMM).with_bool("W_F16", w_f16),
             LinearKernel::GemmDirect { vec4, w_f16, rows, shared_x } => {
                 gemm_direct::kernel(vec4, w_f16, rows, shared_x)
             }

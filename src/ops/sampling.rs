@@ -336,7 +336,7 @@ const VARIANTS: [(u32, u32); 2] = [(64, 8), (256, 16)];
 const NARROW: usize = 2048;
 
 fn kernel((wg, split): (u32, u32)) -> Kernel {
-    Kernel::new("sampling", "sample").contract(&SAMPLE).with("WG", format!("{wg}u")).with("SPLIT", format!("{split}u"))
+    Kernel::new("sampling", "sample").contract(&SAMPLE).with_u32("WG", wg).with_u32("SPLIT", split)
 }
 
 /// Chooses one token per row of `logits` (`[..., V]` f32; rows = all leading dimensions) with

@@ -173,7 +173,8 @@ fn a_bad_kernel_is_an_error_not_a_crash() {
     assert!(matches!(ctx.pipeline(&unknown_file), Err(bark_wgpu::Error::Shader { .. })));
     let unknown_entry = bark_wgpu::gpu::Kernel::new("elementwise", "no_such_entry");
     assert!(matches!(ctx.pipeline(&unknown_entry), Err(bark_wgpu::Error::Shader { .. })));
-    let bad_value = bark_wgpu::gpu::Kernel::new("elementwise", "gelu").with("WG", "not_a_number");
+    // A type where a number belongs: the module does not compile.
+    let bad_value = bark_wgpu::gpu::Kernel::new("elementwise", "gelu").with_alias("WG", "not_a_type");
     assert!(matches!(ctx.pipeline(&bad_value), Err(bark_wgpu::Error::Shader { .. })));
 }
 

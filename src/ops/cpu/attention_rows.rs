@@ -57,14 +57,14 @@ pub(crate) fn words_split(head_dim: u32, kv_f16: bool) -> bool {
 pub(crate) fn kernel(paged: bool, head_dim: u32, kv_f16: bool, rows_per_thread: u32, shared_loads: bool) -> Kernel {
     let k = Kernel::new("cpu/attention_rows", if paged { "paged" } else { "dense" })
         .contract(if paged { &PAGED } else { &DENSE })
-        .with("CPW", format!("{}u", chunks_per_word(head_dim, kv_f16)))
-        .with("D", format!("{head_dim}u"))
-        .with("RQ", format!("{rows_per_thread}u"))
-        .with("WG", format!("{WG}u"))
-        .with("KV_F16", kv_f16)
-        .with("PAGED", paged);
+        .with_u32("CPW", chunks_per_word(head_dim, kv_f16))
+        .with_u32("D", head_dim)
+        .with_u32("RQ", rows_per_thread)
+        .with_u32("WG", WG)
+        .with_bool("KV_F16", kv_f16)
+        .with_bool("PAGED", paged);
     if shared_loads {
-        k.with("SUBGROUPS", true)
+        k.with_bool("SUBGROUPS", true)
     } else {
         k
     }

@@ -35,12 +35,12 @@ pub(crate) fn kernel(vec4: bool, w_f16: bool, rows: u32, shared_x: bool) -> Kern
     let entry = if vec4 { "gemm_direct_vec4" } else { "gemm_direct_scalar" };
     let k = Kernel::new("cpu/gemm_direct", entry)
         .contract(&GEMM)
-        .with("W_F16", w_f16)
-        .with("DM", format!("{rows}u"))
-        .with("DC", format!("{}u", col_groups(rows)));
+        .with_bool("W_F16", w_f16)
+        .with_u32("DM", rows)
+        .with_u32("DC", col_groups(rows));
     if shared_x {
         let by_rows = rows.min(WG as u32);
-        k.with("SUBGROUPS", true).with("XR", format!("{by_rows}u")).with("XS", format!("{}u", WG as u32 / by_rows))
+        k.with_bool("SUBGROUPS", true).with_u32("XR", by_rows).with_u32("XS", WG as u32 / by_rows)
     } else {
         k
     }
