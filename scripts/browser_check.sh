@@ -16,7 +16,7 @@ rm -rf "$out"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-scripts/build_web.sh "$out/page" --debug
+scripts/build_web.sh "$out/page" --debug --checks
 (cd web && npm ci --silent --no-audit --no-fund)
 
 model=tests/fixtures/tiny

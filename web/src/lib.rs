@@ -86,6 +86,7 @@ pub async fn adapter_line() -> Result<String, JsValue> {
 /// pipeline's back-end compile is SwiftShader's here and another on each real GPU. The
 /// pipelines this device chooses are compiled by the page's generations; compiling all of them
 /// took over 6 minutes of CI's 2 cores (BENCHMARKS.md, "CI time").
+#[cfg(feature = "checks")]
 #[wasm_bindgen]
 pub async fn check_kernels(skip: usize, at_most: usize) -> Result<String, JsValue> {
     let ctx = context().await?;
@@ -138,6 +139,7 @@ pub async fn check_kernels(skip: usize, at_most: usize) -> Result<String, JsValu
 }
 
 /// What the browser says of a shader module made from `src`, if anything.
+#[cfg(feature = "checks")]
 async fn module_error(device: &wgpu::Device, label: &str, src: String) -> Option<wgpu::Error> {
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -280,6 +282,7 @@ impl WebGeneration {
 /// Runs the fine model's dense attention with the CPU set's rows kernel and with the tiled
 /// kernel on the same random input, for heads of `head_dim` and `seq_len` causal rows, and
 /// returns the largest difference (they agree within f32 rounding on every native driver).
+#[cfg(feature = "checks")]
 #[wasm_bindgen]
 pub async fn check_attention(head_dim: usize, seq_len: usize) -> Result<f64, JsValue> {
     use bark_wgpu::ops::attention::{dense_with, AttnOptions, Mask};
