@@ -4,13 +4,13 @@
 # fuzz/corpus/<target>/ (fuzz/seeds.py makes it). Prints one Markdown row per target for
 # FUZZING.md's results and keeps each log under $OUT (default fuzz/campaign-logs/).
 # Usage: fuzz/campaign.sh TARGET... (CARGO_TARGET_DIR as for the build; JOBS targets at once,
-# default 1.)
+# default 1; MAX_TIME seconds per target, default 3600: a shorter run is a partial campaign.)
 set -euo pipefail
 cd "$(dirname "$0")"
 out=${OUT:-campaign-logs}
 mkdir -p "$out"
 [ $# -gt 0 ] || { echo "usage: fuzz/campaign.sh TARGET..." >&2; exit 2; }
-cargo +nightly fuzz build -s none -a "$@" >/dev/null
+cargo +nightly fuzz build -s none -a >/dev/null
 
 run_one() {
     local t=$1 log="$out/$1.log"
@@ -18,7 +18,7 @@ run_one() {
     found_before=$(find "artifacts/$t" -type f 2>/dev/null | wc -l)
     mkdir -p "corpus/$t"
     local start=$SECONDS rc=0
-    cargo +nightly fuzz run -s none -a "$t" "corpus/$t" -- -runs=10000000 -max_total_time=3600 \
+    cargo +nightly fuzz run -s none -a "$t" "corpus/$t" -- -runs=10000000 -max_total_time="${MAX_TIME:-3600}" \
         -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$log" 2>&1 || rc=$?
     local secs=$((SECONDS - start))
     stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
