@@ -254,9 +254,11 @@ fn bert_from_files(
     Ok(TextTokenizer { inner })
 }
 
-/// tokenizers 0.22 panics (an `expect`) instead of returning an error on two kinds of bad file
-/// (see FUZZING.md): a JSON syntax error inside `decoder` (found by fuzzing), and a `Precompiled`
-/// normalizer with wrong fields (huggingface/tokenizers#1645). Both are refused here, first.
+/// tokenizers 0.22 panics instead of returning an error on three kinds of bad file (see
+/// FUZZING.md): a JSON syntax error inside `decoder` (found by fuzzing), a `Precompiled`
+/// normalizer with wrong fields (huggingface/tokenizers#1645), and a template for one text that
+/// names the second one (found by fuzzing: it indexes a second encoding that one text lacks).
+/// All are refused here, first.
 fn check_tokenizer_json(bytes: &[u8]) -> std::result::Result<(), String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not a valid tokenizer.json: {e}"))?;
     fn precompiled(v: &Value) -> bool {
@@ -269,7 +271,31 @@ fn check_tokenizer_json(bytes: &[u8]) -> std::result::Result<(), String> {
     if value.get("normalizer").is_some_and(precompiled) {
         return Err("not a BERT tokenizer.json: its normalizer is `Precompiled` (SentencePiece's)".into());
     }
+    if value.get("post_processor").is_some_and(single_names_b) {
+        return Err(
+            "not a usable tokenizer.json: its post-processor's template for one text names a second text ($B)".into()
+        );
+    }
     Ok(())
+}
+
+/// Whether a `TemplateProcessing` in `v` (or in a `Sequence` of processors) has a `single`
+/// template with a piece of sequence B, written `{"Sequence": {"id": "B", ..}}` or `"$B[:n]"`.
+fn single_names_b(v: &Value) -> bool {
+    let names_b = |piece: &Value| match piece {
+        Value::Object(m) => m.get("Sequence").and_then(|s| s.get("id")).is_some_and(|id| id == "B"),
+        Value::String(s) => s.strip_prefix('$').is_some_and(|rest| matches!(rest.split(':').next(), Some("B" | "b"))),
+        _ => false,
+    };
+    match v {
+        Value::Object(m) => {
+            let template = m.get("type").is_some_and(|t| t == "TemplateProcessing");
+            let single = m.get("single").and_then(Value::as_array);
+            (template && single.is_some_and(|pieces| pieces.iter().any(names_b))) || m.values().any(single_names_b)
+        }
+        Value::Array(items) => items.iter().any(single_names_b),
+        _ => false,
+    }
 }
 
 /// The original Bark's clean-up before tokenizing: runs of whitespace become one space and the
