@@ -43,6 +43,12 @@ impl Kernel {
         self.contract = Some(contract);
         self
     }
+    /// The WGSL this kernel compiles from: its file in `shaders/`, specialised and prepared
+    /// ([`shaders::prepare`]). The error says what is wrong in words.
+    pub fn wgsl(&self) -> std::result::Result<String, String> {
+        let src = shaders::source(self.shader).ok_or("no such file in shaders/")?;
+        shaders::prepare(src, &self.consts)
+    }
     /// Sets the module-scope `const NAME: u32` to `value`.
     pub fn with_u32(self, name: &'static str, value: u32) -> Kernel {
         self.set(name, format!("{value}u"))
@@ -73,8 +79,7 @@ impl Context {
             return Ok(p.clone());
         }
         let shader_err = |message: String| Error::Shader { name: kernel.shader.to_string(), message };
-        let src = shaders::source(kernel.shader).ok_or_else(|| shader_err("no such file in shaders/".into()))?;
-        let src = shaders::prepare(src, &kernel.consts).map_err(shader_err)?;
+        let src = kernel.wgsl().map_err(shader_err)?;
         let device = self.device();
         let (pipeline, error) = validated(device, || {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {

@@ -118,7 +118,7 @@ fn every_kernel_binds_what_its_shader_declares() {
         let found = match k.contract {
             None => vec!["no Contract (Kernel::contract)".to_string()],
             Some(contract) => {
-                let src = shaders::prepare(shaders::source(k.shader).expect("embedded shader"), &k.consts).unwrap();
+                let src = k.wgsl().unwrap();
                 mismatches(&src, k.entry, contract)
             }
         };
@@ -154,7 +154,7 @@ fn a_changed_field_offset_or_binding_on_either_side_is_caught() {
     let k = bark_wgpu::ops::all_kernels().into_iter().find(|k| (k.shader, k.entry) == ("elementwise", "elu"));
     let k = k.expect("elementwise::elu");
     let contract = *k.contract.unwrap();
-    let src = shaders::prepare(shaders::source(k.shader).unwrap(), &k.consts).unwrap();
+    let src = k.wgsl().unwrap();
     assert_eq!(mismatches(&src, "elu", &contract), Vec::<String>::new());
     let caught = |src: &str, c: &Contract, what: &str, expect: &str| {
         let found = mismatches(src, "elu", c);

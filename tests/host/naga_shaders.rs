@@ -61,15 +61,28 @@ fn every_file_in_shaders_is_embedded_and_valid() {
     assert!(count > 0);
 }
 
+/// Whether naga validates `module` on a device with `caps` (subgroup operations in compute
+/// shaders, where `caps` has SUBGROUP).
+pub fn validates(module: &naga::Module, caps: naga::valid::Capabilities) -> bool {
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+        .validate(module)
+        .is_ok()
+}
+
+/// Every capability but subgroups': a device without them.
+pub fn without_subgroups() -> naga::valid::Capabilities {
+    naga::valid::Capabilities::all() - naga::valid::Capabilities::SUBGROUP - naga::valid::Capabilities::SUBGROUP_BARRIER
+}
+
 #[test]
 fn the_cpu_kernels_default_text_needs_no_subgroups() {
     // A module that names subgroup builtins fails validation on a device without them, so a
     // CPU kernel's plain text must not name them; its SUBGROUPS twin (the same file) does.
-    let validate = |src: &str, caps: naga::valid::Capabilities| {
-        let module = naga::front::wgsl::parse_str(src).unwrap();
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps).validate(&module).is_ok()
-    };
-    let plain = naga::valid::Capabilities::all() - naga::valid::Capabilities::SUBGROUP;
+    let validate =
+        |src: &str, caps: naga::valid::Capabilities| validates(&naga::front::wgsl::parse_str(src).unwrap(), caps);
+    let plain = without_subgroups();
     let mut twins = 0;
     for (name, src) in shaders::ALL.iter().filter(|(n, _)| n.starts_with("cpu/")) {
         assert!(validate(&shaders::prepare(src, &[]).unwrap(), plain), "{name} needs subgroups by default");
@@ -86,8 +99,7 @@ fn every_specialisation_the_ops_use_is_valid() {
     let kernels = bark_wgpu::ops::all_kernels();
     assert!(!kernels.is_empty());
     for k in kernels {
-        let src = shaders::source(k.shader).unwrap_or_else(|| panic!("{}: no such shader", k.shader));
-        let src = shaders::prepare(src, &k.consts).unwrap_or_else(|e| panic!("{} {:?}: {e}", k.shader, k.consts));
+        let src = k.wgsl().unwrap_or_else(|e| panic!("{} {:?}: {e}", k.shader, k.consts));
         check(&format!("{} {:?}", k.shader, k.consts), &src);
     }
 }
@@ -101,7 +113,7 @@ fn every_specialisation_fits_webgpus_default_limits() {
     let d = wgpu::Limits::default();
     let limits = (d.max_compute_workgroup_storage_size, d.max_compute_invocations_per_workgroup);
     for k in bark_wgpu::ops::all_kernels() {
-        let src = shaders::prepare(shaders::source(k.shader).unwrap(), &k.consts).unwrap();
+        let src = k.wgsl().unwrap();
         let module = naga::front::wgsl::parse_str(&src).unwrap();
         let shared: u32 = module
             .global_variables

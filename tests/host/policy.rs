@@ -6,10 +6,13 @@
 
 use std::collections::HashMap;
 
-use bark_wgpu::gpu::{shaders, Kernel, KernelPolicy};
+use bark_wgpu::gpu::{Kernel, KernelPolicy};
 use bark_wgpu::ops::attention::{self, AttentionKernel, AttnOptions, AttnProblem};
 use bark_wgpu::ops::layernorm::{self, LayerNormKernel};
 use bark_wgpu::ops::matmul::{self, LinearKernel, LinearProblem, Variant, GEMV_MAX_M};
+use naga::valid::Capabilities;
+
+use crate::naga_shaders::{validates, without_subgroups};
 
 /// What a kernel asks of the device, read from its prepared WGSL with naga.
 #[derive(Clone, Copy)]
@@ -31,20 +34,12 @@ impl Device {
         if let Some(n) = self.seen.get(k) {
             return *n;
         }
-        let src = shaders::prepare(shaders::source(k.shader).expect("a file in shaders/"), &k.consts).unwrap();
+        let src = k.wgsl().unwrap_or_else(|e| panic!("{k:?}: {e}"));
         let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{k:?}: {e}"));
-        let validate = |caps| {
-            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
-                .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
-                .subgroup_operations(naga::valid::SubgroupOperationSet::all())
-                .validate(&module)
-                .is_ok()
-        };
-        let with = naga::valid::Capabilities::all();
-        let without = with - naga::valid::Capabilities::SUBGROUP - naga::valid::Capabilities::SUBGROUP_BARRIER;
-        assert!(validate(with), "{k:?} is not valid WGSL with every capability");
+        assert!(validates(&module, Capabilities::all()), "{k:?} is not valid WGSL with every capability");
         let entry = module.entry_points.iter().find(|e| e.name == k.entry).expect("the kernel's entry point");
-        let n = Needs { subgroups: !validate(without), workgroup: entry.workgroup_size.iter().product() };
+        let subgroups = !validates(&module, without_subgroups());
+        let n = Needs { subgroups, workgroup: entry.workgroup_size.iter().product() };
         self.seen.insert(k.clone(), n);
         n
     }

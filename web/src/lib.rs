@@ -115,10 +115,7 @@ pub async fn check_kernels(skip: usize, at_most: usize) -> Result<String, JsValu
         compiled += 1;
         last = format!("{}::{} {:?}", k.shader, k.entry, k.consts);
         let name = format!("{}::{}", k.shader, k.entry);
-        let src = bark_wgpu::gpu::shaders::source(k.shader)
-            .ok_or_else(|| "no such file in shaders/".to_string())
-            .and_then(|src| bark_wgpu::gpu::shaders::prepare(src, &k.consts));
-        match src {
+        match k.wgsl() {
             Err(e) => failed.push(format!("{name}: {e}")),
             Ok(src) => {
                 if let Some(e) = module_error(device, &name, src).await {
